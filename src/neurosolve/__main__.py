@@ -1,0 +1,5 @@
+import sys
+
+from neurosolve.cli import main
+
+sys.exit(main())

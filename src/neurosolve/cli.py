@@ -1,0 +1,95 @@
+"""The ``neurosolve`` command.
+
+Each area of the package contributes its subcommands through a module that defines
+``add_commands(groups: CommandGroups) -> None``; see :data:`COMMAND_MODULES`. A command
+is an ``argparse`` subparser whose ``func`` default takes the parsed namespace and
+returns an exit code. Errors the user caused (:class:`~neurosolve.errors.NeurosolveError`)
+are printed as one line and exit with status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from neurosolve._version import __version__
+from neurosolve.errors import NeurosolveError
+
+__all__ = ["CommandGroups", "build_parser", "main"]
+
+#: Modules that add subcommands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = ("neurosolve.data.commands",)
+
+
+@dataclass
+class CommandGroups:
+    """Where command modules attach their subparsers.
+
+    Attributes
+    ----------
+    top : argparse._SubParsersAction
+        ``neurosolve <command>``.
+    train : argparse._SubParsersAction
+        ``neurosolve train <model>``: one subparser per trainable model.
+    """
+
+    top: argparse._SubParsersAction
+    train: argparse._SubParsersAction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser with every registered command."""
+    parser = argparse.ArgumentParser(
+        prog="neurosolve",
+        description="Learned PDE solvers, PDE data generation and a Krylov-style benchmark "
+        "harness. Run 'neurosolve <command> --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurosolve {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics to stderr")
+    top = parser.add_subparsers(dest="command", metavar="<command>")
+    train_parser = top.add_parser(
+        "train",
+        help="train a model (dcdm, mgno, fno, sfno, ...)",
+        description="Train a model. Run 'neurosolve train <model> --help' for its options.",
+    )
+    train = train_parser.add_subparsers(dest="model", metavar="<model>")
+    train_parser.set_defaults(func=lambda args: _missing(train_parser, "model"))
+    groups = CommandGroups(top=top, train=train)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(groups)
+    return parser
+
+
+def _missing(parser: argparse.ArgumentParser, what: str) -> int:
+    parser.print_help(sys.stderr)
+    print(f"\nerror: choose a {what}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``neurosolve`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NeurosolveError as exc:
+        print(f"neurosolve: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurosolve: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
