@@ -22,7 +22,12 @@ from neurosolve.errors import NeurosolveError
 __all__ = ["CommandGroups", "build_parser", "main"]
 
 #: Modules that add subcommands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("neurosolve.data.commands",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "neurosolve.data.commands",
+    "neurosolve.solvers.dcdm.commands",
+    "neurosolve.harness.commands",
+    "neurosolve.operators.sfno_commands",
+)
 
 
 @dataclass

@@ -1,0 +1,129 @@
+"""Linear solvers behind one interface: :func:`solve`.
+
+Every method, classical or learned, is reached by name (see :func:`available`), returns a
+:class:`~neurosolve.solvers.result.SolveResult`, and stops on the TRUE residual
+``||b - A x|| <= max(rtol ||b||, atol)``:
+
+- torch Krylov methods (:mod:`neurosolve.solvers.krylov`): ``cg``, ``pcg``, ``pcg-jacobi``,
+  ``fcg``; CPU/CUDA, float32/float64, batched right-hand sides;
+- baselines (:mod:`neurosolve.solvers.baselines`): ``scipy-cg``, ``scipy-cg-jacobi``,
+  ``ic-pcg``, ``amg-sa``, ``amg-rs``, ``amg-sa-pcg``, ``amg-rs-pcg``;
+- learned methods registered by their modules (e.g. ``dcdm``).
+
+Solver objects (:func:`make_solver`) split setup from solve, so a hierarchy, a factorization
+or a trained network is built once and reused across right-hand sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from neurosolve.solvers.registry import (
+    available,
+    describe,
+    make_solver,
+    needs_grid,
+    prepare_system,
+    register_method,
+)
+from neurosolve.solvers.result import SolveResult, Status, relative_residual, stopping_threshold
+
+__all__ = [
+    "SolveResult",
+    "Status",
+    "available",
+    "describe",
+    "make_solver",
+    "needs_grid",
+    "prepare_system",
+    "register_method",
+    "relative_residual",
+    "solve",
+    "stopping_threshold",
+]
+
+
+def solve(
+    A: Any,
+    b: Any = None,
+    method: str = "cg",
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    x0: Any = None,
+    callback: Callable[[Any], None] | None = None,
+    **options: Any,
+) -> SolveResult:
+    """Solve the SPD system ``A x = b`` with the method called ``method``.
+
+    Parameters
+    ----------
+    A : LinearSystem, scipy sparse matrix, LinearOperator, ndarray or StencilOperator
+        The operator. A :class:`~neurosolve.data.systems.LinearSystem` carries its grid, which
+        grid-based methods (stencil operator, CNN preconditioners, DCDM) need, and its ``b``,
+        used when ``b`` is not given.
+    b : numpy.ndarray or torch.Tensor, optional
+        Right-hand side ``(n,)`` or a block ``(n, k)`` (torch methods solve every column;
+        baselines solve them one after another).
+    method : str
+        A name from :func:`available`.
+    rtol, atol : float
+        Stopping rule on the true residual: ``||b - A x|| <= max(rtol ||b||, atol)``.
+    maxiter : int, optional
+        Iteration limit (method default otherwise).
+    x0 : array or tensor, optional
+        Initial guess.
+    callback : callable, optional
+        ``callback(x_k)`` after every iteration.
+    **options
+        Settings of the method (``device``, ``dtype``, ``preconditioner``, ``history``...);
+        for torch methods ``device`` defaults to the device of a tensor ``b``.
+
+    Returns
+    -------
+    SolveResult
+        ``x`` has the type of ``b``; ``setup_seconds`` holds the setup time of the method.
+
+    Raises
+    ------
+    UnknownNameError
+        ``method`` is not registered (the message lists the available ones).
+    InvalidInputError
+        Bad ``A``, ``b`` or ``x0`` (non-square, non-symmetric, NaN/Inf, shape mismatch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurosolve.data.systems import poisson
+    >>> system = poisson((16, 16))
+    >>> result = solve(system, np.ones(system.n), method="cg", rtol=1e-8)
+    >>> result.converged, result.iterations > 0
+    (True, True)
+    >>> solve(system, np.ones(system.n), method="amg-sa-pcg", rtol=1e-8).converged
+    True
+    """
+    if b is None:
+        b = getattr(A, "b", None)
+        if b is None:
+            from neurosolve.errors import InvalidInputError
+
+            raise InvalidInputError("no right-hand side: pass b (the system has none either)")
+    if "device" not in options and type(b).__module__.startswith("torch"):
+        if _takes_device(method):
+            options["device"] = b.device
+    solver = make_solver(method, A, **options)
+    return solver.solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+
+
+def _takes_device(method: str) -> bool:
+    """Whether the factory of ``method`` takes a ``device`` keyword (torch-based methods)."""
+    import inspect
+
+    from neurosolve.solvers.registry import get_factory
+
+    try:
+        params = inspect.signature(get_factory(method)).parameters
+    except (TypeError, ValueError):
+        return False
+    return "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -1,0 +1,481 @@
+"""SFNO + Spectral-Refiner vs FNO3d vs the pseudo-spectral solver on 2D Navier-Stokes.
+
+Trains FNO3d and SFNO (same trainer, same data) on windows t_in -> t_out of vorticity
+trajectories, refines the SFNO per test batch with the residual estimator only (no ground
+truth), and runs the pseudo-spectral solver itself on the same test windows: from the last
+input frame at the stored resolution (coarse) and at a reference resolution. Reports, per
+method: true relative L2 and H1 errors of whole trajectories, the estimator
+||R||_{L2(0,T;H^-1)}, parameters, train time, inference time (as a ratio to the
+reference solver, measured in this process), and the correlation between the estimator and
+the true error over test samples.
+
+Default: a small setting for a busy 2-core machine (minutes). ``--full`` is the FNO setting
+(nu = 1e-3, 64^2 stored from a 256^2 simulation, 10 -> 40 snapshots one time unit apart,
+1000 training trajectories); ``--hard`` switches to nu = 1e-4. Use ``--device cuda`` on a GPU.
+
+    python benchmarks/sfno_refiner.py                       # small default
+    python benchmarks/sfno_refiner.py --full --device cuda  # FNO setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from neurosolve.data.navier_stokes import (
+    NavierStokes2d,
+    navier_stokes_samples,
+    resample_spectral,
+)
+from neurosolve.operators.losses import relative_l2
+from neurosolve.operators.refine import relative_error, residual_estimator, spectral_refine
+from neurosolve.operators.sfno import SFNO, FNO3d, count_parameters
+from neurosolve.operators.training import ModelSpec, TrainConfig, Trainer, supervised_loss
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--full", action="store_true", help="FNO setting (GPU-sized)")
+    p.add_argument("--hard", action="store_true", help="nu = 1e-4 instead of 1e-3")
+    p.add_argument("--resolution", type=int, default=None, help="stored grid (default 32)")
+    p.add_argument("--sim-resolution", type=int, default=None, help="data simulation grid")
+    p.add_argument("--ref-resolution", type=int, default=None, help="reference solver grid")
+    p.add_argument("--nu", type=float, default=None)
+    p.add_argument("--sim-dt", type=float, default=None, help="solver time step")
+    p.add_argument("--record-every", type=float, default=None, help="time between snapshots")
+    p.add_argument("--t-in", type=int, default=None)
+    p.add_argument("--t-out", type=int, default=None)
+    p.add_argument("--train", type=int, default=None, help="training trajectories")
+    p.add_argument("--test", type=int, default=None, help="test trajectories")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--modes", type=int, nargs=3, default=None, help="SFNO modes x y t")
+    p.add_argument("--width", type=int, default=None, help="SFNO / FNO3d width")
+    p.add_argument("--fno-modes", type=int, nargs=3, default=None, help="FNO3d modes x y t")
+    p.add_argument("--refine-steps", type=int, default=50)
+    p.add_argument("--refine-lr", type=float, default=None)
+    p.add_argument("--refine-batch", type=int, default=1, help="samples per refined batch")
+    p.add_argument("--time-order", type=int, default=4)
+    p.add_argument("--solver-samples", type=int, default=4, help="test windows for solver timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-cache", type=Path, default=None, help="reuse generated data (.npz)")
+    p.add_argument("--out", type=Path, default=RESULTS / "sfno_refiner.json")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    small = dict(
+        resolution=32,
+        sim_resolution=64,
+        ref_resolution=128,
+        nu=1e-3,
+        sim_dt=4e-3,
+        record_every=0.25,
+        t_in=10,
+        t_out=10,
+        train=96,
+        test=16,
+        epochs=12,
+        batch_size=8,
+        modes=(8, 8, 4),
+        width=16,
+        fno_modes=(8, 8, 4),
+        refine_lr=5e-3,
+    )
+    full = dict(
+        resolution=64,
+        sim_resolution=256,
+        ref_resolution=256,
+        nu=1e-3,
+        sim_dt=1e-4,
+        record_every=1.0,
+        t_in=10,
+        t_out=40,
+        train=1000,
+        test=100,
+        epochs=10,
+        batch_size=10,
+        modes=(12, 12, 5),
+        width=20,
+        fno_modes=(8, 8, 8),
+        refine_lr=5e-3,
+    )
+    defaults = full if args.full else small
+    if args.hard:
+        defaults["nu"] = 1e-4
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def make_data(args, first: int, count: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Trajectory windows of samples first..first+count (sample i: default_rng([seed, i]))."""
+    rngs = [np.random.default_rng([args.seed, first + i]) for i in range(count)]
+    t0 = time.perf_counter()
+    xs, ys = [], []
+    chunk = 16
+    for s in range(0, count, chunk):
+        x, y = navier_stokes_samples(
+            rngs[s : s + chunk],
+            resolution=args.resolution,
+            sim_resolution=args.sim_resolution,
+            nu=args.nu,
+            dt=args.sim_dt,
+            record_every=args.record_every,
+            t_in=args.t_in,
+            t_out=args.t_out,
+            forcing="fno",
+            device=args.device,
+        )
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys), time.perf_counter() - t0
+
+
+def load_data(args):
+    if args.data_cache is not None and args.data_cache.is_file():
+        d = np.load(args.data_cache)
+        return {k: d[k] for k in d.files} | {"generated_seconds": float(d["generated_seconds"])}
+    xtr, ytr, s1 = make_data(args, 0, args.train)
+    xte, yte, s2 = make_data(args, args.train, args.test)
+    data = dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, generated_seconds=s1 + s2)
+    if args.data_cache is not None:
+        args.data_cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.data_cache, **data)
+    return data
+
+
+def train(kind, model, data, args, run_dir):
+    train_set = TensorDataset(
+        torch.as_tensor(data["x_train"], dtype=torch.float32),
+        torch.as_tensor(data["y_train"], dtype=torch.float32),
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=1e-4,
+        schedule="onecycle",
+        seed=args.seed,
+        device=args.device,
+        val_fraction=0.1,
+        progress=not args.quiet,
+        plot=False,
+    )
+    loss = supervised_loss(relative_l2)
+    trainer = Trainer(
+        model, loss, config, run_dir / kind, model_spec=ModelSpec(kind, model.config())
+    )
+    t0 = time.perf_counter()
+    history = trainer.fit(train_set, resume=False)
+    seconds = time.perf_counter() - t0
+    return trainer.model.eval(), seconds, history
+
+
+def predict(model, x, device, batch=8):
+    out = []
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch):
+            xb = torch.as_tensor(x[s : s + batch], dtype=torch.float32, device=device)
+            out.append(model(xb).double().cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return torch.cat(out), time.perf_counter() - t0
+
+
+def metrics(pred, x_last, y, args) -> dict[str, list[float]]:
+    est = residual_estimator(
+        torch.cat([x_last, pred], dim=1),
+        args.record_every,
+        nu=args.nu,
+        forcing="fno",
+        time_order=args.time_order,
+    )
+    err = pred - y
+    abs_err = torch.sqrt((err**2).mean(dim=(2, 3)).sum(dim=1) * args.record_every)
+    return {
+        "rel_l2": relative_error(pred, y).tolist(),
+        "rel_h1": relative_error(pred, y, s=1.0).tolist(),
+        "estimator": est.tolist(),
+        "abs_l2": abs_err.tolist(),  # ||e||_{L2(0,T;L2)}, rectangle rule
+    }
+
+
+def solver_runs(data, args, device):
+    """The pseudo-spectral solver from the last input frame, coarse and reference grids."""
+    k = min(args.solver_samples, data["x_test"].shape[0])
+    x_last = torch.as_tensor(data["x_test"][:k, -1], dtype=torch.float64, device=device)
+    t_final = args.t_out * args.record_every
+    out = {}
+    for name, n in (("coarse", args.resolution), ("reference", args.ref_resolution)):
+        # time step scaled with the grid (advective CFL), never above the data's step
+        dt = min(args.sim_dt * args.sim_resolution / n, args.record_every)
+        solver = NavierStokes2d(n, nu=args.nu, dt=dt, forcing="fno", device=device)
+        w0 = resample_spectral(x_last, n)
+        t0 = time.perf_counter()
+        traj = solver.simulate(w0, t_final, args.record_every)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        pred = resample_spectral(traj, args.resolution).cpu()
+        out[name] = {"pred": pred, "seconds": seconds, "samples": k, "grid": n, "dt": dt}
+    return out
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def spearman(a, b) -> float:
+    ra = np.argsort(np.argsort(a))
+    rb = np.argsort(np.argsort(b))
+    return pearson(ra, rb)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    log(f"settings: {vars(args)}", args.quiet)
+
+    data = load_data(args)
+    log(f"data: {data['generated_seconds']:.1f} s", args.quiet)
+    x_test = data["x_test"]
+    y_test = torch.as_tensor(data["y_test"], dtype=torch.float64)
+    x_last = torch.as_tensor(x_test[:, -1:], dtype=torch.float64)
+
+    results: dict[str, dict] = {}
+    run_dir = Path(tempfile.mkdtemp(prefix="sfno_refiner_"))
+    models = {
+        "fno3d": FNO3d(
+            modes=args.fno_modes,
+            width=args.width,
+            layers=4,
+            t_in=args.t_in,
+            t_out=args.t_out,
+            device=device,
+        ),
+        "sfno": SFNO(modes=args.modes, width=args.width, layers=4, t_out=args.t_out, device=device),
+    }
+    trained = {}
+    for kind, model in models.items():
+        log(f"training {kind} ({count_parameters(model)} parameters)", args.quiet)
+        model, train_s, history = train(kind, model, data, args, run_dir)
+        trained[kind] = model
+        pred, infer_s = predict(model, x_test, device)
+        results[kind] = {
+            "parameters": count_parameters(model),
+            "train_seconds": train_s,
+            "inference_seconds_per_sample": infer_s / x_test.shape[0],
+            "final_train_loss": history["epochs"][-1]["train_loss"],
+            **metrics(pred, x_last, y_test, args),
+        }
+        if kind == "sfno":
+            sfno_pred = pred
+
+    # Spectral-Refiner: per test batch, estimator only
+    log("refining SFNO on the test set", args.quiet)
+    refined, histories, refine_s, best_steps = [], [], 0.0, []
+    for s in range(0, x_test.shape[0], args.refine_batch):
+        xb = torch.as_tensor(x_test[s : s + args.refine_batch], dtype=torch.float32)
+        out = spectral_refine(
+            trained["sfno"],
+            xb.to(device),
+            dt=args.record_every,
+            nu=args.nu,
+            forcing="fno",
+            steps=args.refine_steps,
+            lr=args.refine_lr,
+            time_order=args.time_order,
+        )
+        refined.append(out.prediction.cpu())
+        histories.append(out.estimator.mean(axis=1))
+        best_steps.append(out.best_step)
+        refine_s += out.seconds
+    refined = torch.cat(refined)
+    results["sfno+refine"] = {
+        "parameters": results["sfno"]["parameters"],
+        "train_seconds": results["sfno"]["train_seconds"],
+        "inference_seconds_per_sample": results["sfno"]["inference_seconds_per_sample"]
+        + refine_s / x_test.shape[0],
+        "refine_seconds_per_sample": refine_s / x_test.shape[0],
+        "best_steps": best_steps,
+        **metrics(refined, x_last, y_test, args),
+    }
+
+    # the solver itself
+    log("running the pseudo-spectral solver", args.quiet)
+    solver = solver_runs(data, args, device)
+    k = solver["coarse"]["samples"]
+    ref_per_sample = solver["reference"]["seconds"] / k
+    for name, run in solver.items():
+        label = f"solver-{run['grid']}"
+        results[label] = {
+            "parameters": 0,
+            "train_seconds": 0.0,
+            "inference_seconds_per_sample": run["seconds"] / k,
+            "solver_dt": run["dt"],
+            "samples": k,
+            **metrics(run["pred"], x_last[:k], y_test[:k], args),
+        }
+    truth_est = residual_estimator(
+        torch.cat([x_last, y_test], dim=1),
+        args.record_every,
+        nu=args.nu,
+        forcing="fno",
+        time_order=args.time_order,
+    ).tolist()
+
+    # summaries, claims
+    table = []
+    for name, r in results.items():
+        row = {
+            "method": name,
+            "rel_l2": float(np.mean(r["rel_l2"])),
+            "rel_l2_std": float(np.std(r["rel_l2"])),
+            "rel_h1": float(np.mean(r["rel_h1"])),
+            "estimator": float(np.mean(r["estimator"])),
+            "parameters": r["parameters"],
+            "train_seconds": r["train_seconds"],
+            "inference_s_per_sample": r["inference_seconds_per_sample"],
+            "inference_vs_reference_solver": r["inference_seconds_per_sample"] / ref_per_sample,
+            "samples": len(r["rel_l2"]),
+        }
+        table.append(row)
+    before = np.asarray(results["sfno"]["rel_l2"])
+    after = np.asarray(results["sfno+refine"]["rel_l2"])
+    pooled_est, pooled_abs, pooled_rel = [], [], []
+    for name in ("fno3d", "sfno", "sfno+refine"):
+        pooled_est += results[name]["estimator"]
+        pooled_abs += results[name]["abs_l2"]
+        pooled_rel += results[name]["rel_l2"]
+    correlation = {
+        name: {
+            "pearson_est_vs_abs_l2": pearson(results[name]["estimator"], results[name]["abs_l2"]),
+            "spearman_est_vs_abs_l2": spearman(results[name]["estimator"], results[name]["abs_l2"]),
+            "pearson_est_vs_rel_l2": pearson(results[name]["estimator"], results[name]["rel_l2"]),
+        }
+        for name in ("fno3d", "sfno", "sfno+refine")
+    }
+    correlation["pooled"] = {
+        "pearson_est_vs_abs_l2": pearson(pooled_est, pooled_abs),
+        "spearman_est_vs_abs_l2": spearman(pooled_est, pooled_abs),
+        "pearson_est_vs_rel_l2": pearson(pooled_est, pooled_rel),
+    }
+    claims = {
+        "refinement_lowers_mean_rel_l2": bool(after.mean() < before.mean()),
+        "rel_l2_before": float(before.mean()),
+        "rel_l2_after": float(after.mean()),
+        "error_ratio_before_over_after": float(before.mean() / after.mean()),
+        "fraction_of_samples_improved": float((after < before).mean()),
+        "estimator_before": float(np.mean(results["sfno"]["estimator"])),
+        "estimator_after": float(np.mean(results["sfno+refine"]["estimator"])),
+        "estimator_of_ground_truth": float(np.mean(truth_est)),
+        "estimator_tracks_error_pooled_spearman": correlation["pooled"]["spearman_est_vs_abs_l2"],
+    }
+    settings = {
+        k: (list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v))
+        for k, v in vars(args).items()
+    }
+    payload = {
+        "settings": settings,
+        "data_generation_seconds": data["generated_seconds"],
+        "reference_solver_seconds_per_sample": ref_per_sample,
+        "table": table,
+        "claims": claims,
+        "correlation": correlation,
+        "estimator_ground_truth": truth_est,
+        "refine_history_mean": np.mean(np.stack(histories), axis=0).tolist(),
+        "per_sample": {
+            name: {k: v for k, v in r.items() if isinstance(v, list)} for name, r in results.items()
+        },
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1))
+    plot(payload, args.out.with_suffix(".png"))
+
+    print(
+        f"\nNavier-Stokes nu={args.nu:g}, {args.resolution}^2 stored "
+        f"({args.sim_resolution}^2 simulated), {args.t_in} -> {args.t_out} snapshots "
+        f"dt={args.record_every:g}; {args.train} train / {args.test} test; device {device}\n"
+    )
+    print(
+        "| method | rel L2 | rel H1 | estimator | params | train s | infer s/sample | "
+        "infer / ref solver |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in table:
+        print(
+            f"| {r['method']} | {r['rel_l2']:.4e} | {r['rel_h1']:.4e} | {r['estimator']:.3e} | "
+            f"{r['parameters']} | {r['train_seconds']:.1f} | {r['inference_s_per_sample']:.3e} | "
+            f"{r['inference_vs_reference_solver']:.3g} |"
+        )
+    print(
+        f"\nestimator of the ground truth (discretisation floor): {claims['estimator_of_ground_truth']:.3e}"
+    )
+    print(
+        f"refinement: rel L2 {claims['rel_l2_before']:.4e} -> {claims['rel_l2_after']:.4e} "
+        f"(x{claims['error_ratio_before_over_after']:.3f}), "
+        f"{100 * claims['fraction_of_samples_improved']:.0f}% of samples improved"
+    )
+    for name, c in correlation.items():
+        print(
+            f"correlation estimator vs error [{name}]: pearson(abs) "
+            f"{c['pearson_est_vs_abs_l2']:.3f}, spearman(abs) {c['spearman_est_vs_abs_l2']:.3f}, "
+            f"pearson(rel) {c['pearson_est_vs_rel_l2']:.3f}"
+        )
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def plot(payload, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name in ("fno3d", "sfno", "sfno+refine"):
+        r = payload["per_sample"][name]
+        axes[0].scatter(r["abs_l2"], r["estimator"], label=name, s=14)
+    axes[0].set_xlabel("true error ||e||_{L2(0,T;L2)}")
+    axes[0].set_ylabel("estimator ||R||_{L2(0,T;H^-1)}")
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    axes[0].set_title("estimator vs true error (test samples)")
+    hist = payload["refine_history_mean"]
+    axes[1].semilogy(range(len(hist)), hist)
+    axes[1].set_xlabel("refinement step")
+    axes[1].set_ylabel("mean estimator")
+    axes[1].set_title("Spectral-Refiner (no ground truth)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Model checkpoints that rebuild their model, and refuse files that are not ours.
+
+A checkpoint is a ``torch.save`` dictionary holding only tensors and plain Python
+containers (so it loads with ``weights_only=True``, which never runs code from the file)::
+
+    {"format": "neurosolve-checkpoint", "format_version": 1, "package_version": "0.1.0",
+     "kind": "mgno", "kwargs": {...constructor arguments...}, "state_dict": {...},
+     "normalizers": {...} or None, "extra": {...} or None}
+
+``kind`` names a model class in :data:`MODELS`; :func:`build_model` rebuilds it from
+``kwargs``, so a checkpoint is all that is needed to use a trained model.
+
+Writes are atomic: the file is written under a temporary name in the same folder and
+renamed, so an interrupted save never leaves a truncated checkpoint under its final name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neurosolve._version import __version__
+from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MODELS",
+    "build_model",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Marker stored in every checkpoint.
+FORMAT = "neurosolve-checkpoint"
+#: Version of the layout above; bumped when it changes incompatibly.
+FORMAT_VERSION = 1
+
+#: Model kinds that a checkpoint can rebuild: name -> "module:attribute".
+#: Owners of new models add one line each here.
+MODELS: dict[str, str] = {
+    "mgno": "neurosolve.operators.mgno:MgNO",
+    "fno2d": "neurosolve.operators.fno:FNO2d",
+    "fno3d": "neurosolve.operators.sfno:FNO3d",
+    "sfno": "neurosolve.operators.sfno:SFNO",
+    "dcdm": "neurosolve.solvers.dcdm.network:DCDMNet",
+    # "mgpc": "...",
+}
+
+
+def _resolve(kind: str) -> type[nn.Module]:
+    if kind not in MODELS:
+        raise UnknownNameError(
+            f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(MODELS))}"
+        )
+    module_name, _, attr = MODELS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_model(kind: str, **kwargs: Any) -> nn.Module:
+    """Build a model of a registered kind from its constructor arguments.
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`MODELS`.
+    **kwargs
+        Constructor arguments.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    UnknownNameError
+        If ``kind`` is not registered.
+    InvalidInputError
+        If the arguments do not fit the constructor.
+
+    Examples
+    --------
+    >>> model = build_model("mgno", in_channels=1, out_channels=1, channels=4, levels=2,
+    ...                     layers=1)
+    >>> type(model).__name__
+    'MgNO'
+    """
+    cls = _resolve(kind)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise InvalidInputError(f"cannot build model {kind!r} from {kwargs}: {exc}") from exc
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    kwargs: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    normalizers: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file (parent folders are created).
+    kind : str
+        Model kind (a key of :data:`MODELS` for :func:`load_model` to rebuild it).
+    kwargs : mapping
+        Constructor arguments (plain Python values: numbers, strings, lists, dicts).
+    state_dict : mapping
+        ``model.state_dict()``; tensors are moved to the CPU.
+    normalizers : mapping, optional
+        Normalizer states (see :mod:`neurosolve.operators.training`).
+    extra : mapping, optional
+        Anything else made of tensors and plain containers (optimizer state, epoch, ...).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> d = Path(tempfile.mkdtemp())
+    >>> p = save_checkpoint(d / "m.pt", kind="toy", kwargs={"n": 2},
+    ...                     state_dict={"w": torch.ones(2)})
+    >>> load_checkpoint(p)["kwargs"]
+    {'n': 2}
+    """
+    if not isinstance(kind, str) or not kind:
+        raise InvalidInputError(f"checkpoint kind must be a non-empty string, got {kind!r}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "kind": kind,
+        "kwargs": dict(kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "normalizers": None if normalizers is None else dict(normalizers),
+        "extra": None if extra is None else dict(extra),
+    }
+    path = Path(path)
+    _atomic_save(payload, path)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    map_location: str | torch.device | None = "cpu",
+) -> dict[str, Any]:
+    """Read and check a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    kind : str, optional
+        Expected model kind; a checkpoint of another kind is refused.
+    map_location : str or torch.device, optional
+        Where tensors are loaded (``"cpu"`` by default, ``"cuda"`` works on a GPU
+        machine whatever device the file was saved from).
+
+    Returns
+    -------
+    dict
+        The checkpoint dictionary.
+
+    Raises
+    ------
+    FileFormatError
+        Missing, truncated or corrupted file; a file that is not a neurosolve checkpoint;
+        a newer checkpoint format; a checkpoint of another model kind.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> bad = Path(tempfile.mkdtemp()) / "notes.pt"
+    >>> _ = bad.write_text("hello")
+    >>> load_checkpoint(bad)
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.FileFormatError: ...notes.pt is not a readable checkpoint...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- torch.load raises many types on garbage input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileFormatError(
+            f"{path} is not a readable checkpoint (truncated, corrupted, or not written by "
+            f"neurosolve): {first}"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise FileFormatError(
+            f"{path} is not a neurosolve checkpoint (no {FORMAT!r} marker); it was written by "
+            "another program"
+        )
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FileFormatError(
+            f"{path} has checkpoint format version {version!r}; this neurosolve "
+            f"({__version__}) reads versions <= {FORMAT_VERSION}: upgrade neurosolve"
+        )
+    missing = [k for k in ("kind", "kwargs", "state_dict") if k not in data]
+    if missing:
+        raise FileFormatError(f"{path} is a damaged checkpoint: missing {', '.join(missing)}")
+    if kind is not None and data["kind"] != kind:
+        raise FileFormatError(f"{path} holds a {data['kind']!r} model, not a {kind!r} model")
+    if data.get("package_version") != __version__:
+        logger.warning(
+            "%s was written by neurosolve %s; this is %s",
+            path,
+            data.get("package_version"),
+            __version__,
+        )
+    return data
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    map_location: str | torch.device | None = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint, in eval mode.
+
+    Parameters
+    ----------
+    path : path-like
+        A checkpoint written by :func:`save_checkpoint` (for example a training run's
+        ``model.pt``).
+    kind : str, optional
+        Expected model kind.
+    map_location : str or torch.device, optional
+        Device for the weights and the model.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The model with its weights, on ``map_location``, in eval mode.
+    checkpoint : dict
+        The checkpoint dictionary (normalizers, extra).
+
+    Raises
+    ------
+    FileFormatError
+        As :func:`load_checkpoint`, or when the weights do not fit the model.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> net = build_model("mgno", in_channels=1, out_channels=1, channels=4, levels=2, layers=1)
+    >>> p = save_checkpoint(Path(tempfile.mkdtemp()) / "m.pt", kind="mgno",
+    ...                     kwargs=net.config(), state_dict=net.state_dict())
+    >>> model, ckpt = load_model(p, kind="mgno")
+    >>> ckpt["kind"], model.training
+    ('mgno', False)
+    """
+    data = load_checkpoint(path, kind=kind, map_location=map_location)
+    try:
+        model = build_model(data["kind"], **data["kwargs"])
+    except UnknownNameError as exc:
+        raise FileFormatError(f"{path}: {exc}") from exc
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        raise FileFormatError(
+            f"{path}: the stored weights do not fit a {data['kind']!r} model built from its "
+            f"stored arguments: {str(exc).splitlines()[0]}"
+        ) from exc
+    if map_location is not None:
+        model = model.to(map_location)
+    model.eval()
+    return model, data

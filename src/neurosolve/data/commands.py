@@ -1,0 +1,276 @@
+"""Commands ``neurosolve generate``, ``neurosolve info`` and ``neurosolve merge``.
+
+This module stays light: numpy, h5py and torch are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from typing import Any
+
+__all__ = ["add_commands"]
+
+# Generator options: flag -> (type, help, generators it applies to). Every option maps to
+# the sample function's keyword of the same name (dashes become underscores); options left
+# out keep the function's default. Anything not listed here goes through --param.
+_OPTIONS: dict[str, tuple[Any, str, tuple[str, ...]]] = {
+    "--dim": (int, "spatial dimension, 2 or 3", ("poisson", "darcy")),
+    "--geometry": (str, "obstacles: none, boxes, spheres or mixed", ("poisson",)),
+    "--rhs": (str, "right-hand side: random, smooth or divergence", ("poisson",)),
+    "--boundary": (str, "outer boundary: dirichlet or neumann", ("poisson",)),
+    "--boundary-air": (str, "AIR region: top or free-surface", ("poisson",)),
+    "--obstacles": (int, "number of obstacles (default: random)", ("poisson",)),
+    "--coefficient": (
+        str,
+        "coefficient a: constant, piecewise, lognormal or rough",
+        ("poisson",),
+    ),
+    "--kind": (str, "coefficient kind: piecewise, lognormal or rough", ("darcy",)),
+    "--f": (float, "constant forcing f", ("darcy",)),
+    "--rtol": (float, "relative residual of the reference solve", ("poisson", "darcy")),
+    "--nu": (float, "viscosity", ("navier-stokes",)),
+    "--dt": (float, "time step of the simulation", ("navier-stokes",)),
+    "--t-final": (float, "final time", ("navier-stokes",)),
+    "--record-every": (float, "time between stored snapshots", ("navier-stokes",)),
+    "--t-in": (int, "snapshots given as input (the rest are targets)", ("navier-stokes",)),
+    "--sim-resolution": (
+        int,
+        "simulation grid (stored at --resolution by spectral downsampling)",
+        ("navier-stokes",),
+    ),
+    "--t-out": (int, "snapshots in the target window", ("navier-stokes",)),
+    "--burn-in": (float, "time simulated before the first snapshot", ("navier-stokes",)),
+    "--forcing": (str, "forcing: fno, kolmogorov or none", ("navier-stokes",)),
+    "--initial": (str, "initial vorticity: grf or decaying", ("navier-stokes",)),
+    "--sim-dtype": (str, "simulation dtype: float64 or float32", ("navier-stokes",)),
+}
+
+
+# Flags whose keyword differs from the flag name.
+_KEYWORDS = {"--sim-dtype": "dtype"}
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_commands(groups) -> None:
+    """Attach ``generate``, ``info`` and ``merge`` to the ``neurosolve`` parser."""
+    from neurosolve.data.generate import GENERATORS
+
+    names = sorted(GENERATORS)
+    gen = groups.top.add_parser(
+        "generate",
+        help="generate a PDE dataset as HDF5 (" + ", ".join(names) + ")",
+        description=textwrap.fill(
+            "Generate a dataset file. Sample i draws from numpy's default_rng([seed, i]), so "
+            "one seed gives byte-identical files and any shard can be made alone. The file "
+            "appears under its name only when complete; an interrupted run leaves FILE.part, "
+            "and rerunning the same command continues it to the same result.",
+            width=88,
+        )
+        + "\n\ngenerators:\n"
+        + "\n".join(f"  {n:15s} {GENERATORS[n].description}" for n in names),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gen.add_argument("generator", metavar="GENERATOR", help="one of: " + ", ".join(names))
+    gen.add_argument("--samples", type=int, required=True, metavar="N", help="dataset size")
+    gen.add_argument("--resolution", type=int, metavar="R", help="grid cells per axis")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    gen.add_argument("--out", required=True, metavar="FILE.h5", help="output file")
+    gen.add_argument(
+        "--shard",
+        metavar="i/n",
+        help="write only shard i (0-based) of n; join shards with 'neurosolve merge'",
+    )
+    gen.add_argument(
+        "--chunk",
+        type=int,
+        metavar="B",
+        help="samples computed per call (a batch; default per generator); resume and merge "
+        "need the same value",
+    )
+    gen.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="storage dtype"
+    )
+    gen.add_argument(
+        "--device",
+        help="device for generators that simulate in torch (navier-stokes), e.g. cuda",
+    )
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing FILE.h5")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    gen.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other keyword of the sample function (VALUE read as JSON, else as text)",
+    )
+    per_generator = gen.add_argument_group(
+        "generator options (default: the generator's own; applies to the generators listed)"
+    )
+    for flag, (kind, text, which) in _OPTIONS.items():
+        per_generator.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            metavar={int: "N", float: "X"}.get(kind, "NAME"),
+            help=f"{text} [{', '.join(which)}]",
+        )
+    gen.set_defaults(func=_generate)
+
+    info = groups.top.add_parser(
+        "info",
+        help="show what a dataset file holds",
+        description="Print a dataset file's generator, parameters, seed, version, array "
+        "shapes and dtype, and min/max/mean of each array.",
+    )
+    info.add_argument("file", metavar="FILE.h5")
+    info.add_argument("--json", action="store_true", help="print the information as JSON")
+    info.add_argument("--no-stats", action="store_true", help="skip min/max/mean (fast)")
+    info.set_defaults(func=_info)
+
+    merge = groups.top.add_parser(
+        "merge",
+        help="join shard files into one dataset",
+        description="Join files written with 'neurosolve generate --shard i/n' into the file "
+        "a single process would have written (byte-identical).",
+    )
+    merge.add_argument("shards", nargs="+", metavar="SHARD.h5")
+    merge.add_argument("--out", required=True, metavar="FILE.h5")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing FILE.h5")
+    merge.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    merge.set_defaults(func=_merge)
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    from neurosolve.errors import InvalidInputError
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InvalidInputError(f"--param expects KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def _collect_params(args: argparse.Namespace) -> dict[str, Any]:
+    from neurosolve.errors import InvalidInputError
+
+    params: dict[str, Any] = {}
+    if args.resolution is not None:
+        params["resolution"] = args.resolution
+    for flag, (_, _, which) in _OPTIONS.items():
+        value = getattr(args, _dest(flag))
+        if value is None:
+            continue
+        if args.generator not in which:
+            raise InvalidInputError(
+                f"option {flag} does not apply to generator {args.generator!r} "
+                f"(only to {', '.join(which)})"
+            )
+        key = _KEYWORDS.get(flag, _dest(flag))
+        params[key] = None if flag == "--forcing" and value == "none" else value
+    for text in args.param:
+        key, value = _parse_param(text)
+        params[key] = value
+    return params
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from neurosolve.data.generate import generate, get_generator
+    from neurosolve.data.store import read_info
+
+    get_generator(args.generator)  # unknown name: one clear line before anything else
+    path = generate(
+        args.generator,
+        args.out,
+        samples=args.samples,
+        seed=args.seed,
+        params=_collect_params(args),
+        shard=args.shard,
+        chunk=args.chunk,
+        progress=not args.quiet,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        device=args.device,
+    )
+    if not args.quiet:
+        info = read_info(path)
+        held = f"samples {info['first']}..{info['first'] + info['count'] - 1} of {info['samples']}"
+        print(
+            f"wrote {path}: {info['generator']} {held}, x {_shape(info['x_shape'])}, "
+            f"y {_shape(info['y_shape'])}, {info['dtype']}, seed {info['seed']}"
+        )
+    return 0
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Render :func:`neurosolve.data.store.read_info` output as aligned text.
+
+    Examples
+    --------
+    >>> text = format_info({"path": "d.h5", "generator": "darcy", "params": {"resolution": 8},
+    ...     "seed": 0, "version": "0.1.0", "format_version": 1, "samples": 2, "first": 0,
+    ...     "count": 2, "completed": 2, "complete": True, "chunk": 8, "dtype": "float32",
+    ...     "x_shape": (2, 1, 8, 8), "y_shape": (2, 1, 8, 8)})
+    >>> print(text.splitlines()[0])
+    d.h5: neurosolve dataset (format 1), complete
+    """
+    lines = [
+        f"{info['path']}: neurosolve dataset (format {info['format_version']}), "
+        + ("complete" if info["complete"] else f"INCOMPLETE ({info['completed']} written)")
+    ]
+    last = info["first"] + info["count"] - 1
+    rows = [
+        ("generator", info["generator"]),
+        ("parameters", json.dumps(info["params"], sort_keys=True)),
+        ("seed", str(info["seed"])),
+        ("version", f"neurosolve {info['version']}"),
+        (
+            "samples",
+            f"{info['count']} (samples {info['first']}..{last} of {info['samples']}"
+            + (", a shard" if info["count"] != info["samples"] else "")
+            + f"; chunk {info['chunk']})",
+        ),
+    ]
+    for name in ("x", "y"):
+        text = f"{_shape(info[f'{name}_shape'])} {info['dtype']}"
+        stats = info.get(f"{name}_stats")
+        if stats:
+            text += f"  min {stats['min']:.6g}  max {stats['max']:.6g}  mean {stats['mean']:.6g}"
+        rows.append((name, text))
+    lines += [f"  {key:<11s}{value}" for key, value in rows]
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from neurosolve.data.store import read_info
+
+    info = read_info(args.file, stats=not args.no_stats)
+    if args.json:
+        print(json.dumps(info, indent=2, default=list))
+    else:
+        print(format_info(info))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from neurosolve.data.store import merge, read_info
+
+    path = merge(args.shards, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    if not args.quiet:
+        info = read_info(path)
+        print(
+            f"wrote {path}: {len(args.shards)} shards, {info['count']} samples, "
+            f"x {_shape(info['x_shape'])}, y {_shape(info['y_shape'])}"
+        )
+    return 0

@@ -1,0 +1,744 @@
+"""Dataset generation: a registry of sample functions and resumable, shardable HDF5 output.
+
+A *sample function* has the signature ``fn(rngs, **params) -> (x, y)``: one
+``numpy.random.Generator`` per sample in, arrays ``x (B, C, *spatial)`` and
+``y (B, C', *spatial)`` out. Sample ``i`` of a dataset with seed ``s`` is computed from
+``numpy.random.default_rng([s, i])`` and nothing else, so
+
+- two runs with one seed write byte-identical files (see :mod:`neurosolve.data.store`);
+- any sample or range of samples can be regenerated alone (:func:`generate_samples`);
+- ``generate(..., shard=(i, n))`` writes shard ``i`` of ``n`` and
+  :func:`neurosolve.data.store.merge` joins the shards into the file one process writes;
+- an interrupted :func:`generate` leaves ``<out>.part`` with a ``completed`` count, and
+  calling it again with the same arguments continues from there to the same final file.
+
+Samples are computed ``chunk`` at a time (one call of the sample function), so batched
+generators (the Navier-Stokes simulator) run many trajectories together. Batches always
+start at global multiples of ``chunk``, in a single run, in every shard and after a resume,
+so even a generator whose floating-point result depends on the batch composition gives
+identical files; ``chunk`` is recorded in the file and must match to resume or merge.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurosolve._version import __version__
+from neurosolve.errors import (
+    FileFormatError,
+    InvalidInputError,
+    NeurosolveError,
+    UnknownNameError,
+)
+
+__all__ = [
+    "GENERATORS",
+    "GeneratorSpec",
+    "available_generators",
+    "generate",
+    "generate_samples",
+    "get_generator",
+    "parse_shard",
+    "register_generator",
+    "shard_range",
+]
+
+logger = logging.getLogger(__name__)
+
+SampleFunction = Callable[..., tuple[Any, Any]]
+
+# Keyword arguments of sample functions that do not change the data (our own progress bar
+# replaces theirs); they are neither passed nor recorded.
+_RUNTIME_PARAMS = frozenset({"progress", "device"})
+
+
+@dataclass
+class GeneratorSpec:
+    """A registered sample function.
+
+    Calling the spec calls the function (importing it on first use).
+
+    Parameters
+    ----------
+    name : str
+        Registry name (``neurosolve generate <name>``).
+    target : callable or str
+        The sample function, or ``"module:attribute"`` to import it lazily.
+    defaults : mapping, optional
+        Parameter values that override the function's own defaults.
+    chunk : int, default 8
+        Default number of samples per call.
+    positive : tuple of str
+        Parameters that must be positive numbers (checked before anything runs).
+    description : str
+        One line for ``--help``.
+    """
+
+    name: str
+    target: SampleFunction | str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    chunk: int = 8
+    positive: tuple[str, ...] = ()
+    description: str = ""
+    _fn: SampleFunction | None = field(default=None, init=False, repr=False, compare=False)
+
+    def load(self) -> SampleFunction:
+        """Return the sample function, importing it if needed."""
+        if self._fn is None:
+            if callable(self.target):
+                self._fn = self.target
+            else:
+                module, _, attr = str(self.target).partition(":")
+                try:
+                    self._fn = getattr(importlib.import_module(module), attr)
+                except (ImportError, AttributeError) as exc:
+                    raise UnknownNameError(
+                        f"generator {self.name!r} is not available: cannot import "
+                        f"{self.target} ({exc})"
+                    ) from exc
+        return self._fn
+
+    def __call__(self, rngs: Sequence[np.random.Generator], **params: Any):
+        """Call the sample function."""
+        return self.load()(list(rngs), **params)
+
+    def signature_defaults(self) -> tuple[dict[str, Any], bool]:
+        """Keyword defaults of the function (after ``defaults``) and whether it takes ``**kw``.
+
+        A ``torch.dtype`` default is given by its name (``"float64"``), so that it can be
+        stored as JSON; :meth:`call_params` turns it back.
+        """
+        sig = inspect.signature(self.load())
+        found: dict[str, Any] = {}
+        var_kw = False
+        for i, p in enumerate(sig.parameters.values()):
+            if p.kind is p.VAR_KEYWORD:
+                var_kw = True
+            elif i == 0 or p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
+                continue  # the rngs argument
+            elif p.name not in _RUNTIME_PARAMS:
+                default = None if p.default is p.empty else p.default
+                found[p.name] = _torch_dtype_name(default) or default
+        found.update(self.defaults)
+        return found, var_kw
+
+    def takes(self, name: str) -> bool:
+        """Whether the sample function accepts keyword ``name``."""
+        params = inspect.signature(self.load()).parameters
+        return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    def call_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters as the function wants them: dtype names become ``torch.dtype``."""
+        sig = inspect.signature(self.load()).parameters
+        out = dict(params)
+        for key, value in params.items():
+            p = sig.get(key)
+            if p is not None and _torch_dtype_name(p.default) and isinstance(value, str):
+                import torch
+
+                dtype = getattr(torch, value, None)
+                if not isinstance(dtype, torch.dtype):
+                    raise InvalidInputError(f"parameter {key!r}: {value!r} is not a torch dtype")
+                out[key] = dtype
+        return out
+
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Full, validated parameters: the function's defaults updated with ``params``.
+
+        Raises
+        ------
+        InvalidInputError
+            Unknown parameter name, a value that is not a finite JSON scalar or list,
+            or a non-positive value for a parameter listed in ``positive``.
+        """
+        known, var_kw = self.signature_defaults()
+        merged = dict(known)
+        params = dict(params or {})
+        sig = inspect.signature(self.load()).parameters
+        missing = [
+            p.name
+            for i, p in enumerate(sig.values())
+            if i > 0
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.default is p.empty
+            and p.name not in params
+            and p.name not in self.defaults
+        ]
+        if missing:
+            raise InvalidInputError(
+                f"generator {self.name!r} needs parameter(s) {', '.join(map(repr, missing))}"
+            )
+        for key, value in params.items():
+            if isinstance(value, np.generic):
+                value = value.item()
+            if key in _RUNTIME_PARAMS:
+                raise InvalidInputError(
+                    f"parameter {key!r} does not belong to the data; it cannot be set here"
+                )
+            if key not in known and not var_kw:
+                raise InvalidInputError(
+                    f"unknown parameter {key!r} for generator {self.name!r}; "
+                    f"known: {', '.join(sorted(known)) or 'none'}"
+                )
+            default = known.get(key)
+            if (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
+                value = float(value)  # 1 and 1.0 are the same parameter: store one JSON form
+            merged[key] = value
+        clean = {key: _json_value(key, value) for key, value in merged.items()}
+        for key in self.positive:
+            value = clean.get(key)
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise InvalidInputError(
+                    f"parameter {key!r} of generator {self.name!r} must be positive, got {value!r}"
+                )
+        return dict(sorted(clean.items()))
+
+
+def _check_positive_int(value: Any, what: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"{what} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InvalidInputError(f"{what} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _torch_dtype_name(value: Any) -> str | None:
+    """``"float64"`` for ``torch.float64`` (without importing torch), else None."""
+    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
+        return str(value).removeprefix("torch.")
+    return None
+
+
+def _json_value(key: str, value: Any) -> Any:
+    """Coerce a parameter to a JSON-exact Python value; reject NaN/Inf and odd types."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    value = _torch_dtype_name(value) or value
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"parameter {key!r} must be finite, got {value}")
+        return value
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(key, v) for v in value]
+    raise InvalidInputError(
+        f"parameter {key!r} must be a number, string, bool, None or list, "
+        f"got {type(value).__name__}"
+    )
+
+
+#: Registered generators by name. Entries are :class:`GeneratorSpec` and can be called like
+#: the sample function itself.
+GENERATORS: dict[str, GeneratorSpec] = {}
+
+
+def register_generator(
+    name: str,
+    fn: SampleFunction | str,
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    chunk: int = 8,
+    positive: Sequence[str] = (),
+    description: str = "",
+    replace: bool = False,
+) -> GeneratorSpec:
+    """Add a sample function to :data:`GENERATORS`.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    fn : callable or str
+        ``fn(rngs, **params) -> (x, y)``, or ``"module:attribute"`` (imported on first use).
+    defaults : mapping, optional
+        Overrides of the function's keyword defaults.
+    chunk : int, default 8
+        Default samples per call.
+    positive : sequence of str
+        Parameters that must be positive.
+    description : str
+        One line shown by ``neurosolve generate --help``.
+    replace : bool, default False
+        Allow replacing an existing entry.
+
+    Returns
+    -------
+    GeneratorSpec
+
+    Examples
+    --------
+    >>> def noise(rngs, *, resolution=4):
+    ...     x = np.stack([r.standard_normal((1, resolution)) for r in rngs])
+    ...     return x, 2 * x
+    >>> spec = register_generator("doc-noise", noise, replace=True)
+    >>> spec.resolve({"resolution": 3})
+    {'resolution': 3}
+    >>> x, y = generate_samples("doc-noise", [5], seed=0)
+    >>> x.shape
+    (1, 1, 4)
+    >>> del GENERATORS["doc-noise"]
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError("a generator name must be a non-empty string")
+    if name in GENERATORS and not replace:
+        raise InvalidInputError(f"generator {name!r} is already registered")
+    if not (callable(fn) or (isinstance(fn, str) and ":" in fn)):
+        raise InvalidInputError(f"generator {name!r}: fn must be callable or 'module:attr'")
+    _check_positive_int(chunk, "chunk")
+    spec = GeneratorSpec(
+        name=name,
+        target=fn,
+        defaults=dict(defaults or {}),
+        chunk=int(chunk),
+        positive=tuple(positive),
+        description=description,
+    )
+    GENERATORS[name] = spec
+    return spec
+
+
+register_generator(
+    "poisson",
+    "neurosolve.data.systems:poisson_samples",
+    chunk=8,
+    positive=("resolution", "rtol"),
+    description="Poisson pressure systems with obstacles: (rhs, flags) -> solution",
+)
+register_generator(
+    "darcy",
+    "neurosolve.data.darcy:darcy_samples",
+    chunk=8,
+    positive=("resolution",),
+    description="Darcy flow -div(a grad u) = f: coefficient a -> solution u",
+)
+register_generator(
+    "navier-stokes",
+    "neurosolve.data.navier_stokes:navier_stokes_samples",
+    chunk=16,
+    positive=("resolution", "sim_resolution", "nu", "dt", "t_final"),
+    description="2D Navier-Stokes vorticity on the torus: first snapshots -> later ones",
+)
+
+
+def available_generators() -> list[str]:
+    """Names of the registered generators.
+
+    Examples
+    --------
+    >>> {"poisson", "darcy", "navier-stokes"} <= set(available_generators())
+    True
+    """
+    return sorted(GENERATORS)
+
+
+def get_generator(name: str) -> GeneratorSpec:
+    """Look a generator up by name.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not registered (the message lists the registered ones).
+
+    Examples
+    --------
+    >>> get_generator("darcy").name
+    'darcy'
+    """
+    if isinstance(name, GeneratorSpec):
+        return name
+    try:
+        return GENERATORS[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError(
+            f"unknown generator {name!r}; choose one of {', '.join(available_generators())}"
+        ) from None
+
+
+def parse_shard(text: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """Parse a shard spec ``"i/n"`` (0-based ``i``, like a process rank).
+
+    Examples
+    --------
+    >>> parse_shard("1/4")
+    (1, 4)
+    >>> parse_shard(None) is None
+    True
+    """
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = text.split("/")
+        try:
+            i, n = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            i = n = None
+        if i is None:
+            raise InvalidInputError(f"shard must look like i/n (e.g. 0/4), got {text!r}")
+    else:
+        try:
+            i, n = (int(v) for v in text)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"shard must be a pair (i, n), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InvalidInputError(f"shard i/n needs n >= 1 and 0 <= i < n, got {i}/{n}")
+    return i, n
+
+
+def shard_range(samples: int, shard: tuple[int, int] | None, chunk: int) -> tuple[int, int]:
+    """Global sample range ``(start, stop)`` of a shard.
+
+    Shards are cut at chunk boundaries (so batches are the same as in a single run) and
+    differ in size by at most one chunk.
+
+    Examples
+    --------
+    >>> [shard_range(10, (i, 3), 2) for i in range(3)]
+    [(0, 2), (2, 6), (6, 10)]
+    """
+    if shard is None:
+        return 0, samples
+    i, n = shard
+    chunks = -(-samples // chunk)
+    if n > chunks:
+        raise InvalidInputError(
+            f"{n} shards for {samples} samples in {chunks} chunks of {chunk}: shard {i} would "
+            "be empty; use fewer shards or a smaller chunk"
+        )
+    return min(samples, i * chunks // n * chunk), min(samples, (i + 1) * chunks // n * chunk)
+
+
+def _compute(
+    spec: GeneratorSpec,
+    params: dict[str, Any],
+    seed: int,
+    start: int,
+    stop: int,
+    dtype: str,
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the sample function on samples ``start .. stop`` and validate its output."""
+    rngs = [np.random.default_rng([seed, i]) for i in range(start, stop)]
+    extra = {"device": device} if device is not None else {}
+    try:
+        out = spec(rngs, **spec.call_params(params), **extra)
+    except NeurosolveError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(
+            f"generator {spec.name!r} rejected its parameters {params}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise InvalidInputError(f"generator {spec.name!r} must return a pair (x, y)")
+    arrays = []
+    for name, a in zip("xy", out, strict=True):
+        if hasattr(a, "detach"):  # a torch tensor, possibly on a GPU
+            a = a.detach().cpu().numpy()
+        a = np.asarray(a)
+        if a.ndim < 2 or a.shape[0] != stop - start:
+            raise InvalidInputError(
+                f"generator {spec.name!r} returned {name} of shape {a.shape}; expected "
+                f"({stop - start}, C, ...)"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = a.astype(dtype, copy=False)  # overflow to inf is caught just below
+        if not np.isfinite(a).all():
+            raise InvalidInputError(
+                f"generator {spec.name!r} produced NaN/Inf in {name} for samples "
+                f"{start}..{stop - 1} (or values beyond the {dtype} range; parameters "
+                f"{params}); an unstable setting?"
+            )
+        arrays.append(np.ascontiguousarray(a))
+    return arrays[0], arrays[1]
+
+
+def _check_device(spec: GeneratorSpec, device: str | None) -> None:
+    if device is not None and not spec.takes("device"):
+        raise InvalidInputError(f"generator {spec.name!r} does not take a device")
+
+
+def _check_common(samples: Any, seed: Any, chunk: Any, dtype: Any) -> None:
+    _check_positive_int(samples, "samples")
+    _check_positive_int(seed, "seed", minimum=0)
+    _check_positive_int(chunk, "chunk")
+    from neurosolve.data.store import DTYPES
+
+    if dtype not in DTYPES:
+        raise InvalidInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def generate_samples(
+    generator: str,
+    indices: Sequence[int],
+    *,
+    seed: int,
+    params: Mapping[str, Any] | None = None,
+    chunk: int | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compute chosen samples of a dataset without writing a file.
+
+    ``generate_samples(g, [i], seed=s, params=p)`` equals sample ``i`` of
+    ``generate(g, ..., seed=s, params=p)`` (for generators whose result does not depend on
+    the batch composition; all built-in ones are written that way).
+
+    Parameters
+    ----------
+    generator : str
+        Registered generator name.
+    indices : sequence of int
+        Global sample indices (any order, repeats allowed).
+    seed : int
+        Dataset seed.
+    params : mapping, optional
+        Generator parameters.
+    chunk : int, optional
+        Samples per call (default: the generator's).
+    dtype : {"float32", "float64"}
+        Output dtype.
+    device : str, optional
+        Device for generators that take one (Navier-Stokes), e.g. ``"cuda"``.
+
+    Returns
+    -------
+    x, y : numpy.ndarray
+        ``(len(indices), C, *spatial)``.
+
+    Examples
+    --------
+    >>> x, y = generate_samples("poisson", [3], seed=0, params={"resolution": 8})
+    >>> x.shape, y.shape
+    ((1, 2, 8, 8), (1, 1, 8, 8))
+    """
+    spec = get_generator(generator)
+    chunk = spec.chunk if chunk is None else chunk
+    _check_common(1, seed, chunk, dtype)
+    idx = [int(i) for i in indices]
+    if not idx or min(idx) < 0:
+        raise InvalidInputError(f"indices must be a non-empty list of non-negative ints: {idx}")
+    resolved = spec.resolve(params)
+    _check_device(spec, device)
+    # Consecutive ascending indices are computed together, at most `chunk` per call.
+    runs: list[list[int]] = []
+    for i in idx:
+        if runs and i == runs[-1][-1] + 1 and len(runs[-1]) < chunk:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    xs, ys = [], []
+    for run in runs:
+        x, y = _compute(spec, resolved, seed, run[0], run[-1] + 1, dtype, device)
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def generate(
+    generator: str,
+    path: str | os.PathLike,
+    *,
+    samples: int,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    shard: str | tuple[int, int] | None = None,
+    chunk: int | None = None,
+    progress: bool = True,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    device: str | None = None,
+) -> Path:
+    """Generate a dataset file (atomic, resumable, shardable).
+
+    Parameters
+    ----------
+    generator : str
+        Registered generator name (``"poisson"``, ``"darcy"``, ``"navier-stokes"``, ...).
+    path : path
+        Output file. It appears only when complete; meanwhile the data goes to
+        ``<path>.part``.
+    samples : int
+        Size of the full dataset.
+    seed : int, default 0
+        Sample ``i`` draws from ``numpy.random.default_rng([seed, i])``.
+    params : mapping, optional
+        Generator parameters (see the sample function); stored in full, defaults included.
+    shard : "i/n" or (i, n), optional
+        Write only shard ``i`` (0-based) of ``n``: a contiguous run of samples, cut at chunk
+        boundaries; join the shards with :func:`neurosolve.data.store.merge`.
+    chunk : int, optional
+        Samples per call of the sample function (default: the generator's). Recorded in the
+        file; resuming and merging need the same value.
+    progress : bool, default True
+        Show a tqdm bar (only when stderr is a terminal).
+    dtype : {"float32", "float64"}
+        Storage dtype.
+    overwrite : bool, default False
+        Replace an existing ``path``. Without it an existing complete file from the same
+        arguments is kept (nothing to do) and any other existing file is an error.
+    device : str, optional
+        Device for generators that take one (Navier-Stokes). Not recorded: results are
+        bitwise reproducible on CPU; resuming or merging runs made on different devices
+        mixes their (slightly different) floating-point results.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad sizes, seed, dtype, shard or parameters (nothing is written then), an existing
+        output, or a ``.part`` file left by a run with different arguments.
+    UnknownNameError
+        Unknown generator name.
+    FileFormatError
+        A ``.part`` file that is not a neurosolve dataset.
+
+    Notes
+    -----
+    If the run is interrupted (an exception, Ctrl-C, a killed process), ``<path>.part``
+    keeps every finished chunk and a ``completed`` count. Calling :func:`generate` again
+    with the same arguments continues from there and produces the same bytes as an
+    uninterrupted run. A ``.part`` file that HDF5 cannot open any more (the process was
+    killed in the middle of a metadata write) is discarded with a warning and the run
+    starts over.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> a = generate("poisson", tmp / "a.h5", samples=3, seed=7, params={"resolution": 8},
+    ...              progress=False)
+    >>> b = generate("poisson", tmp / "b.h5", samples=3, seed=7, params={"resolution": 8},
+    ...              progress=False)
+    >>> a.read_bytes() == b.read_bytes()
+    True
+    """
+    from neurosolve.data import store
+
+    spec = get_generator(generator)
+    chunk = spec.chunk if chunk is None else chunk
+    _check_common(samples, seed, chunk, dtype)
+    shard = parse_shard(shard)
+    resolved = spec.resolve(params)
+    _check_device(spec, device)
+    start, stop = shard_range(samples, shard, chunk)
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"output {path} is a directory")
+    if not path.parent.exists():
+        raise InvalidInputError(f"output directory {path.parent} does not exist")
+    header = store.DatasetHeader(
+        generator=spec.name,
+        params=store.canonical_json(resolved),
+        seed=int(seed),
+        samples=int(samples),
+        first=start,
+        count=stop - start,
+        chunk=int(chunk),
+        dtype=dtype,
+        version=__version__,
+    )
+    if path.exists() and not overwrite:
+        _check_existing(path, header)
+        logger.info("%s is already complete; nothing to do", path)
+        return path
+    part = store.part_path(path)
+    completed = _resume_point(part, header, overwrite)
+    with store._progress(stop - start, spec.name, progress, initial=completed) as bar:
+        if completed == 0:
+            # Compute the first chunk before creating anything, so parameters the sample
+            # function rejects leave no file behind.
+            b = min(stop, start + chunk)
+            x, y = _compute(spec, resolved, header.seed, start, b, dtype, device)
+            part.unlink(missing_ok=True)
+            store.create_file(part, header, x.shape[1:], y.shape[1:])
+            with store.Writer(part) as writer:
+                writer.write(0, x, y)
+            completed = b - start
+            bar.update(b - start)
+        with store.Writer(part) as writer:
+            for a, b in store.iter_blocks(start + completed, stop, chunk):
+                x, y = _compute(spec, resolved, header.seed, a, b, dtype, device)
+                writer.write(a - start, x, y)
+                bar.update(b - a)
+            writer.close(sync=True)
+    os.replace(part, path)
+    logger.info("wrote %s: %d samples of %s", path, stop - start, spec.name)
+    return path
+
+
+def _check_existing(path: Path, header) -> None:
+    from neurosolve.data import store
+
+    try:
+        existing, completed, _, _ = store.read_header(path)
+    except FileFormatError as exc:
+        raise InvalidInputError(
+            f"{path} exists and is not a dataset from these arguments ({exc}); "
+            "pass overwrite=True (--overwrite) to replace it"
+        ) from None
+    diff = existing.differences(header)
+    if diff or completed != existing.count:
+        raise InvalidInputError(
+            f"{path} exists and differs ({'; '.join(diff) or 'incomplete'}); pass "
+            "overwrite=True (--overwrite) to replace it"
+        )
+
+
+def _resume_point(part: Path, header, overwrite: bool) -> int:
+    """Samples already done in ``part`` for this header (0 when starting afresh)."""
+    from neurosolve.data import store
+
+    if not part.exists():
+        return 0
+    try:
+        existing, completed, _, _ = store.read_header(part)
+    except store.FileInUseError:
+        raise
+    except FileFormatError as exc:
+        if isinstance(exc, store.ForeignFileError) and not overwrite:
+            raise FileFormatError(
+                f"{part} is in the way and is not a partial neurosolve dataset; remove it"
+            ) from None
+        logger.warning("discarding unreadable partial file %s (%s); starting over", part, exc)
+        part.unlink()
+        return 0
+    diff = existing.differences(header)
+    if diff:
+        if overwrite:
+            logger.warning("discarding partial file %s from other arguments", part)
+            part.unlink()
+            return 0
+        raise InvalidInputError(
+            f"{part} holds an interrupted run with other arguments ({'; '.join(diff)}); "
+            "rerun that command to finish it, or delete the file (or pass overwrite=True / "
+            "--overwrite) to start this one"
+        )
+    if completed % header.chunk and completed != header.count:
+        # Writes happen a whole chunk at a time; anything else means damage.
+        logger.warning("partial file %s has an odd completed count; starting over", part)
+        part.unlink()
+        return 0
+    logger.info("resuming %s at sample %d of %d", part, completed, header.count)
+    return completed

@@ -1,0 +1,270 @@
+"""Tables and plots of benchmark results.
+
+- :func:`markdown_table`: one row per (problem, method): iterations, setup / solve /
+  total seconds, the harness's true residual, the converged verdict, peak memory.
+- :func:`sequence_table`: one row per (sequence, method): total setup, solve and time.
+- :func:`plot_residuals`: relative residual against iteration or against wall time
+  (since the start of the setup, so a setup cost shows as an offset), one panel per
+  problem, one curve per method, log scale.
+- :func:`write_report`: ``results.json``, ``results.md`` and the PNGs into one folder.
+
+Plots are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas
+directly; nothing here touches ``pyplot`` or the global backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from neurosolve.errors import InvalidInputError
+from neurosolve.harness.records import BenchmarkResults, RunRecord, save_results
+
+__all__ = ["markdown_table", "sequence_table", "plot_residuals", "plot_sequences", "write_report"]
+
+
+def _fmt_seconds(value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def _fmt_bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def _fmt_cond(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _verdict(rec: RunRecord) -> str:
+    if rec.error:
+        return "error"
+    if rec.converged:
+        return "yes"
+    if rec.claimed_converged:
+        return "NO (false claim)"
+    return f"no ({rec.status})"
+
+
+def markdown_table(results: BenchmarkResults) -> str:
+    """Markdown table of every (problem, method) run.
+
+    Examples
+    --------
+    >>> from neurosolve.harness.records import RunRecord
+    >>> res = BenchmarkResults("demo", 1e-6, runs=[RunRecord("p", "cg", n=4, iterations=2,
+    ...     converged=True, claimed_converged=True, true_residual=1e-7)])
+    >>> print(markdown_table(res).splitlines()[2])
+    | p | 4 | cg | 2 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 1.0e-07 | yes | - | - |
+    """
+    header = (
+        "| problem | n | method | iterations | setup s | solve s | total s | "
+        "true rel. residual | converged | peak MiB | cond. est. |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"
+    )
+    rows = [header]
+    for r in results.runs:
+        rows.append(
+            f"| {r.problem} | {r.n} | {r.method} | {r.iterations} | "
+            f"{_fmt_seconds(r.setup_seconds)} | {_fmt_seconds(r.solve_seconds)} | "
+            f"{_fmt_seconds(r.total_seconds)} | {r.true_residual:.1e} | {_verdict(r)} | "
+            f"{_fmt_bytes(r.peak_memory_bytes)} | {_fmt_cond(r.condition_estimate)} |"
+        )
+    notes = [
+        f"- {r.problem} / {r.method}: {r.error or '; '.join(r.flags)}"
+        for r in results.runs
+        if r.error or r.flags
+    ]
+    text = "\n".join(rows)
+    if notes:
+        text += "\n\nNotes:\n" + "\n".join(notes)
+    return text
+
+
+def sequence_table(results: BenchmarkResults) -> str:
+    """Markdown table of the sequence runs (empty string when there are none).
+
+    Examples
+    --------
+    >>> sequence_table(BenchmarkResults("demo", 1e-6))
+    ''
+    """
+    if not results.sequences:
+        return ""
+    rows = [
+        "| sequence | method | frames | iterations (min-max) | setup s | solve s | total s | "
+        "all converged |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in results.sequences:
+        its = s.iterations
+        span = f"{min(its)}-{max(its)}" if its else "-"
+        rows.append(
+            f"| {s.sequence} | {s.method} | {len(s.frames)} | {span} | "
+            f"{_fmt_seconds(s.setup_seconds)} | {_fmt_seconds(s.solve_seconds)} | "
+            f"{_fmt_seconds(s.total_seconds)} | {'yes' if s.converged else 'no'} |"
+        )
+    return "\n".join(rows)
+
+
+def _figure(panels: int, width: float = 4.6, height: float = 3.4):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(3, panels)
+    rows = math.ceil(panels / cols)
+    fig_w, fig_h = width * cols, height * rows + 0.4
+    fig = Figure(figsize=(fig_w, fig_h))
+    FigureCanvasAgg(fig)
+    # Fixed margins in inches: a layout engine costs seconds per figure on log axes.
+    fig.subplots_adjust(
+        left=0.85 / fig_w,
+        right=1 - 0.15 / fig_w,
+        bottom=0.6 / fig_h,
+        top=1 - 0.75 / fig_h,
+        wspace=0.9 / width,
+        hspace=1.0 / height,
+    )
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(panels)]
+    return fig, axes
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plot_residuals(results: BenchmarkResults, path: str | Path, *, x: str = "iteration") -> Path:
+    r"""PNG of relative residual against iteration or wall time, a panel per problem.
+
+    Parameters
+    ----------
+    results : BenchmarkResults
+        Runs to draw (runs with an error or no history are skipped).
+    path : str or Path
+        Output PNG.
+    x : {"iteration", "time"}
+        Horizontal axis: iteration number, or wall seconds since the setup started.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from neurosolve.harness.records import RunRecord
+    >>> res = BenchmarkResults("demo", 1e-6, runs=[RunRecord("p", "cg",
+    ...     residuals=[1.0, 1e-3, 1e-7], residual_times=[0.0, 0.1, 0.2])])
+    >>> out = plot_residuals(res, pathlib.Path(tempfile.mkdtemp()) / "r.png", x="time")
+    >>> out.read_bytes()[:4] == b"\x89PNG"
+    True
+    """
+    from matplotlib.ticker import NullLocator
+
+    if x not in ("iteration", "time"):
+        raise InvalidInputError(f"x must be 'iteration' or 'time', got {x!r}")
+    problems = list(dict.fromkeys(r.problem for r in results.runs))
+    if not problems:
+        raise InvalidInputError("no runs to plot")
+    fig, axes = _figure(len(problems))
+    methods = list(dict.fromkeys(r.method for r in results.runs))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    for ax, problem in zip(axes, problems, strict=True):
+        for r in results.runs:
+            if r.problem != problem or r.error or not r.residuals:
+                continue
+            ys = [max(v, 1e-300) if math.isfinite(v) else math.nan for v in r.residuals]
+            xs = list(range(len(ys))) if x == "iteration" else r.residual_times
+            if len(xs) != len(ys):
+                continue
+            style = "-" if r.converged else "--"
+            label = r.method if r.converged else f"{r.method} (not converged)"
+            ax.semilogy(xs, ys, style, color=colors[r.method], label=label, lw=1.4)
+        ax.axhline(results.rtol, color="0.5", lw=0.8, ls=":", label=f"rtol {results.rtol:g}")
+        # Minor log ticks cost most of the drawing time and add little to a decade plot.
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_title(problem, fontsize=10)
+        ax.set_xlabel("iteration" if x == "iteration" else "wall time since setup start (s)")
+        ax.set_ylabel("||b - Ax|| / ||b||")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{results.suite}: true relative residual vs {x}")
+    return _save(fig, Path(path))
+
+
+def plot_sequences(results: BenchmarkResults, path: str | Path) -> Path:
+    """PNG of cumulative time (setup + solve) against frame, a panel per sequence.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from neurosolve.harness.records import RunRecord, SequenceRecord
+    >>> seq = SequenceRecord("s", "cg", frames=[RunRecord("s-f0", "cg", solve_seconds=0.1)])
+    >>> res = BenchmarkResults("demo", 1e-6, sequences=[seq])
+    >>> plot_sequences(res, pathlib.Path(tempfile.mkdtemp()) / "s.png").stat().st_size > 1000
+    True
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    names = list(dict.fromkeys(s.sequence for s in results.sequences))
+    if not names:
+        raise InvalidInputError("no sequence runs to plot")
+    fig, axes = _figure(len(names))
+    for ax, name in zip(axes, names, strict=True):
+        for i, s in enumerate(r for r in results.sequences if r.sequence == name):
+            total, xs, ys = 0.0, [0], [0.0]
+            for k, f in enumerate(s.frames):
+                total += f.total_seconds
+                xs.append(k + 1)
+                ys.append(total)
+            style = "-o" if s.converged else "--x"
+            ax.plot(xs, ys, style, color=f"C{i % 10}", label=s.method, ms=3)
+        ax.set_title(name, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("frames solved")
+        ax.set_ylabel("cumulative setup + solve (s)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{results.suite}: changing systems, fresh setup every frame")
+    return _save(fig, Path(path))
+
+
+def write_report(results: BenchmarkResults, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and the PNG plots into ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``{"json": ..., "markdown": ..., "residuals_iteration": ..., "residuals_time": ...,
+        "sequences": ...}`` (plots only when there is something to draw).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": save_results(results, out / "results.json")}
+    text = f"# {results.suite} (rtol {results.rtol:g})\n\n{markdown_table(results)}\n"
+    seq = sequence_table(results)
+    if seq:
+        text += f"\n{seq}\n"
+    md = out / "results.md"
+    md.write_text(text)
+    paths["markdown"] = md
+    if results.runs:
+        paths["residuals_iteration"] = plot_residuals(
+            results, out / "residuals_iteration.png", x="iteration"
+        )
+        paths["residuals_time"] = plot_residuals(results, out / "residuals_time.png", x="time")
+    if results.sequences:
+        paths["sequences"] = plot_sequences(results, out / "sequences.png")
+    return paths

@@ -1,0 +1,619 @@
+r"""Run methods on problems and measure what a numerical analyst reads.
+
+For every (problem, method) the runner
+
+1. optionally warms up (``warmup=True``): builds the solver and solves once, untimed,
+   so first-call costs (imports, kernel compilation, allocator growth) are not charged
+   to the method; this pass also measures the peak memory (below);
+2. builds the solver again and times it (``setup_seconds``: hierarchy, factorization,
+   model load, geometry forward pass), then times ``solve`` (``solve_seconds``), with the
+   same ``rtol``/``atol``/``maxiter`` for every method;
+3. recomputes the TRUE relative residual ``||b - A x|| / ||b||`` of the returned ``x``
+   itself, in float64 with the scipy matrix, and accepts a method's claim of convergence
+   only if ``||b - A x|| <= max(rtol ||b||, atol) * (1 + RECHECK_SLACK)``. A method that
+   claims convergence but fails the recheck is recorded as NOT converged and flagged.
+
+Peak memory
+-----------
+Measured over setup + solve, as bytes above the level before the setup:
+
+- on CUDA: ``torch.cuda.max_memory_allocated`` (device memory held by torch tensors),
+  with the peak statistics reset before the setup;
+- on CPU: the larger of the ``tracemalloc`` peak (every numpy/scipy/pyamg array and
+  Python object; measured in the warm-up pass only, because tracing slows Python code)
+  and the growth of the process's resident-set high-water mark (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` on Linux), which also sees torch's CPU allocations that
+  ``tracemalloc`` does not. ``memory_method`` in the record says which were available.
+
+Errors raised by a method are recorded in its :class:`~neurosolve.harness.records.RunRecord`
+(``error``), never propagated: one broken method does not stop a benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from neurosolve.errors import InvalidInputError, UnknownNameError
+from neurosolve.harness.records import (
+    BenchmarkResults,
+    RunRecord,
+    SequenceRecord,
+    machine_info,
+    now_utc,
+)
+
+__all__ = [
+    "RECHECK_SLACK",
+    "measure_solve",
+    "run_problem",
+    "run_sequence",
+    "run_suite",
+    "check_methods",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Relative slack of the harness's convergence recheck: the method's own residual and
+#: the harness's float64 scipy residual differ by rounding (different summation order,
+#: a float32 matvec); 1% above the threshold is still accepted.
+RECHECK_SLACK = 0.01
+
+#: Maximum iterations of the warm-up solve (it only needs to touch every code path).
+WARMUP_MAXITER = 3
+
+
+def check_methods(methods: Iterable[str]) -> list[str]:
+    """Validate method names against :func:`neurosolve.solvers.available`.
+
+    Raises
+    ------
+    UnknownNameError
+        Naming the unknown methods and listing the available ones.
+    InvalidInputError
+        If no method is given or a name repeats.
+
+    Examples
+    --------
+    >>> check_methods(["cg", "amg-sa"])
+    ['cg', 'amg-sa']
+    """
+    from neurosolve.solvers import available
+
+    methods = [m.strip() for m in methods if m.strip()]
+    if not methods:
+        raise InvalidInputError("give at least one method")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise InvalidInputError(f"method(s) listed twice: {', '.join(repeated)}")
+    known = available()
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise UnknownNameError(
+            f"unknown method(s) {', '.join(unknown)}; available: {', '.join(known)}"
+        )
+    return methods
+
+
+def _condition_from_info(info: dict[str, Any]) -> float | None:
+    """Condition number estimate of the (preconditioned) operator, when the method allows.
+
+    A method may report ``info["condition_estimate"]`` itself; CG-type methods that keep
+    their Lanczos coefficients (``info["alphas"]``, ``info["betas"]``) get the estimate of
+    :func:`neurosolve.solvers.krylov.condition_estimate` (Ritz values of the Lanczos
+    matrix: a lower bound that sharpens as CG proceeds).
+    """
+    value = info.get("condition_estimate")
+    if value is not None:
+        return float(value)
+    if "alphas" not in info or "betas" not in info:
+        return None
+    from neurosolve.solvers.krylov import condition_estimate
+
+    try:
+        value = condition_estimate(info)
+    except (InvalidInputError, ValueError, np.linalg.LinAlgError) as exc:
+        logger.info("no condition estimate: %s", exc)
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+class _MemoryProbe:
+    """Peak memory of a block (see the module docstring for what is measured)."""
+
+    def __init__(self, device: str | None, trace: bool) -> None:
+        self.cuda = bool(device) and str(device).startswith("cuda")
+        self._device_name = str(device) if device else "cpu"
+        self.trace = trace and not self.cuda
+        self.peak: int | None = None
+        self.method = ""
+
+    def __enter__(self) -> _MemoryProbe:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(device=self._device())
+            torch.cuda.reset_peak_memory_stats(self._device())
+            self._cuda_base = torch.cuda.memory_allocated(self._device())
+            return self
+        self._rss_ok = _reset_rss_peak()
+        self._rss_base = _rss_bytes("VmRSS") if self._rss_ok else None
+        if self.trace:
+            self._was_tracing = tracemalloc.is_tracing()
+            if not self._was_tracing:
+                tracemalloc.start()
+            tracemalloc.reset_peak()
+            self._trace_base = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def _device(self):
+        import torch
+
+        return torch.device(self._device_name)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(device=self._device())
+            self.peak = int(torch.cuda.max_memory_allocated(self._device()) - self._cuda_base)
+            self.method = "cuda-max-allocated"
+            return
+        peaks, names = [], []
+        if self.trace:
+            peaks.append(tracemalloc.get_traced_memory()[1] - self._trace_base)
+            names.append("tracemalloc")
+            if not self._was_tracing:
+                tracemalloc.stop()
+        if self._rss_ok and self._rss_base is not None:
+            hwm = _rss_bytes("VmHWM")
+            if hwm is not None:
+                peaks.append(hwm - self._rss_base)
+                names.append("rss-hwm")
+        if peaks:
+            self.peak = int(max(0, max(peaks)))
+            self.method = "max(" + ", ".join(names) + ")" if len(names) > 1 else names[0]
+
+
+def _reset_rss_peak() -> bool:
+    # Writing "5" to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_bytes(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _is_cuda(device: str | None) -> bool:
+    return bool(device) and str(device).startswith("cuda")
+
+
+def _sync(device: str | None) -> None:
+    if _is_cuda(device):
+        import torch
+
+        torch.cuda.synchronize(torch.device(device))
+
+
+def _solver_options(method: str, device: str | None, options: dict[str, Any] | None) -> dict:
+    opts = dict(options or {})
+    if device is not None and "device" not in opts and _accepts_device(method):
+        opts["device"] = device
+    return opts
+
+
+def _accepts_device(method: str) -> bool:
+    """Whether ``method``'s factory takes a ``device`` keyword (torch-based methods)."""
+    import inspect
+
+    try:
+        from neurosolve.solvers import registry
+
+        factory = registry.get_factory(method)
+    except (ImportError, AttributeError, UnknownNameError):
+        return False
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _build_and_solve(system, method, opts, *, rtol, atol, maxiter, callback=None):
+    from neurosolve.solvers import make_solver
+
+    solver = make_solver(method, system, **opts)
+    return solver, solver.solve(system.b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+
+
+def run_problem(
+    system,
+    method: str,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    warmup: bool = True,
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
+    problem: str | None = None,
+) -> RunRecord:
+    """Solve ``system`` (its ``b``) with ``method`` and measure it.
+
+    Parameters
+    ----------
+    system : neurosolve.data.systems.LinearSystem
+        The problem; ``system.b`` is the right-hand side.
+    method : str
+        A name from :func:`neurosolve.solvers.available`.
+    rtol, atol, maxiter
+        The common stopping rule ``||b - A x|| <= max(rtol ||b||, atol)``.
+    warmup : bool
+        Run an untimed setup + solve first (also the pass that traces memory).
+    device : str, optional
+        Torch device handed to methods whose factory takes ``device``.
+    options : dict, optional
+        Extra keyword arguments for the method's factory.
+    problem : str, optional
+        Problem id for the record (default ``system.name``).
+
+    Returns
+    -------
+    RunRecord
+        Never raises for a failing method: the exception is stored in ``error``.
+
+    Examples
+    --------
+    >>> from neurosolve.harness.suites import ProblemSpec
+    >>> rec = run_problem(ProblemSpec(shape=(8, 8)).build(), "scipy-cg", rtol=1e-8)
+    >>> rec.converged, rec.true_residual <= 1e-8
+    (True, True)
+    """
+    return measure_solve(
+        system,
+        method,
+        rtol=rtol,
+        atol=atol,
+        maxiter=maxiter,
+        warmup=warmup,
+        device=device,
+        options=options,
+        problem=problem,
+    )[0]
+
+
+def measure_solve(
+    system,
+    method: str,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    warmup: bool = True,
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
+    problem: str | None = None,
+) -> tuple[RunRecord, np.ndarray | None]:
+    """Like :func:`run_problem`, also returning the solution (float64, or None on error).
+
+    Examples
+    --------
+    >>> from neurosolve.harness.suites import ProblemSpec
+    >>> system = ProblemSpec(shape=(8, 8)).build()
+    >>> rec, x = measure_solve(system, "amg-sa", rtol=1e-8, warmup=False)
+    >>> x.shape == system.b.shape
+    True
+    """
+    from neurosolve.solvers.result import stopping_threshold
+
+    name = problem or getattr(system, "name", "") or "problem"
+    if getattr(system, "b", None) is None:
+        raise InvalidInputError(f"system {name!r} has no right-hand side (system.b is None)")
+    b = np.asarray(system.b, dtype=np.float64)
+    record = RunRecord(problem=name, method=method, n=int(system.A.shape[0]), nnz=int(system.A.nnz))
+    threshold = stopping_threshold(float(np.linalg.norm(b)), rtol, atol)
+    opts = _solver_options(method, device, options)
+    memory_probe = None
+    try:
+        if warmup:
+            memory_probe = _MemoryProbe(device, trace=True)
+            with memory_probe:
+                _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
+                _sync(device)
+        stamps: list[float] = []
+
+        def stamp(*args: Any, **kwargs: Any) -> None:
+            stamps.append(time.perf_counter())
+
+        # On a GPU a callback would copy x_k to the host every iteration; there the
+        # residual times come from the method's own info["times"] (or are spread evenly).
+        callback = None if _is_cuda(device) else stamp
+
+        from neurosolve.solvers import make_solver
+
+        timed_probe = _MemoryProbe(device, trace=False)
+        with timed_probe:
+            _sync(device)
+            t0 = time.perf_counter()
+            solver = make_solver(method, system, **opts)
+            _sync(device)
+            t1 = time.perf_counter()
+            result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+            _sync(device)
+            t2 = time.perf_counter()
+    except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the run
+        logger.warning("%s on %s failed: %s: %s", method, name, type(exc).__name__, exc)
+        record.status = "error"
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.reason = record.error
+        return record, None
+
+    record.setup_seconds = t1 - t0
+    record.solve_seconds = t2 - t1
+    record.iterations = int(result.iterations)
+    record.matvecs = int(result.matvecs)
+    record.status = result.status.value
+    record.reason = result.reason
+    record.claimed_converged = bool(result.converged)
+    residuals = np.asarray(result.residuals, dtype=np.float64)
+    if residuals.ndim > 1:  # a batch: the worst column
+        residuals = residuals.max(axis=tuple(range(1, residuals.ndim)))
+    record.residuals = [float(r) for r in residuals]
+    record.residual_times = _residual_times(
+        len(record.residuals), stamps, (result.info or {}).get("times"), t0, t1, t2
+    )
+    record.condition_estimate = _condition_from_info(result.info or {})
+
+    probes = [p for p in (memory_probe, timed_probe) if p is not None and p.peak is not None]
+    if probes:
+        best = max(probes, key=lambda p: p.peak)
+        record.peak_memory_bytes = best.peak
+        record.memory_method = best.method
+
+    # The recheck: the harness's own float64 residual with the scipy matrix.
+    x = _to_numpy(result.x).reshape(b.shape)
+    rnorm = float(np.linalg.norm(b - system.A @ x))
+    bnorm = float(np.linalg.norm(b))
+    record.true_residual = rnorm / bnorm if bnorm > 0 else rnorm
+    meets = math.isfinite(rnorm) and rnorm <= threshold * (1.0 + RECHECK_SLACK)
+    record.converged = record.claimed_converged and meets
+    if record.claimed_converged and not meets:
+        record.flags.append(
+            f"claimed convergence but the true relative residual {record.true_residual:.3e} "
+            f"misses the tolerance {threshold / bnorm if bnorm else threshold:.1e}"
+        )
+        logger.warning("%s on %s: %s", method, name, record.flags[-1])
+    elif not record.claimed_converged and meets:
+        record.flags.append(
+            f"reported {record.status} although the true residual meets the tolerance"
+        )
+    if record.residuals:
+        last = record.residuals[-1]
+        if math.isfinite(last) and math.isfinite(record.true_residual):
+            ratio = max(last, 1e-300) / max(record.true_residual, 1e-300)
+            if not 0.1 <= ratio <= 10.0 and max(last, record.true_residual) > 1e-14:
+                record.flags.append(
+                    f"the method's last reported residual {last:.3e} differs from the true "
+                    f"residual {record.true_residual:.3e}"
+                )
+    return record, x
+
+
+def _residual_times(count, stamps, method_times, t0, t1, t2) -> list[float]:
+    """Wall seconds since the setup started at which each residual was reached.
+
+    From the method's own per-iteration clock (``info["times"]``, seconds since its solve
+    started) when it has one entry per residual, else from the harness's callback time
+    stamps, else the solve time spread evenly over the iterations.
+    """
+    if count == 0:
+        return []
+    setup = t1 - t0
+    if method_times is not None:
+        values = np.asarray(method_times, dtype=np.float64).ravel()
+        if values.size == count and np.all(np.isfinite(values)):
+            return [setup + float(v) for v in values]
+    if len(stamps) == count - 1:  # one callback per iteration
+        return [setup] + [s - t0 for s in stamps]
+    iters = max(count - 1, 1)
+    return [setup + (t2 - t1) * k / iters for k in range(count)]
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled or not sys.stderr.isatty())
+
+
+def run_sequence(
+    systems: Sequence,
+    methods: Sequence[str],
+    *,
+    name: str = "sequence",
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    warmup: bool = True,
+    device: str | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+    _bar=None,
+) -> list[SequenceRecord]:
+    """Solve a list of systems in order with each method, a fresh setup every frame.
+
+    This is the time-to-solution of a simulation whose matrix changes every time step:
+    a method with an expensive setup (an AMG hierarchy) pays it every frame. The warm-up
+    (when enabled) runs once per method, on the first frame only.
+
+    Returns
+    -------
+    list of SequenceRecord
+        One per method, frames in order.
+
+    Examples
+    --------
+    >>> from neurosolve.harness.suites import SequenceSpec
+    >>> frames = SequenceSpec(shape=(8, 8), frames=2, count=1, radius=0.2).build()
+    >>> [rec.converged for rec in run_sequence(frames, ["scipy-cg"], progress=False)]
+    [True]
+    """
+    methods = check_methods(methods)
+    method_options = method_options or {}
+    bar = _bar or _progress(len(systems) * len(methods), progress, name)
+    out = []
+    try:
+        for method in methods:
+            record = SequenceRecord(sequence=name, method=method)
+            for k, system in enumerate(systems):
+                bar.set_postfix_str(f"{method} frame {k}", refresh=False)
+                run = run_problem(
+                    system,
+                    method,
+                    rtol=rtol,
+                    atol=atol,
+                    maxiter=maxiter,
+                    warmup=warmup and k == 0,
+                    device=device,
+                    options=method_options.get(method),
+                    problem=f"{name}-f{k}",
+                )
+                run.frame = k
+                record.frames.append(run)
+                bar.update(1)
+            out.append(record)
+    finally:
+        if _bar is None:
+            bar.close()
+    return out
+
+
+def run_suite(
+    suite,
+    methods: Sequence[str],
+    *,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    warmup: bool = True,
+    device: str | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+    on_record: Callable[[RunRecord], None] | None = None,
+) -> BenchmarkResults:
+    """Run every method on every problem and sequence of ``suite``.
+
+    Parameters
+    ----------
+    suite : Suite or str
+        A :class:`~neurosolve.harness.suites.Suite` or a built-in suite name.
+    methods : sequence of str
+        Method names (checked against :func:`neurosolve.solvers.available`).
+    rtol, atol, maxiter
+        The common stopping rule.
+    warmup : bool
+        Untimed warm-up (and memory tracing) pass before each timed solve.
+    device : str, optional
+        Torch device for torch-based methods.
+    method_options : dict, optional
+        ``{method: {option: value}}`` passed to the method factories.
+    progress : bool
+        Show a tqdm bar over (problem, method) (only on a terminal).
+    on_record : callable, optional
+        Called with each finished :class:`RunRecord` (e.g. to log as results arrive).
+
+    Returns
+    -------
+    BenchmarkResults
+
+    Examples
+    --------
+    >>> from neurosolve.harness.suites import ProblemSpec, Suite
+    >>> suite = Suite("tiny", problems=[ProblemSpec(shape=(8, 8))])
+    >>> res = run_suite(suite, ["scipy-cg", "amg-sa"], rtol=1e-8, progress=False)
+    >>> [(r.method, r.converged) for r in res.runs]
+    [('scipy-cg', True), ('amg-sa', True)]
+    """
+    from neurosolve.harness.suites import Suite, get_suite
+
+    if isinstance(suite, str):
+        suite = get_suite(suite)
+    if not isinstance(suite, Suite):
+        raise InvalidInputError(f"suite must be a Suite or a suite name, got {type(suite)}")
+    methods = check_methods(methods)
+    method_options = method_options or {}
+    results = BenchmarkResults(
+        suite=suite.name,
+        rtol=float(rtol),
+        atol=float(atol),
+        maxiter=maxiter,
+        methods=list(methods),
+        machine=machine_info(device),
+        created=now_utc(),
+        options={"warmup": warmup, "method_options": method_options},
+    )
+    total = len(methods) * (len(suite.problems) + sum(s.frames for s in suite.sequences))
+    with contextlib.closing(_progress(total, progress, f"bench {suite.name}")) as bar:
+        for spec in suite.problems:
+            bar.set_postfix_str(f"building {spec.id}", refresh=True)
+            system = spec.build()
+            for method in methods:
+                bar.set_postfix_str(f"{spec.id} {method}", refresh=True)
+                record = run_problem(
+                    system,
+                    method,
+                    rtol=rtol,
+                    atol=atol,
+                    maxiter=maxiter,
+                    warmup=warmup,
+                    device=device,
+                    options=method_options.get(method),
+                    problem=spec.id,
+                )
+                results.runs.append(record)
+                if on_record is not None:
+                    on_record(record)
+                bar.update(1)
+            del system
+        for seq in suite.sequences:
+            bar.set_postfix_str(f"building {seq.id}", refresh=True)
+            results.sequences.extend(
+                run_sequence(
+                    seq.build(),
+                    methods,
+                    name=seq.id,
+                    rtol=rtol,
+                    atol=atol,
+                    maxiter=maxiter,
+                    warmup=warmup,
+                    device=device,
+                    method_options=method_options,
+                    _bar=bar,
+                )
+            )
+    return results

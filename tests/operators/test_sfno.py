@@ -1,0 +1,136 @@
+"""SFNO and FNO3d: shapes, gradients, resolution/time flexibility, 3D spectral conv identity."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from neurosolve.checkpoint import build_model
+from neurosolve.errors import InvalidInputError
+from neurosolve.operators.sfno import SFNO, FNO3d, count_parameters
+from neurosolve.operators.spectral import SpectralConv
+
+
+def _dense_circular_conv3d(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """y[b, o, j] = sum_i sum_m kernel[i, o, m] x[b, i, j - m] (indices mod the grid)."""
+    batch, cin = x.shape[:2]
+    cout = kernel.shape[1]
+    shape = x.shape[2:]
+    y = np.zeros((batch, cout, *shape))
+    for m in itertools.product(*(range(n) for n in shape)):
+        shifted = np.roll(x, shift=m, axis=(2, 3, 4))  # shifted[..., j] = x[..., j - m]
+        y += np.einsum("bi...,io->bo...", shifted, kernel[(slice(None), slice(None), *m)])
+    return y
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 4), (4, 6, 7)], ids=["even-last", "odd-last"])
+def test_spectral_conv_all_modes_3d_equals_dense_circular_convolution(shape):
+    torch.manual_seed(3)
+    conv = SpectralConv(2, 3, modes=None, shape=shape, dtype=torch.float64)
+    x = torch.randn(2, 2, *shape, dtype=torch.float64)
+    y = conv(x).detach().numpy()
+    # The layer multiplies the forward-normalised coefficients of frequency k by W(k):
+    # y = kernel (*) x with kernel = irfftn(W on the grid) (backward normalisation). W is
+    # stored with frequency k at index k (k >= 0) or 2m + k (k < 0) on the full axes.
+    weight = conv.complex_weight().detach()
+    index = [
+        [int(k) if k >= 0 else 2 * m + int(k) for k in np.fft.fftfreq(n, 1.0 / n)]
+        for m, n in zip(conv.modes[:2], shape[:2], strict=True)
+    ]
+    on_grid = weight[:, :, index[0]][:, :, :, index[1]][..., : shape[2] // 2 + 1]
+    kernel = torch.fft.irfftn(on_grid, s=shape, dim=(-3, -2, -1)).numpy()
+    expected = _dense_circular_conv3d(x.numpy(), kernel)
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
+
+
+def _tiny_sfno(**kw):
+    defaults = dict(modes=(3, 3, 2), width=6, layers=3, t_out=5, fc_width=8)
+    defaults.update(kw)
+    return SFNO(**defaults)
+
+
+def _tiny_fno3d(**kw):
+    defaults = dict(modes=(3, 3, 2), width=6, layers=2, t_in=3, t_out=5, padding=2, fc_width=8)
+    defaults.update(kw)
+    return FNO3d(**defaults)
+
+
+@pytest.mark.parametrize("make", [_tiny_sfno, _tiny_fno3d], ids=["sfno", "fno3d"])
+def test_shapes_and_every_parameter_gets_a_gradient(make):
+    torch.manual_seed(0)
+    model = make()
+    x = torch.randn(2, 3, 12, 10)
+    y = model(x)
+    assert y.shape == (2, 5, 12, 10)
+    assert torch.isfinite(y).all()
+    y.pow(2).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("make", [_tiny_sfno, _tiny_fno3d], ids=["sfno", "fno3d"])
+def test_any_t_out_and_any_resolution(make):
+    model = make()
+    assert model(torch.randn(1, 3, 16, 16), t_out=9).shape == (1, 9, 16, 16)
+    assert model(torch.randn(1, 3, 24, 20), t_out=2).shape == (1, 2, 24, 20)
+
+
+def test_sfno_continues_from_last_input_frame():
+    # with a zero output convolution the prediction is the last input frame at every step
+    model = _tiny_sfno()
+    with torch.no_grad():
+        model.out_conv.weight.zero_()
+    x = torch.randn(2, 3, 12, 12)
+    y = model(x, t_out=4)
+    torch.testing.assert_close(y, x[:, -1:].expand(2, 4, 12, 12))
+
+
+def test_sfno_accepts_any_t_in_and_batches_are_independent():
+    model = _tiny_sfno()
+    x = torch.randn(3, 4, 12, 12)
+    full = model(x)
+    single = model(x[1:2])
+    torch.testing.assert_close(full[1:2], single, rtol=1e-5, atol=1e-6)
+    assert model(torch.randn(1, 7, 12, 12)).shape == (1, 5, 12, 12)
+
+
+def test_float64_and_config_roundtrip_through_registry():
+    torch.manual_seed(1)
+    for model in (_tiny_sfno(dtype=torch.float64), _tiny_fno3d(dtype=torch.float64)):
+        kind = "sfno" if isinstance(model, SFNO) else "fno3d"
+        clone = build_model(kind, **model.config()).to(torch.float64)
+        clone.load_state_dict(model.state_dict())
+        x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+        torch.testing.assert_close(clone(x), model(x))
+        assert count_parameters(clone) == count_parameters(model) > 0
+
+
+def test_parameter_count_does_not_depend_on_grid():
+    # the count of the paper's SFNO configuration is fixed by modes/width, not by resolution
+    a = count_parameters(SFNO(modes=(12, 12, 5), width=20, layers=4, t_out=40))
+    b = count_parameters(SFNO(modes=(12, 12, 5), width=20, layers=4, t_out=10))
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [torch.randn(3, 12, 12), torch.randn(1, 1, 3, 12, 12)],
+    ids=["3d", "5d"],
+)
+def test_bad_input_shape_raises(bad):
+    with pytest.raises(InvalidInputError, match="batch, t_in, nx, ny"):
+        _tiny_sfno()(bad)
+
+
+def test_fno3d_rejects_wrong_t_in_and_bad_arguments():
+    with pytest.raises(InvalidInputError, match="t_in=3"):
+        _tiny_fno3d()(torch.randn(1, 4, 12, 12))
+    with pytest.raises(InvalidInputError, match="modes"):
+        SFNO(modes=(4, 4))
+    with pytest.raises(InvalidInputError, match="width"):
+        SFNO(width=0)
+    with pytest.raises(InvalidInputError, match="t_out"):
+        _tiny_sfno()(torch.randn(1, 3, 12, 12), t_out=0)
