@@ -49,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="torch device for torch methods")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up solves")
     p.add_argument("--repeats", type=int, default=5, help="repeats of each matvec timing")
+    p.add_argument(
+        "--bandwidth-mb", type=int, default=256, help="array size of the copy-bandwidth test"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -225,8 +228,10 @@ def main(argv=None) -> int:
         device=args.device,
         progress=not args.quiet,
     )
-    bw_numpy = numpy_copy_bandwidth(repeats=args.repeats)
-    bw_torch = torch_copy_bandwidth(torch.device(args.device or "cpu"), repeats=args.repeats)
+    bw_numpy = numpy_copy_bandwidth(args.bandwidth_mb, repeats=args.repeats)
+    bw_torch = torch_copy_bandwidth(
+        torch.device(args.device or "cpu"), args.bandwidth_mb, repeats=args.repeats
+    )
     matvec = []
     for spec in suite.problems:
         matvec += matvec_rows(spec, args.device, args.repeats, bw_numpy, bw_torch)

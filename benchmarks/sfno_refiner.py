@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -291,8 +290,6 @@ def main(argv=None) -> int:
             "final_train_loss": history["epochs"][-1]["train_loss"],
             **metrics(pred, x_last, y_test, args),
         }
-        if kind == "sfno":
-            sfno_pred = pred
 
     # Spectral-Refiner: per test batch, estimator only
     log("refining SFNO on the test set", args.quiet)
@@ -329,7 +326,7 @@ def main(argv=None) -> int:
     solver = solver_runs(data, args, device)
     k = solver["coarse"]["samples"]
     ref_per_sample = solver["reference"]["seconds"] / k
-    for name, run in solver.items():
+    for run in solver.values():
         label = f"solver-{run['grid']}"
         results[label] = {
             "parameters": 0,
@@ -433,9 +430,8 @@ def main(argv=None) -> int:
             f"{r['parameters']} | {r['train_seconds']:.1f} | {r['inference_s_per_sample']:.3e} | "
             f"{r['inference_vs_reference_solver']:.3g} |"
         )
-    print(
-        f"\nestimator of the ground truth (discretisation floor): {claims['estimator_of_ground_truth']:.3e}"
-    )
+    floor = claims["estimator_of_ground_truth"]
+    print(f"\nestimator of the ground truth (discretisation floor): {floor:.3e}")
     print(
         f"refinement: rel L2 {claims['rel_l2_before']:.4e} -> {claims['rel_l2_after']:.4e} "
         f"(x{claims['error_ratio_before_over_after']:.3f}), "

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "neurosolve.data.commands",
     "neurosolve.solvers.dcdm.commands",
     "neurosolve.harness.commands",
+    "neurosolve.operators.commands",
     "neurosolve.operators.sfno_commands",
 )
 

@@ -53,11 +53,17 @@ def _rel(a, b):
 
 
 # ------------------------------------------------------------------- exact solutions
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_taylor_green_etd_matches_exact_decay(dtype):
+@pytest.mark.parametrize(
+    ("dtype", "scheme"),
+    [(torch.float64, "rk2"), (torch.float32, "rk2"), (torch.float64, "ab2")],
+    ids=["f64-rk2", "f32-rk2", "f64-ab2"],
+)
+def test_taylor_green_etd_matches_exact_decay(dtype, scheme):
     nu, t = 0.01, 0.1
     w0 = _shell5(32, dtype)
-    ns = NavierStokes2d(32, nu=nu, dt=0.01, forcing=None, diffusion="etd", dtype=dtype)
+    ns = NavierStokes2d(
+        32, nu=nu, dt=0.01, forcing=None, diffusion="etd", scheme=scheme, dtype=dtype
+    )
     traj = ns.simulate(w0, t, record_every=0.05)
     for j, tj in enumerate((0.05, 0.1)):
         exact = w0 * math.exp(-nu * 4 * math.pi**2 * 25 * tj)
@@ -83,7 +89,7 @@ def test_kolmogorov_laminar_state_is_steady():
     nu, drag, k, amp = 0.05, 0.1, 2, 0.5
     f = kolmogorov_forcing(32, wavenumber=k, amplitude=amp)
     steady = f / (nu * (TWO_PI * k) ** 2 + drag)
-    for diffusion in ("cn", "etd"):
+    for diffusion, scheme in (("cn", "rk2"), ("etd", "rk2"), ("cn", "ab2"), ("etd", "ab2")):
         ns = NavierStokes2d(
             32,
             nu=nu,
@@ -93,6 +99,7 @@ def test_kolmogorov_laminar_state_is_steady():
             forcing_amplitude=amp,
             drag=drag,
             diffusion=diffusion,
+            scheme=scheme,
         )
         torch.testing.assert_close(ns.forcing, f)
         w = ns.simulate(steady, 0.5)[0, -1]
@@ -108,16 +115,20 @@ def test_mean_vorticity_stays_zero_in_forced_run():
 
 
 # ------------------------------------------------------------------------ time order
-@pytest.mark.parametrize("diffusion", ["cn", "etd"])
-def test_forced_run_is_second_order_in_time(diffusion):
+@pytest.mark.parametrize(
+    ("diffusion", "scheme"),
+    [("cn", "rk2"), ("etd", "rk2"), ("cn", "ab2"), ("etd", "ab2")],
+    ids=["cn-heun", "etdrk2", "cn-ab2", "etd2"],
+)
+def test_forced_run_is_second_order_in_time(diffusion, scheme):
     w0 = _grf(32)
     sols = []
     for dt in (0.04, 0.02, 0.01, 0.005):
-        ns = NavierStokes2d(32, nu=1e-3, dt=dt, forcing="fno", diffusion=diffusion)
+        ns = NavierStokes2d(32, nu=1e-3, dt=dt, forcing="fno", diffusion=diffusion, scheme=scheme)
         sols.append(ns.simulate(w0, 2.0)[0, -1])
     diffs = [float((sols[i] - sols[i + 1]).norm()) for i in range(3)]
     orders = [math.log2(diffs[i] / diffs[i + 1]) for i in range(2)]
-    print(f"{diffusion}: successive differences {diffs}, observed orders {orders}")
+    print(f"{diffusion}-{scheme}: successive differences {diffs}, observed orders {orders}")
     assert all(abs(p - 2.0) < 0.1 for p in orders), orders
     # nonlinear dynamics matter on this run: the solution is far from the linear decay
     linear = NavierStokes2d(32, nu=1e-3, dt=0.005, forcing=None, diffusion=diffusion)
@@ -313,6 +324,7 @@ def test_navier_stokes_samples_options():
         ({"forcing": lambda x, y: x[:4]}, "forcing"),
         ({"forcing": np.full((16, 16), np.nan)}, "NaN"),
         ({"diffusion": "implicit"}, "diffusion"),
+        ({"scheme": "rk4"}, "scheme"),
         ({"dtype": torch.float16}, "dtype"),
     ],
 )

@@ -411,6 +411,22 @@ def test_foreign_hdf5(tmp_path):
         store.read_info(path)
 
 
+@pytest.mark.parametrize(
+    "attr, value, message",
+    [
+        ("params", "{not json", "malformed attributes"),
+        ("samples", np.int64(3), "inconsistent attributes"),
+        ("completed", np.int64(11), "inconsistent layout"),
+    ],
+)
+def test_damaged_attributes(tmp_path, attr, value, message):
+    path = make(tmp_path)
+    with h5py.File(path, "a") as f:
+        f.attrs[attr] = value
+    with pytest.raises(FileFormatError, match=message):
+        store.read_info(path)
+
+
 def test_incomplete_file_is_not_a_dataset(tmp_path):
     BUDGET["left"] = 6
     with pytest.raises(Interrupted):

@@ -9,6 +9,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neurosolve.data import systems
 from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
@@ -169,6 +171,33 @@ def test_assembly_matches_cell_loop(shape, boundary):
     ref = loop_assembly(flags, a, boundary, spacing)
     np.testing.assert_allclose(s.A.toarray(), ref, rtol=1e-13, atol=0)
     assert s.A.dtype == np.float64 and s.A.format == "csr" and s.A.has_sorted_indices
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=2, max_size=3).map(tuple),
+    seed=st.integers(0, 2**31),
+    boundary=st.sampled_from(["dirichlet", "neumann"]),
+)
+def test_random_flags_property(shape, seed, boundary):
+    """Any flags/coefficients: exact stencil, and pinning makes every component definite."""
+    rng = np.random.default_rng(seed)
+    flags = rng.choice([AIR, FLUID, FLUID, SOLID, SOLID], size=shape).astype(np.int8)
+    if not (flags == FLUID).any():
+        flags.flat[rng.integers(flags.size)] = FLUID
+    a = 10.0 ** rng.uniform(-2, 2, shape)
+    s = poisson(shape, flags=flags, coefficient=a, boundary=boundary)
+    singular = poisson(shape, flags=flags, coefficient=a, boundary=boundary, pin="none")
+    ref = loop_assembly(flags, a, boundary, s.grid.spacing)
+    np.testing.assert_allclose(singular.A.toarray(), ref, rtol=1e-13, atol=0)
+    # pinning touches exactly the pinned diagonal entries
+    diff = (s.A - singular.A).tocoo()
+    assert sorted(diff.row[diff.data != 0].tolist()) == sorted(s.pinned.tolist())
+    assert np.linalg.eigvalsh(s.A.toarray()).min() > 0
+    # the singular matrix has one null vector per pinned component, and no more
+    assert np.sum(np.linalg.eigvalsh(singular.A.toarray()) <= 1e-9 * np.abs(ref).max()) == (
+        s.pinned.size
+    )
 
 
 def test_harmonic_mean_face_coefficient():

@@ -160,6 +160,9 @@ def test_solve_bad_rhs_and_grid_exit_2(tmp_path, system_file, capsys):
     assert main(["solve", str(path), "--grid", "7x7", "--quiet"]) == 2
     assert "fluid cells" in capsys.readouterr().err
     assert main(["solve", str(path), "--grid", "abc", "--quiet"]) == 2
+    capsys.readouterr()
+    assert main(["solve", str(path), "--method", "scipy-cg", "--option", "scipy-cg.x=1"]) == 2
+    assert "rejected its options" in capsys.readouterr().err
 
 
 def _write(path, text):

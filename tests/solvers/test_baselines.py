@@ -108,8 +108,7 @@ def test_amg_history_matches_pyamg_own(systems, kind):
     residuals: list[float] = []  # pyamg's own loop on the same hierarchy
     solver.ml.solve(b, tol=1e-8, residuals=residuals, accel=None, maxiter=500)
     assert result.iterations == len(residuals) - 1
-    np.testing.assert_allclose(result.residuals, np.array(residuals) / np.linalg.norm(b),
-                               rtol=1e-8)
+    np.testing.assert_allclose(result.residuals, np.array(residuals) / np.linalg.norm(b), rtol=1e-8)
 
 
 def test_setup_is_measured_apart_and_solvers_are_reusable(systems):
@@ -197,15 +196,24 @@ def test_ic0_reproduces_a_on_its_pattern():
     ic = IncompleteCholesky(system.A)
     LLt = (ic.L @ ic.L.T).tocsr()
     lower = sp.tril(system.A).tocoo()
-    np.testing.assert_allclose(np.asarray(LLt[lower.row, lower.col]).ravel(), lower.data,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(LLt[lower.row, lower.col]).ravel(), lower.data, rtol=1e-12
+    )
     assert ic.shift == 0.0 and len(ic.levels) == 6 + 7 + 5 - 2
 
 
 def test_ic0_shifts_when_a_pivot_fails():
     # Kershaw's matrix: SPD, but zero-fill incomplete Cholesky meets a negative pivot.
-    A = sp.csr_matrix(np.array([[3.0, -2.0, 0.0, 2.0], [-2.0, 3.0, -2.0, 0.0],
-                                [0.0, -2.0, 3.0, -2.0], [2.0, 0.0, -2.0, 3.0]]))
+    A = sp.csr_matrix(
+        np.array(
+            [
+                [3.0, -2.0, 0.0, 2.0],
+                [-2.0, 3.0, -2.0, 0.0],
+                [0.0, -2.0, 3.0, -2.0],
+                [2.0, 0.0, -2.0, 3.0],
+            ]
+        )
+    )
     assert np.linalg.eigvalsh(A.toarray()).min() > 0
     ic = IncompleteCholesky(A)
     assert ic.shift > 0

@@ -144,8 +144,12 @@ def test_sparse_operator_equals_csr(case):
     system, _ = case
     op = SparseOperator(system.A)
     x = np.random.default_rng(2).standard_normal((system.n, 2))
-    np.testing.assert_allclose(op.matvec(torch.from_numpy(x)).numpy(), system.A @ x, rtol=1e-14,
-                               atol=1e-14 * np.abs(system.A @ x).max())
+    np.testing.assert_allclose(
+        op.matvec(torch.from_numpy(x)).numpy(),
+        system.A @ x,
+        rtol=1e-14,
+        atol=1e-14 * np.abs(system.A @ x).max(),
+    )
     assert "SparseOperator" in repr(op)
 
 

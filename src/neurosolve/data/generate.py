@@ -665,19 +665,21 @@ def generate(
         return path
     part = store.part_path(path)
     completed = _resume_point(part, header, overwrite)
-    with store._progress(stop - start, spec.name, progress, initial=completed) as bar:
+    with store.progress_bar(stop - start, spec.name, progress, initial=completed) as bar:
+        first = None
         if completed == 0:
             # Compute the first chunk before creating anything, so parameters the sample
             # function rejects leave no file behind.
-            b = min(stop, start + chunk)
-            x, y = _compute(spec, resolved, header.seed, start, b, dtype, device)
+            first = _compute(
+                spec, resolved, header.seed, start, min(stop, start + chunk), dtype, device
+            )
             part.unlink(missing_ok=True)
-            store.create_file(part, header, x.shape[1:], y.shape[1:])
-            with store.Writer(part) as writer:
-                writer.write(0, x, y)
-            completed = b - start
-            bar.update(b - start)
+            store.create_file(part, header, first[0].shape[1:], first[1].shape[1:])
         with store.Writer(part) as writer:
+            if first is not None:
+                writer.write(0, *first)
+                completed = len(first[0])
+                bar.update(completed)
             for a, b in store.iter_blocks(start + completed, stop, chunk):
                 x, y = _compute(spec, resolved, header.seed, a, b, dtype, device)
                 writer.write(a - start, x, y)

@@ -224,6 +224,14 @@ def gaussian_random_field(
     torch.Tensor
         Shape ``(batch, *shape)``.
 
+    Notes
+    -----
+    Differs from FNO's reference generator in the noise: that code draws independent N(0, 1)
+    real and imaginary parts for every mode of a full (non-Hermitian) spectrum and keeps the
+    real part of the inverse transform, so its fields have twice the nominal covariance.
+    Pass ``sigma=sqrt(2) * default_sigma(alpha, tau, 2)`` to match its statistics (the
+    Navier-Stokes sample generator does so by default).
+
     Examples
     --------
     >>> u = gaussian_random_field((32, 32), 2, rng=np.random.default_rng(0))

@@ -280,19 +280,24 @@ def _read_header(f: h5py.File, path: Path) -> tuple[DatasetHeader, int]:
         )
     try:
         json.loads(values["params"])
+        header = DatasetHeader(
+            generator=str(values["generator"]),
+            params=str(values["params"]),
+            seed=int(values["seed"]),
+            samples=int(values["samples"]),
+            first=int(values["first"]),
+            count=int(count),
+            chunk=int(values["chunk"]),
+            dtype=dtype,
+            version=str(values["version"]),
+        )
     except (TypeError, ValueError) as exc:
-        raise FileFormatError(f"{path}: attribute 'params' is not valid JSON") from exc
-    header = DatasetHeader(
-        generator=str(values["generator"]),
-        params=str(values["params"]),
-        seed=int(values["seed"]),
-        samples=int(values["samples"]),
-        first=int(values["first"]),
-        count=int(count),
-        chunk=int(values["chunk"]),
-        dtype=dtype,
-        version=str(values["version"]),
-    )
+        raise FileFormatError(f"{path}: malformed attributes ({exc}); the file is damaged") from exc
+    if header.first < 0 or header.first + header.count > header.samples or header.chunk < 1:
+        raise FileFormatError(
+            f"{path}: inconsistent attributes (first={header.first}, count={header.count}, "
+            f"samples={header.samples}, chunk={header.chunk}); the file is damaged"
+        )
     return header, completed
 
 
@@ -662,7 +667,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _progress(total: int, desc: str, progress: bool, initial: int = 0) -> tqdm:
+def progress_bar(total: int, desc: str, progress: bool, initial: int = 0) -> tqdm:
+    """A tqdm bar over samples, shown only when ``progress`` and stderr is a terminal."""
     return tqdm(
         total=total,
         initial=initial,
@@ -788,7 +794,7 @@ def merge(
     tmp.unlink(missing_ok=True)
     create_file(tmp, full, ref_x, ref_y)
     try:
-        with Writer(tmp) as writer, _progress(ref.samples, "merge", progress) as bar:
+        with Writer(tmp) as writer, progress_bar(ref.samples, "merge", progress) as bar:
             for header, _, _, p in shards:
                 with _open(p) as f:
                     for a, b in iter_blocks(0, header.count, _BLOCK):

@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from neurosolve.data.grids import AIR, FLUID, SOLID, Grid, check_shape
 from neurosolve.errors import FileFormatError, InvalidInputError, NeurosolveError
@@ -302,31 +301,7 @@ def poisson(
     n = grid.num_unknowns
     if n == 0:
         raise InvalidInputError("the grid has no fluid cells, so the system has no unknowns")
-    A, dirichlet = _assemble(grid, a)
-
-    pinned = np.zeros(0, dtype=np.int64)
-    floating = None
-    if pin == "auto":
-        if (grid.flags == SOLID).any():
-            ncomp, labels = connected_components(A, directed=False)
-            touches = np.bincount(labels, weights=dirichlet, minlength=ncomp) > 0
-        else:
-            # Without SOLID cells a component either fills the grid (then it floats iff
-            # the boundary is Neumann) or borders an AIR cell: no graph search needed.
-            floats = grid.boundary == "neumann" and not (grid.flags == AIR).any()
-            ncomp, labels = 1, np.zeros(n, dtype=np.int64)
-            touches = np.array([not floats])
-        if not touches.all():
-            _, first = np.unique(labels, return_index=True)  # lowest index per component
-            comp_ids = np.flatnonzero(~touches)
-            pinned = first[comp_ids].astype(np.int64)
-            amap = np.ones(n) if a is None else a[grid.fluid]
-            pvals = amap[pinned] * sum(2.0 / h**2 for h in grid.spacing)
-            A = _add_to_diagonal(A, pinned, pvals)
-            remap = np.full(ncomp, -1, dtype=np.int64)
-            remap[comp_ids] = np.arange(comp_ids.size)
-            floating = remap[labels]
-            logger.debug("pinned %d floating component(s) at %s", pinned.size, pinned)
+    A, pinned, floating = _assemble(grid, a, pin=pin == "auto")
 
     if name is None:
         name = f"poisson{grid.ndim}d-{'x'.join(map(str, grid.shape))}"
@@ -340,8 +315,10 @@ def poisson(
     )
 
 
-def _assemble(grid: Grid, a: np.ndarray | None) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Vectorized assembly; returns (A, Dirichlet-contact mask over the unknowns).
+def _assemble(
+    grid: Grid, a: np.ndarray | None, *, pin: bool
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]:
+    """Vectorized assembly; returns ``(A, pinned, floating)`` (see :class:`LinearSystem`).
 
     CSR is built directly: every row has ``2 ndim + 1`` slots in increasing column order
     (lower neighbours along axis 0, 1, ..., the diagonal, upper neighbours along the last
@@ -358,35 +335,31 @@ def _assemble(grid: Grid, a: np.ndarray | None) -> tuple[sp.csr_matrix, np.ndarr
     coef = np.ones(shape) if a is None else a
 
     nslots = 2 * ndim + 1
-    vals = np.zeros((n, nslots))
-    cols = np.zeros((n, nslots), dtype=idx_dtype)
-    present = np.zeros((n, nslots), dtype=bool)
+    # slot-major while filling (contiguous column writes), row-major for the CSR arrays
+    vals = np.zeros((nslots, n))
+    cols = np.zeros((nslots, n), dtype=idx_dtype)
     diag = np.zeros(shape)
     dirichlet = np.zeros(shape, dtype=bool)
-    off_val = np.empty(shape)
-    off_col = np.empty(shape, dtype=idx_dtype)
-    off_has = np.empty(shape, dtype=bool)
+    face_c = np.empty(shape)
+    nbr_idx = np.empty(shape, dtype=idx_dtype)
     for d in range(ndim):
         inv_h2 = 1.0 / grid.spacing[d] ** 2
         lo, hi, first, last = _axis_slices(ndim, d)
         f_lo, f_hi = fluid[lo], fluid[hi]
-        # fluid-fluid faces: harmonic mean 2 a_i a_j / (a_i + a_j)
-        both = f_lo & f_hi
+        # fluid-fluid faces: harmonic mean 2 a_i a_j / (a_i + a_j); 0 on other faces
         a_lo, a_hi = coef[lo], coef[hi]
-        c = np.where(both, (2.0 * inv_h2) * a_lo * a_hi / (a_lo + a_hi), 0.0)
+        c = np.where(f_lo & f_hi, (2.0 * inv_h2) * a_lo * a_hi / (a_lo + a_hi), 0.0)
         diag[lo] += c
         diag[hi] += c
-        # lower-neighbour slot d of the upper cell, upper-neighbour slot of the lower cell
+        # lower-neighbour slot d of the upper cell, upper-neighbour slot of the lower cell;
+        # a zero coefficient marks a missing neighbour (c > 0 on every fluid-fluid face)
         for cells, nbrs, slot in ((hi, lo, d), (lo, hi, nslots - 1 - d)):
-            off_val.fill(0.0)
-            off_has.fill(False)
-            off_col.fill(0)
-            off_val[cells] = -c
-            off_col[cells] = idx[nbrs]
-            off_has[cells] = both
-            vals[:, slot] = off_val[fluid]
-            cols[:, slot] = off_col[fluid]
-            present[:, slot] = off_has[fluid]
+            face_c.fill(0.0)
+            face_c[cells] = c
+            nbr_idx[cells] = idx[nbrs]
+            vals[slot] = face_c[fluid]
+            vals[slot] *= -1.0
+            cols[slot] = nbr_idx[fluid]
         # fluid-AIR faces: u = 0 at the face, ghost value -u_i -> 2 a_i / h^2
         m = f_lo & air[hi]
         diag[lo] += np.where(m, 2.0 * inv_h2 * a_lo, 0.0)
@@ -399,24 +372,58 @@ def _assemble(grid: Grid, a: np.ndarray | None) -> tuple[sp.csr_matrix, np.ndarr
                 m = fluid[slab]
                 diag[slab] += np.where(m, 2.0 * inv_h2 * coef[slab], 0.0)
                 dirichlet[slab] |= m
-    vals[:, ndim] = diag[fluid]
-    cols[:, ndim] = np.arange(n, dtype=idx_dtype)
-    present[:, ndim] = True  # the diagonal is always stored (pinning writes into it)
+    vals[ndim] = diag[fluid]
+    pinned, floating = np.zeros(0, dtype=np.int64), None
+    if pin:
+        pinned, floating = _floating_components(grid, dirichlet)
+        if pinned.size:
+            pin_value = coef[fluid][pinned] * sum(2.0 / h**2 for h in grid.spacing)
+            vals[ndim, pinned] += pin_value
+            logger.debug("pinned %d floating component(s) at %s", pinned.size, pinned)
+    cols[ndim] = np.arange(n, dtype=idx_dtype)
+    present = vals != 0.0
+    present[ndim] = True  # the diagonal is always stored (pinning writes into it)
     indptr = np.zeros(n + 1, dtype=idx_dtype)
-    np.cumsum(present.sum(axis=1), out=indptr[1:])
-    A = sp.csr_matrix((vals[present], cols[present], indptr), shape=(n, n))
+    np.cumsum(np.count_nonzero(present, axis=0), out=indptr[1:])
+    present = present.T
+    vals = vals.T[present]
+    cols = cols.T[present]
+    A = sp.csr_matrix((vals, cols, indptr), shape=(n, n))
     A.has_sorted_indices = True
     A.has_canonical_format = True
-    return A, dirichlet[fluid]
+    return A, pinned, floating
 
 
-def _add_to_diagonal(A: sp.csr_matrix, rows: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
-    """Return a copy of ``A`` with ``values`` added to ``A[rows, rows]`` (entries exist)."""
-    A = A.copy()
-    d = A.diagonal()
-    d[rows] += values
-    A.setdiag(d)
-    return A
+def _floating_components(grid: Grid, dirichlet: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fluid components without Dirichlet contact: (pinned unknowns, per-unknown labels).
+
+    Components are face-connected sets of fluid cells (every fluid-fluid face couples its
+    cells), found with :func:`scipy.ndimage.label` on the grid. ``dirichlet`` marks cells
+    (grid shape) with an AIR face or a Dirichlet boundary face.
+    """
+    from scipy import ndimage
+
+    fluid = grid.fluid
+    n = int(fluid.sum())
+    empty = np.zeros(0, dtype=np.int64)
+    if not (grid.flags == SOLID).any():
+        # Without SOLID cells a component either fills the grid (then it floats iff the
+        # boundary is Neumann) or borders an AIR cell: no search needed.
+        if grid.boundary == "dirichlet" or (grid.flags == AIR).any():
+            return empty, None
+        return np.zeros(1, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    structure = ndimage.generate_binary_structure(grid.ndim, 1)  # face neighbours only
+    full_labels, ncomp = ndimage.label(fluid, structure=structure)
+    labels = full_labels[fluid] - 1
+    touches = np.bincount(labels, weights=dirichlet[fluid], minlength=ncomp) > 0
+    if touches.all():
+        return empty, None
+    cells = np.flatnonzero(~touches[labels])  # unknowns of floating components
+    comp_ids, first = np.unique(labels[cells], return_index=True)
+    pinned = cells[first].astype(np.int64)  # lowest unknown index of each component
+    remap = np.full(ncomp, -1, dtype=np.int64)
+    remap[comp_ids] = np.arange(comp_ids.size)
+    return pinned, remap[labels]
 
 
 # ----------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def _solve(args) -> int:
 
     from neurosolve.data.grids import Grid
     from neurosolve.data.systems import load_system
-    from neurosolve.harness.runner import check_methods
+    from neurosolve.harness.runner import _solver_options, check_methods
     from neurosolve.solvers import make_solver
     from neurosolve.solvers.result import stopping_threshold
 
@@ -207,9 +207,7 @@ def _solve(args) -> int:
     if not np.all(np.isfinite(b)):
         raise InvalidInputError("the right-hand side contains NaN or Inf")
     system.b = b
-    opts = dict(parse_options(args.option).get(method, {}))
-    if args.device is not None:
-        opts.setdefault("device", args.device)
+    opts = _solver_options(method, args.device, parse_options(args.option).get(method))
 
     from tqdm.auto import tqdm
 
@@ -221,7 +219,12 @@ def _solve(args) -> int:
     )
     try:
         t0 = time.perf_counter()
-        solver = make_solver(method, system, **opts)
+        try:
+            solver = make_solver(method, system, **opts)
+        except TypeError as exc:  # an option the method's factory does not take
+            raise InvalidInputError(
+                f"method {method!r} rejected its options {opts}: {exc}"
+            ) from exc
         t1 = time.perf_counter()
         result = solver.solve(
             b,

@@ -233,25 +233,24 @@ class ProblemSpec:
         return system
 
     def _make_rhs(self, system) -> np.ndarray:
-        n = system.A.shape[0]
-        if self.rhs == "ones":
-            return np.ones(n)
         rng = np.random.default_rng([self.seed, _RHS_STREAM])
-        if system.grid is None:
-            if self.rhs != "random":
-                raise InvalidInputError(
-                    f"rhs {self.rhs!r} needs grid information; {self.id} has none "
-                    "(give 'grid', or use rhs 'random' or 'ones')"
-                )
-            return rng.standard_normal(n)
-        from neurosolve.data import systems
+        return _make_rhs(system, self.rhs, rng, self.id)
 
-        make = {
-            "random": systems.random_rhs,
-            "smooth": systems.smooth_rhs,
-            "divergence": systems.divergence_rhs,
-        }[self.rhs]
-        return np.asarray(make(system, rng), dtype=np.float64)
+
+def _make_rhs(system, kind: str, rng: np.random.Generator, label: str) -> np.ndarray:
+    n = system.A.shape[0]
+    if kind == "ones":
+        return np.ones(n)
+    if system.grid is None:
+        if kind != "random":
+            raise InvalidInputError(
+                f"rhs {kind!r} needs grid information; {label} has none "
+                "(give 'grid', or use rhs 'random' or 'ones')"
+            )
+        return rng.standard_normal(n)
+    from neurosolve.data.systems import make_rhs
+
+    return np.asarray(make_rhs(system, kind, rng), dtype=np.float64)
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -444,11 +443,9 @@ class SequenceSpec:
         out = []
         for k, flags in enumerate(all_flags):
             system = systems.poisson(self.shape, flags=flags, boundary=self.boundary)
-            spec = ProblemSpec(
-                shape=self.shape, boundary=self.boundary, rhs=self.rhs, seed=self.seed * 7919 + k
-            )
-            system.b = spec._make_rhs(system)
             system.name = f"{self.id}-f{k}"
+            rng = np.random.default_rng([self.seed, _RHS_STREAM, k])
+            system.b = _make_rhs(system, self.rhs, rng, system.name)
             out.append(system)
         return out
 

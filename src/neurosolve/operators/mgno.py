@@ -69,10 +69,14 @@ class _Conv(nn.Module):
     def __init__(self, cin: int, cout: int, dim: int, padding: str, stride: int = 1) -> None:
         super().__init__()
         conv = nn.Conv2d if dim == 2 else nn.Conv3d
-        self.conv = conv(cin, cout, 3, stride=stride, padding=0, bias=False)
+        # zero padding is done by the convolution itself (no padded copy)
+        inner = 1 if padding == "zeros" else 0
+        self.conv = conv(cin, cout, 3, stride=stride, padding=inner, bias=False)
         self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding == "zeros":
+            return self.conv(x)
         return self.conv(_pad(x, self.padding))
 
 

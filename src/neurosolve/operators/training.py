@@ -57,9 +57,11 @@ __all__ = [
     "Trainer",
     "UnitGaussianNormalizer",
     "evaluate_metrics",
+    "holdout_split",
     "load_operator",
     "normalizers_from_state",
     "supervised_loss",
+    "train_operator",
 ]
 
 logger = logging.getLogger(__name__)
@@ -535,6 +537,131 @@ def _resolve_device(name: str, local_rank: int | None) -> torch.device:
     return device
 
 
+def holdout_split(
+    dataset: Dataset, fraction: float, seed: int = 0
+) -> tuple[Dataset, Dataset | None]:
+    """Split off a random validation subset (fixed by ``seed``).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    fraction : float
+        Share of samples held out, in ``[0, 1)``; 0 returns ``(dataset, None)``.
+    seed : int, optional
+
+    Returns
+    -------
+    train, val : Dataset
+        ``torch.utils.data.Subset`` objects (indices in increasing order).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> train, val = holdout_split(TensorDataset(torch.arange(10)), 0.2, seed=0)
+    >>> len(train), len(val)
+    (8, 2)
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if not 0.0 <= fraction < 1.0:
+        raise InvalidInputError(f"validation fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return dataset, None
+    n_val = max(1, round(fraction * n))
+    if n_val >= n:
+        raise InvalidInputError(
+            f"validation fraction {fraction} leaves no training samples out of {n}"
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=g).tolist()
+    return Subset(dataset, sorted(perm[n_val:])), Subset(dataset, sorted(perm[:n_val]))
+
+
+def train_operator(
+    kind: str,
+    model_kwargs: Mapping[str, Any],
+    train_dataset: Dataset,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    val_dataset: Dataset | None = None,
+    loss: str = "h1",
+    resume: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train a supervised operator (``x -> y`` datasets) with per-channel normalization.
+
+    Builds the model ``kind`` (a :data:`neurosolve.checkpoint.MODELS` name) with weights
+    seeded by ``config.seed``, fits input/output normalizers on the training samples,
+    trains on relative H1 or L2 error in physical units, and reports ``val_l2`` and
+    ``val_h1`` every epoch. ``out_dir/model.pt`` then loads with :func:`load_operator`.
+
+    Parameters
+    ----------
+    kind : str
+        Model kind, e.g. ``"mgno"`` or ``"fno2d"``.
+    model_kwargs : mapping
+        Constructor arguments.
+    train_dataset : Dataset
+        Items ``(x, y)``.
+    config : TrainConfig
+    out_dir : path-like
+    val_dataset : Dataset, optional
+        Default: a ``config.val_fraction`` hold-out of ``train_dataset``.
+    loss : {"h1", "l2"}
+        Relative H1 (finite differences) or relative L2 training loss.
+    resume : bool, optional
+        Continue an interrupted run in ``out_dir``.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The network after the last epoch (``model.pt`` holds the best on validation).
+    history : dict
+        As :meth:`Trainer.fit`.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from torch.utils.data import TensorDataset
+    >>> x = torch.randn(8, 1, 8, 8)
+    >>> cfg = TrainConfig(epochs=1, batch_size=4, progress=False, plot=False)
+    >>> _, hist = train_operator("mgno", {"channels": 2, "levels": 2, "layers": 1},
+    ...                          TensorDataset(x, x), cfg, tempfile.mkdtemp())
+    >>> sorted(k for k in hist["epochs"][0] if k.startswith("val_"))
+    ['val_h1', 'val_l2', 'val_loss', 'val_seconds']
+    """
+    from neurosolve.checkpoint import build_model
+    from neurosolve.operators.losses import relative_h1, relative_l2
+
+    losses = {"h1": relative_h1, "l2": relative_l2}
+    if loss not in losses:
+        raise InvalidInputError(f"loss must be 'h1' or 'l2', got {loss!r}")
+    if val_dataset is None:
+        train, val = holdout_split(train_dataset, config.val_fraction, config.seed)
+    else:
+        train, val = train_dataset, val_dataset
+    torch.manual_seed(config.seed)
+    model = build_model(kind, **model_kwargs)
+    xn = UnitGaussianNormalizer.fit(train, index=0)
+    yn = UnitGaussianNormalizer.fit(train, index=1)
+    metrics = {
+        "l2": supervised_loss(relative_l2, xn, yn),
+        "h1": supervised_loss(relative_h1, xn, yn),
+    }
+    spec = ModelSpec(kind, model.config() if hasattr(model, "config") else dict(model_kwargs))
+    trainer = Trainer(
+        model,
+        supervised_loss(losses[loss], xn, yn),
+        config,
+        out_dir,
+        metrics=metrics,
+        model_spec=spec,
+        normalizers={"x": xn, "y": yn},
+    )
+    history = trainer.fit(train, val, resume=resume)
+    return model, history
+
+
 @torch.no_grad()
 def evaluate_metrics(
     model: nn.Module,
@@ -739,23 +866,13 @@ class Trainer:
 
     # ----------------------------------------------------------------- building blocks
     def _split(self, train: Dataset, val: Dataset | None) -> tuple[Dataset, Dataset | None]:
-        n = len(train)  # type: ignore[arg-type]
-        if n == 0:
+        if len(train) == 0:  # type: ignore[arg-type]
             raise InvalidInputError("the training set is empty")
         if val is not None:
             if len(val) == 0:  # type: ignore[arg-type]
                 raise InvalidInputError("the validation set is empty")
             return train, val
-        if self.config.val_fraction == 0.0:
-            return train, None
-        n_val = max(1, round(self.config.val_fraction * n))
-        if n_val >= n:
-            raise InvalidInputError(
-                f"val_fraction {self.config.val_fraction} leaves no training samples out of {n}"
-            )
-        g = torch.Generator().manual_seed(self.config.seed)
-        perm = torch.randperm(n, generator=g).tolist()
-        return Subset(train, sorted(perm[n_val:])), Subset(train, sorted(perm[:n_val]))
+        return holdout_split(train, self.config.val_fraction, self.config.seed)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam

@@ -23,9 +23,11 @@ Residual history
 ``history="true"`` (default) records the true relative residual ``||b - A x_k|| / ||b||`` at
 every iteration at the price of one extra product with ``A`` per iteration (counted in
 ``matvecs``; for a 5/7-point operator this is about a third of an iteration's cost).
-``history="recurrence"`` records the recurrence residual instead (free) except for the first
-entry (``b - A x_0``) and each column's final entry, which are true residuals; use it for
-timings. In both modes convergence is only declared on the true residual.
+``history="recurrence"`` (alias ``"cheap"``) records the recurrence residual instead (free)
+except for the first entry (``b - A x_0``) and each column's final entry, which are true
+residuals; use it for timings. In both modes convergence is only declared on the true
+residual. ``setup_seconds`` is the operator / preconditioner build; input checks are not
+counted.
 
 For CG and PCG the Lanczos coefficients (``alphas``, ``betas``) are kept in ``info``, and
 :func:`condition_estimate` turns them into an estimate of the condition number of the
@@ -272,7 +274,17 @@ def _colnorm(v: torch.Tensor) -> torch.Tensor:
 
 
 def _coldot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if u.shape[1] == 1:  # one fused kernel for a single right-hand side
+        return torch.vdot(u.reshape(-1), v.reshape(-1)).reshape(1)
     return (u * v).sum(dim=0)
+
+
+def _axpy(y: torch.Tensor, x: torch.Tensor, a: Any) -> None:
+    """``y += a * x`` in place; ``a`` is a Python/NumPy scalar (1 column) or a (k,) tensor."""
+    if isinstance(a, torch.Tensor):
+        y.addcmul_(x, a)
+    else:
+        y.add_(x, alpha=float(np.asarray(a).reshape(-1)[0]))
 
 
 class _Run:
@@ -334,6 +346,12 @@ class _Run:
         self.verify_matvecs = 0
 
     # -- helpers ------------------------------------------------------------------------------
+    def _on_device(self, values: np.ndarray) -> Any:
+        """Per-column scalars for the device: a float for one column, else a (k,) tensor."""
+        if self.k == 1:
+            return float(values[0])
+        return torch.as_tensor(values, dtype=self.dtype, device=self.device)
+
     def A(self, v: torch.Tensor) -> torch.Tensor:
         self.matvecs += v.shape[1]
         return self.s.op.apply_internal(v)
@@ -400,7 +418,7 @@ class _Run:
 
         z = r if precond is None else precond(r, self.single)
         rz = _coldot(r, z)
-        rz_h = rz.cpu().numpy()
+        rz_h = rz.cpu().numpy().astype(np.float64)
         bad = (status == _ACTIVE) & ~np.isfinite(rz_h)
         status[bad] = _CODE[Status.NONFINITE]
         bad = (status == _ACTIVE) & (rz_h <= 0)
@@ -409,52 +427,63 @@ class _Run:
         active = torch.as_tensor(active_h, device=self.device)
         all_active = bool(active_h.all())
         p = z.clone() if all_active else torch.where(active, z, 0.0)
-        directions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        directions: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]] = []
+        flexible = variant == "fcg"
         it = 0
+        # Two host synchronizations per iteration: after p^T A p (so that a breakdown never
+        # touches x and the step length is computed on the host), and after the residual
+        # update (for every decision). Scalars travel to the device only as step lengths.
         while active_h.any() and it < self.maxiter:
             it += 1
-            Ap = self.A(p)
-            pAp = _coldot(p, Ap)
-            ok = active & (pAp > 0) & torch.isfinite(pAp)
-            num = rz if variant != "fcg" else _coldot(p, r)
-            alpha = torch.where(ok, num / torch.where(ok, pAp, 1.0), 0.0)
-            x.addcmul_(p, alpha)
-            r.addcmul_(Ap, alpha, value=-1.0)
-            z = r if precond is None else precond(r, self.single)
-            rz_new = _coldot(r, z)
-            rnorm = torch.sqrt(rz_new) if precond is None else _colnorm(r)
-            if variant == "fcg":
-                if s.truncation == 1:
-                    # Polak-Ribiere: beta = z_{k+1}^T (r_{k+1} - r_k) / (z_k^T r_k), with
-                    # r_{k+1} - r_k = -alpha A p_k (no copy of r_k needed).
-                    beta = -alpha * _coldot(z, Ap) / torch.where(rz != 0, rz, 1.0)
-                else:
-                    beta = None  # explicit A-orthogonalization below
-            else:
-                beta = rz_new / torch.where(rz != 0, rz, 1.0)
-            stats = [pAp, alpha, rz_new, rnorm]
-            if hist_true:
-                tnorm_dev = _colnorm(b - self.A(x))
-                stats.append(tnorm_dev)
-            if beta is not None:
-                stats.append(beta)
-            host = torch.stack(stats).cpu().numpy().astype(np.float64)
-            pAp_h, alpha_h, rz_h, rnorm_h = host[0], host[1], host[2], host[3]
-            tnorm_h = host[4] if hist_true else None
-            beta_h = host[-1] if beta is not None else None
             was_active = active_h.copy()
-            if variant != "fcg":
-                alphas.append(np.where(was_active, alpha_h, np.nan))
-                betas.append(np.where(was_active, beta_h, np.nan))
-
-            # ---- decisions, per active column --------------------------------------------
-            monitor = tnorm_h if hist_true else rnorm_h
-            nonfinite = was_active & ~(
-                np.isfinite(pAp_h) & np.isfinite(rz_h) & np.isfinite(monitor)
-            )
+            Ap = self.A(p)
+            if flexible:
+                host = torch.stack([_coldot(p, Ap), _coldot(p, r)]).cpu().numpy()
+                pAp_h, num_h = host[0].astype(np.float64), host[1].astype(np.float64)
+            else:
+                pAp_h = _coldot(p, Ap).cpu().numpy().astype(np.float64)
+                num_h = rz_h
+            nonfinite = was_active & ~np.isfinite(pAp_h)
             breakdown = was_active & ~nonfinite & (pAp_h <= 0)
             status[nonfinite] = _CODE[Status.NONFINITE]
             status[breakdown] = _CODE[Status.BREAKDOWN]
+            ok = status == _ACTIVE
+            alpha_h = np.where(ok, num_h / np.where(ok, pAp_h, 1.0), 0.0)
+            alpha = self._on_device(alpha_h)
+            _axpy(x, p, alpha)
+            _axpy(r, Ap, -alpha_h if k == 1 else -alpha)
+            z = r if precond is None else precond(r, self.single)
+            stats = [_coldot(r, z)]
+            if precond is not None:
+                stats.append(_coldot(r, r))
+            if flexible and s.truncation == 1:
+                stats.append(_coldot(z, Ap))
+            if hist_true:
+                stats.append(_colnorm(b - self.A(x)))
+            host = torch.stack(stats).cpu().numpy().astype(np.float64)
+            rz_new_h = host[0]
+            rnorm_h = np.sqrt(np.maximum(host[1] if precond is not None else host[0], 0.0))
+            zAp_h = (
+                host[2 if precond is not None else 1] if flexible and s.truncation == 1 else None
+            )
+            tnorm_h = host[-1] if hist_true else None
+            rz_safe = np.where(rz_h != 0, rz_h, 1.0)
+            if not flexible:
+                beta_h = rz_new_h / rz_safe
+                alphas.append(np.where(was_active, alpha_h, np.nan))
+                betas.append(np.where(was_active, beta_h, np.nan))
+            elif zAp_h is not None:
+                # Polak-Ribiere: beta = z_{k+1}^T (r_{k+1} - r_k) / (z_k^T r_k), with
+                # r_{k+1} - r_k = -alpha A p_k (no copy of r_k needed).
+                beta_h = -alpha_h * zAp_h / rz_safe
+            else:
+                beta_h = None  # truncated flexible CG: explicit A-orthogonalization below
+
+            # ---- decisions, per active column --------------------------------------------
+            monitor = tnorm_h if hist_true else rnorm_h
+            live = status == _ACTIVE
+            nonfinite = live & ~(np.isfinite(rz_new_h) & np.isfinite(monitor))
+            status[nonfinite] = _CODE[Status.NONFINITE]
             live = status == _ACTIVE
             candidate = live & ((rnorm_h <= self.thr) | (hist_true & (monitor <= self.thr)))
             replace_cols = np.zeros(k, dtype=bool)
@@ -469,13 +498,13 @@ class _Run:
                 final_true[cols[good]] = tn[good]
                 failed = cols[~good]
                 replacements[failed] += 1
-                over = failed[replacements[failed] > s.max_replacements]
-                status[over] = _CODE[Status.STAGNATION]
-                final_true[over] = tn[~good][replacements[failed] > s.max_replacements]
-                replace_cols[failed[replacements[failed] <= s.max_replacements]] = True
+                over = replacements[failed] > s.max_replacements
+                status[failed[over]] = _CODE[Status.STAGNATION]
+                final_true[failed[over]] = tn[~good][over]
+                replace_cols[failed[~over]] = True
             live = status == _ACTIVE
-            # The PCG inner product r^T M r must stay positive (M SPD).
-            pbreak = live & ~replace_cols & (rz_h <= 0) & (rnorm_h > 0)
+            # The preconditioned inner product r^T M r must stay positive (M SPD).
+            pbreak = live & ~replace_cols & (rz_new_h <= 0) & (rnorm_h > 0)
             status[pbreak] = _CODE[Status.BREAKDOWN]
             live = status == _ACTIVE
             diverged = live & (monitor > s.divergence_factor * rscale)
@@ -507,35 +536,45 @@ class _Run:
                 rc = torch.as_tensor(replace_cols, device=self.device)
                 r = torch.where(rc, b - self.A(x), r)
                 z = r if precond is None else precond(r, self.single)
-                rz_new = _coldot(r, z)
-                rz_safe = torch.where(rz != 0, rz, 1.0)
-                if variant != "fcg":
-                    beta = rz_new / rz_safe
-                elif beta is not None:
-                    beta = -alpha * _coldot(z, Ap) / rz_safe
+                extra = [_coldot(r, z)]
+                if flexible and beta_h is not None:
+                    extra.append(_coldot(z, Ap))
+                host = torch.stack(extra).cpu().numpy().astype(np.float64)
+                rz_new_h = np.where(replace_cols, host[0], rz_new_h)
+                if not flexible:
+                    beta_h = rz_new_h / rz_safe
+                elif beta_h is not None:
+                    beta_h = -alpha_h * host[1] / rz_safe
                 newly = replace_cols & (first_rep < 0)
                 first_rep[newly] = it
 
             # ---- next direction ----------------------------------------------------------
-            active_h = status == _ACTIVE
-            if not active_h.all():
+            new_active = status == _ACTIVE
+            if not np.array_equal(new_active, active_h):  # upload only when it changes
+                active_h = new_active
                 all_active = False
-            active = torch.as_tensor(active_h, device=self.device)
-            if s.restart and it % s.restart == 0:
-                p_new = z.clone()
+                active = torch.as_tensor(active_h, device=self.device)
+            if not active_h.any():
+                pass
+            elif s.restart and it % s.restart == 0:
+                p = z.clone()
                 directions.clear()
-            elif beta is None:  # truncated flexible CG: A-orthogonalize z against old p's
-                directions.append((p, Ap, pAp))
+            elif beta_h is None:  # truncated flexible CG: A-orthogonalize z against old p's
+                directions.append((p, Ap, pAp_h))
                 if len(directions) > s.truncation:
                     directions.pop(0)
-                p_new = z.clone()
-                for pj, Apj, pApj in directions:
-                    coef = _coldot(z, Apj) / torch.where(pApj > 0, pApj, 1.0)
-                    p_new.addcmul_(pj, coef, value=-1.0)
+                zAp = torch.stack([_coldot(z, Apj) for _, Apj, _ in directions])
+                coef = zAp.cpu().numpy().astype(np.float64)
+                p = z.clone()
+                for (pj, _, pApj), cj in zip(directions, coef, strict=True):
+                    c = np.where(pApj > 0, cj / np.where(pApj > 0, pApj, 1.0), 0.0)
+                    _axpy(p, pj, -c if k == 1 else self._on_device(-c))
             else:
-                p_new = p.mul_(beta).add_(z) if all_active else z + beta * p
-            p = p_new if all_active else torch.where(active, p_new, 0.0)
-            rz = rz_new
+                beta_h = np.where(active_h, beta_h, 0.0)
+                p = p.mul_(self._on_device(beta_h)).add_(z)
+            if not all_active and active_h.any():
+                p = torch.where(active, p, 0.0)
+            rz_h = rz_new_h
             if self.callback is not None:
                 self.callback(self.to_user(x))
 
@@ -612,13 +651,16 @@ class _TorchKrylov:
         divergence_factor: float = 1e8,
         check_symmetry: bool = True,
     ) -> None:
-        t = time.perf_counter()
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype, None)
         if dtype not in (torch.float32, torch.float64):
             raise InvalidInputError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if history == "cheap":  # the name every method accepts for "no extra products"
+            history = "recurrence"
         if history not in ("true", "recurrence"):
-            raise InvalidInputError(f"history must be 'true' or 'recurrence', got {history!r}")
+            raise InvalidInputError(
+                f"history must be 'true', 'recurrence' or 'cheap', got {history!r}"
+            )
         for label, value, low in (
             ("truncation", truncation, 1),
             ("max_replacements", max_replacements, 0),
@@ -631,6 +673,7 @@ class _TorchKrylov:
         if not (divergence_factor > 1):
             raise InvalidInputError(f"divergence_factor must be > 1, got {divergence_factor!r}")
         self.prepared = prepare_system(A, check_symmetry=check_symmetry)
+        t = time.perf_counter()  # setup_seconds: operator/preconditioner build, not checks
         self.op = as_torch_operator(
             A, device=device, dtype=dtype, operator=operator, prepared=self.prepared
         )
@@ -712,8 +755,9 @@ class CGSolver(_TorchKrylov):
         Where and in which precision to iterate (default CPU, float64).
     operator : {"auto", "stencil", "csr"}
         How ``A`` is applied; see :func:`as_torch_operator`.
-    history : {"true", "recurrence"}
-        What ``residuals`` records between the first and last entry (see module docs).
+    history : {"true", "recurrence", "cheap"}
+        What ``residuals`` records between the first and last entry (see module docs);
+        ``"cheap"`` (accepted by every built-in method) is ``"recurrence"`` here.
 
     Other Parameters
     ----------------

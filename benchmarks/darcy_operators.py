@@ -1,0 +1,256 @@
+"""MgNO vs FNO on generated Darcy data, with the Krylov-style evaluation (issue 5).
+
+For each coefficient family (piecewise-constant 12/3 as in FNO, and a rough log-normal
+one) the script generates train / validation / test sets with ``neurosolve.data.generate``
+(cached in ``--data-dir``), trains MgNO and FNO2d with the SAME budget (epochs, batch,
+optimizer, schedule, learning rate, loss) through the shared trainer, and reports on the
+test set: relative L2 and H1 error (at the epoch with the best validation loss), parameter
+counts, seconds per training epoch (as a ratio to FNO's, measured in this process), and the
+Krylov-style evaluation: the prediction's residual in the discrete Darcy system, its error
+against the exact discrete solution, and the CG / AMG-PCG iterations saved when the
+prediction is the initial guess (rtol 1e-8).
+
+Default: small enough for a busy 2-core machine (32x32, 200/25/50 samples, 6 epochs,
+reduced widths). ``--full`` is the issue's setting: 64x64, 1000/100/100 samples, the
+paper's MgNO (24 channels, 4 layers, 6 levels; ~0.57M parameters) against FNO (modes 12,
+width 20; ~0.93M), 100 epochs; pass ``--device cuda`` on a GPU.
+
+Writes ``benchmarks/results/darcy_operators.json`` and ``darcy_operators.png`` and prints a
+markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurosolve.data.generate import generate
+from neurosolve.data.store import H5Dataset, read_arrays
+from neurosolve.operators.evaluation import evaluate_operator
+from neurosolve.operators.training import TrainConfig, load_operator, train_operator
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+SMALL = {
+    "resolution": 32,
+    "train": 200,
+    "val": 25,
+    "test": 50,
+    "epochs": 6,
+    "mgno": {"channels": 20, "layers": 4, "levels": 4},
+    "fno2d": {"modes": 8, "width": 16, "layers": 4, "padding": 4},
+    "krylov": 10,
+}
+FULL = {
+    "resolution": 64,
+    "train": 1000,
+    "val": 100,
+    "test": 100,
+    "epochs": 100,
+    "mgno": {"channels": 24, "layers": 4, "levels": 6},
+    "fno2d": {"modes": 12, "width": 20, "layers": 4, "padding": 8},
+    "krylov": 20,
+}
+
+
+def _dataset(path: Path):
+    x, y = read_arrays(path)
+    return torch.utils.data.TensorDataset(torch.from_numpy(x).float(), torch.from_numpy(y).float())
+
+
+def _data(
+    kind: str, split: str, samples: int, seed: int, resolution: int, data_dir: Path, quiet: bool
+) -> Path:
+    path = data_dir / f"darcy-{kind}-{resolution}-{split}-{samples}-s{seed}.h5"
+    return generate(
+        "darcy",
+        path,
+        samples=samples,
+        seed=seed,
+        params={"resolution": resolution, "kind": kind},
+        progress=not quiet,
+    )
+
+
+def _plot(results: list[dict], runs: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kinds = sorted({r["data"] for r in results})
+    fig = Figure(figsize=(6 * len(kinds), 4.2))
+    FigureCanvasAgg(fig)
+    for i, kind in enumerate(kinds):
+        ax = fig.add_subplot(1, len(kinds), i + 1)
+        for model in ("mgno", "fno2d"):
+            hist = runs[(kind, model)]["epochs"]
+            ep = [h["epoch"] for h in hist]
+            ax.plot(ep, [h["train_loss"] for h in hist], "--", label=f"{model} train (H1)")
+            ax.plot(ep, [h["val_h1"] for h in hist], "-o", ms=3, label=f"{model} val H1")
+            ax.plot(ep, [h["val_l2"] for h in hist], ":", label=f"{model} val L2")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("relative error")
+        ax.set_title(f"Darcy {kind}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="the issue's setting (64x64, 1000/100/100)")
+    p.add_argument("--kinds", default="piecewise,rough", help="coefficient families")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--train", type=int)
+    p.add_argument("--val", type=int)
+    p.add_argument("--test", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--krylov", type=int, help="test samples in the Krylov-style evaluation")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "neurosolve-darcy-operators"
+    )
+    p.add_argument("--run-dir", type=Path, help="training run folders (default: temporary)")
+    p.add_argument("--out", type=Path, default=RESULTS / "darcy_operators.json")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    setting = dict(FULL if args.full else SMALL)
+    for key in ("resolution", "train", "val", "test", "epochs", "krylov"):
+        if getattr(args, key) is not None:
+            setting[key] = getattr(args, key)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="darcy-operators-"))
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    results, runs = [], {}
+    for kind in kinds:
+        t0 = time.perf_counter()
+        paths = {
+            split: _data(
+                kind, split, setting[split], seed, setting["resolution"], args.data_dir, args.quiet
+            )
+            for split, seed in (("train", 0), ("val", 1), ("test", 2))
+        }
+        gen_seconds = time.perf_counter() - t0
+        train, val = _dataset(paths["train"]), _dataset(paths["val"])
+        test = H5Dataset(paths["test"])
+        per_model = {}
+        for model in ("mgno", "fno2d"):
+            config = TrainConfig(
+                epochs=setting["epochs"],
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=1e-4,
+                optimizer="adam",
+                schedule="onecycle",
+                seed=0,
+                device=args.device,
+                progress=not args.quiet,
+                plot=True,
+            )
+            out = run_dir / f"{kind}-{model}"
+            _, history = train_operator(
+                model, setting[model], train, config, out, val_dataset=val, loss="h1"
+            )
+            runs[(kind, model)] = history
+            op = load_operator(out / "model.pt", map_location=args.device)
+            ev = evaluate_operator(
+                op,
+                test,
+                device=args.device,
+                krylov_samples=setting["krylov"],
+                png=RESULTS / f"darcy_operators_{kind}_{model}.png",
+                png_samples=2,
+                progress=not args.quiet and sys.stderr.isatty(),
+            )
+            seconds = float(np.mean([h["train_seconds"] for h in history["epochs"]]))
+            per_model[model] = {
+                "data": kind,
+                "model": model,
+                "kwargs": history["model"]["kwargs"],
+                "parameters": history["parameters"],
+                "best_epoch": history["best_epoch"],
+                "seconds_per_epoch": seconds,
+                "test_rel_l2": ev["rel_l2"],
+                "test_rel_h1": ev["rel_h1"],
+                "test_rel_h1_spectral": ev["rel_h1_spectral"],
+                "inference_seconds_per_sample": ev["inference_seconds_per_sample"],
+                "krylov": ev.get("krylov"),
+                "history": history["epochs"],
+            }
+        for model in per_model.values():
+            model["epoch_time_vs_fno"] = (
+                model["seconds_per_epoch"] / per_model["fno2d"]["seconds_per_epoch"]
+            )
+            model["generation_seconds"] = gen_seconds
+        results.extend(per_model.values())
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    png = args.out.with_suffix(".png")
+    _plot(results, runs, png)
+    payload = {
+        "setting": {k: v for k, v in setting.items()}
+        | {
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "optimizer": "adam",
+            "schedule": "onecycle",
+            "loss": "relative H1 (finite differences)",
+            "weight_decay": 1e-4,
+            "device": args.device,
+            "full": args.full,
+        },
+        "torch_threads": torch.get_num_threads(),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2, default=float))
+
+    s = setting
+    print(
+        f"\nDarcy {s['resolution']}x{s['resolution']}, {s['train']}/{s['val']}/{s['test']} "
+        f"samples, {s['epochs']} epochs, batch {args.batch_size}, Adam + OneCycle lr "
+        f"{args.lr:g}, relative H1 loss, device {args.device}\n"
+    )
+    print("| data | model | params | test rel L2 | test rel H1 | s/epoch vs FNO | best epoch |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['data']} | {r['model']} | {r['parameters']:,} | {r['test_rel_l2']:.4f} | "
+            f"{r['test_rel_h1']:.4f} | {r['epoch_time_vs_fno']:.2f} | {r['best_epoch']} |"
+        )
+    print("\nKrylov-style evaluation (prediction as x0, rtol 1e-8; means over test samples)\n")
+    print(
+        "| data | model | residual of prediction | error vs exact | CG iters 0 -> pred | "
+        "AMG-PCG iters 0 -> pred | CG iters to reach prediction's residual |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        k = r["krylov"]
+        if not k:
+            continue
+        cg, amg = k["methods"].get("cg", {}), k["methods"].get("amg-sa-pcg", {})
+        print(
+            f"| {r['data']} | {r['model']} | {k['residual_median']:.3g} (median) | "
+            f"{k['error_median']:.3g} (median) | {cg.get('iterations_cold', 0):.1f} -> "
+            f"{cg.get('iterations_warm', 0):.1f} | {amg.get('iterations_cold', 0):.1f} -> "
+            f"{amg.get('iterations_warm', 0):.1f} | {cg.get('iterations_to_match', 0):.1f} |"
+        )
+    print(f"\nwrote {args.out} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
