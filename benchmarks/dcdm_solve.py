@@ -129,9 +129,9 @@ def plot(results, summary, path: Path) -> None:
             if r.problem != problem or r.error or not r.residuals:
                 continue
             ax.semilogy(
-                r.residual_times if len(r.residual_times) == len(r.residuals) else range(
-                    len(r.residuals)
-                ),
+                r.residual_times
+                if len(r.residual_times) == len(r.residuals)
+                else range(len(r.residuals)),
                 r.residuals,
                 "-" if r.converged else "--",
                 color=colors[r.method],

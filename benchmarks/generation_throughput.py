@@ -90,23 +90,25 @@ def time_navier_stokes(
     }
 
 
-def time_end_to_end(resolution: int, samples: int, chunk: int) -> dict:
-    """generate() to HDF5 versus the bare sample function on the same samples."""
-    start = time.perf_counter()
-    darcy_samples(rngs(7, samples), resolution=resolution)
-    bare = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as tmp:
+def time_end_to_end(resolution: int, samples: int, chunk: int, repeats: int) -> dict:
+    """generate() to HDF5 versus the bare sample function on the same samples (best of)."""
+    bare = full = float("inf")
+    for _ in range(repeats):
         start = time.perf_counter()
-        generate(
-            "darcy",
-            Path(tmp) / "d.h5",
-            samples=samples,
-            seed=7,
-            params={"resolution": resolution},
-            chunk=chunk,
-            progress=False,
-        )
-        full = time.perf_counter() - start
+        darcy_samples(rngs(7, samples), resolution=resolution)
+        bare = min(bare, time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            generate(
+                "darcy",
+                Path(tmp) / "d.h5",
+                samples=samples,
+                seed=7,
+                params={"resolution": resolution},
+                chunk=chunk,
+                progress=False,
+            )
+            full = min(full, time.perf_counter() - start)
     return {
         "samples": samples,
         "bare_seconds": bare,
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
     n0, b0 = args.resolutions[0], max(args.batches)
-    end_to_end = dict(time_end_to_end(n0, b0, b0), resolution=n0, chunk=b0)
+    end_to_end = dict(time_end_to_end(n0, b0, b0, args.repeats), resolution=n0, chunk=b0)
 
     result = {
         "benchmark": "generation_throughput",

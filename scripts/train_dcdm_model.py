@@ -48,10 +48,9 @@ CONFIG = dict(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train the shipped model (or one like it) and print its learning history."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", default=str(ROOT / "src" / "neurosolve" / "models" / "dcdm3d.pt")
-    )
+    parser.add_argument("--out", default=str(ROOT / "src" / "neurosolve" / "models" / "dcdm3d.pt"))
     parser.add_argument("--run-dir", default=None, help="data/checkpoints (default OUT.run)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--quiet", action="store_true")

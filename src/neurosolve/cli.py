@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "neurosolve.harness.commands",
     "neurosolve.operators.commands",
     "neurosolve.operators.sfno_commands",
+    "neurosolve.solvers.mgpc_commands",
 )
 
 

@@ -84,6 +84,8 @@ def test_cli_shards_and_merge_equal_single_run(tmp_path, capsys):
     for i in range(3):
         shards.append(tmp_path / f"part{i}.h5")
         assert run(toy_cmd(shards[-1], "--shard", f"{i}/3"), capsys)[0] == 0
+    code, out, _ = run(["info", shards[1], "--no-stats"], capsys)
+    assert code == 0 and "(samples 2..3 of 7, a shard; chunk 2)" in out
     code, out, _ = run(["merge", *shards, "--out", tmp_path / "merged.h5"], capsys)
     assert code == 0 and "3 shards, 7 samples" in out
     assert (tmp_path / "merged.h5").read_bytes() == (tmp_path / "single.h5").read_bytes()

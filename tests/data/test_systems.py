@@ -363,7 +363,7 @@ def test_obstacle_flags_errors():
 # ---------------------------------------------------------------------------------------
 # Right-hand sides
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["random", "smooth", "divergence"])
+@pytest.mark.parametrize("kind", ["random", "smooth", "divergence", "smooth-divergence"])
 def test_rhs_deterministic_and_compatible(kind):
     flags = np.full((10, 12), FLUID, dtype=np.int8)
     flags[4, :] = SOLID  # two floating components with Neumann walls
@@ -433,6 +433,16 @@ def test_divergence_rhs_projection_is_divergence_free(boundary):
     assert np.abs(div).max() < 1e-8 * np.abs(b).max()
 
 
+def test_smooth_divergence_is_smoother():
+    s = poisson((48, 48), flags=obstacle_flags((48, 48), "none", 0, boundary_air="top"))
+    noisy = s.grid.to_field(divergence_rhs(s, 1))
+    smooth = s.grid.to_field(divergence_rhs(s, 1, velocity="smooth"))
+    rough = lambda f: np.abs(np.diff(f, axis=1)).mean() / np.abs(f).mean()  # noqa: E731
+    assert rough(smooth) < 0.3 * rough(noisy)
+    with pytest.raises(InvalidInputError, match="velocity"):
+        divergence_rhs(s, 1, velocity="curl-free")
+
+
 def test_rhs_needs_grid():
     s = LinearSystem(A=poisson((3, 3)).A, grid=None)
     assert random_rhs(s, 0).shape == (9,)
@@ -449,6 +459,15 @@ def test_check_spd_matrix_accepts_and_normalizes():
     M = sp.coo_matrix(np.array([[2, -1], [-1, 2]], dtype=np.int64))
     out = check_spd_matrix(M)
     assert out.format == "csr" and out.dtype == np.float64 and out.has_sorted_indices
+    # unsorted indices with a duplicate: the result is canonical, the input untouched
+    U = sp.csr_matrix(
+        (np.array([-1.0, 1.0, 1.0, -1.0, 2.0]), np.array([1, 0, 0, 0, 1]), np.array([0, 3, 5])),
+        shape=(2, 2),
+    )
+    before = U.indices.copy()
+    out = check_spd_matrix(U)
+    assert out.has_canonical_format and np.array_equal(out.toarray(), [[2, -1], [-1, 2]])
+    assert np.array_equal(U.indices, before)
 
 
 @pytest.mark.parametrize(

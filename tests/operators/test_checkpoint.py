@@ -18,8 +18,13 @@ def _mgno():
 
 def test_roundtrip_rebuilds_identical_model(tmp_path):
     net = _mgno()
-    path = save_checkpoint(tmp_path / "m.pt", kind="mgno", kwargs=net.config(),
-                           state_dict=net.state_dict(), extra={"epoch": 3})
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        kind="mgno",
+        kwargs=net.config(),
+        state_dict=net.state_dict(),
+        extra={"epoch": 3},
+    )
     model, data = load_model(path, kind="mgno")
     x = torch.randn(1, 1, 9, 7)
     torch.testing.assert_close(model(x), net.eval()(x))
@@ -39,8 +44,9 @@ def test_refuses_text_and_truncated_files(tmp_path):
     with pytest.raises(FileFormatError, match="not a readable checkpoint"):
         load_checkpoint(text)
     net = _mgno()
-    good = save_checkpoint(tmp_path / "g.pt", kind="mgno", kwargs=net.config(),
-                           state_dict=net.state_dict())
+    good = save_checkpoint(
+        tmp_path / "g.pt", kind="mgno", kwargs=net.config(), state_dict=net.state_dict()
+    )
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(FileFormatError):
@@ -59,8 +65,9 @@ def test_refuses_pickled_code(tmp_path):
 
 def test_refuses_other_model_kind_and_newer_format(tmp_path):
     net = _mgno()
-    path = save_checkpoint(tmp_path / "m.pt", kind="mgno", kwargs=net.config(),
-                           state_dict=net.state_dict())
+    path = save_checkpoint(
+        tmp_path / "m.pt", kind="mgno", kwargs=net.config(), state_dict=net.state_dict()
+    )
     with pytest.raises(FileFormatError, match="holds a 'mgno' model, not a 'fno2d'"):
         load_checkpoint(path, kind="fno2d")
     data = torch.load(path, weights_only=True)
@@ -73,8 +80,9 @@ def test_refuses_other_model_kind_and_newer_format(tmp_path):
 def test_weights_that_do_not_fit_are_refused(tmp_path):
     net = _mgno()
     kwargs = {**net.config(), "channels": 5}
-    path = save_checkpoint(tmp_path / "m.pt", kind="mgno", kwargs=kwargs,
-                           state_dict=net.state_dict())
+    path = save_checkpoint(
+        tmp_path / "m.pt", kind="mgno", kwargs=kwargs, state_dict=net.state_dict()
+    )
     with pytest.raises(FileFormatError, match="do not fit"):
         load_model(path)
 
@@ -88,15 +96,17 @@ def test_build_model_errors():
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
     net = _mgno()
-    save_checkpoint(tmp_path / "a" / "m.pt", kind="mgno", kwargs=net.config(),
-                    state_dict=net.state_dict())
+    save_checkpoint(
+        tmp_path / "a" / "m.pt", kind="mgno", kwargs=net.config(), state_dict=net.state_dict()
+    )
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.pt"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_loads_on_cuda(tmp_path):
     net = _mgno()
-    path = save_checkpoint(tmp_path / "m.pt", kind="mgno", kwargs=net.config(),
-                           state_dict=net.state_dict())
+    path = save_checkpoint(
+        tmp_path / "m.pt", kind="mgno", kwargs=net.config(), state_dict=net.state_dict()
+    )
     model, _ = load_model(path, map_location="cuda")
     assert next(model.parameters()).is_cuda

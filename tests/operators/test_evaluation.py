@@ -39,6 +39,8 @@ def test_residual_and_error_are_the_discrete_quantities(darcy_pair):
     assert rec["error"] == pytest.approx(np.linalg.norm(pred - u) / np.linalg.norm(u), rel=1e-6)
     m = rec["methods"]["cg"]
     assert m["iterations_to_match"] is not None and "speedup_at_prediction_accuracy" in m
+    assert 0 < m["iterations_to_match_error"] <= m["iterations_cold"]
+    assert "speedup_at_prediction_error" in m
 
 
 def test_better_prediction_saves_more_iterations(darcy_pair):
@@ -79,8 +81,13 @@ def test_evaluate_operator_with_krylov_and_png(tmp_path, darcy_pair):
     a, u = darcy_pair
     xs = torch.from_numpy(np.stack([a, 2 * a])[:, None]).float()
     ys = torch.from_numpy(np.stack([u, u / 2])[:, None]).float()
-    res = evaluate_operator(_Exact(xs, ys), TensorDataset(xs, ys), krylov_samples=2,
-                            krylov_methods=("cg",), png=tmp_path / "p.png")
+    res = evaluate_operator(
+        _Exact(xs, ys),
+        TensorDataset(xs, ys),
+        krylov_samples=2,
+        krylov_methods=("cg",),
+        png=tmp_path / "p.png",
+    )
     assert res["rel_l2"] == 0.0 and res["rel_h1"] == 0.0
     assert (tmp_path / "p.png").stat().st_size > 1000
     k = res["krylov"]

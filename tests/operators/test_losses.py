@@ -9,8 +9,9 @@ from neurosolve.operators.losses import h1_norm, relative_h1, relative_l2
 
 def _mode(n, kx, ky):
     s = torch.arange(n, dtype=torch.float64) / n
-    return (torch.sin(2 * math.pi * kx * s)[:, None] * torch.sin(2 * math.pi * ky * s)[None, :]
-            ).reshape(1, 1, n, n)
+    return (
+        torch.sin(2 * math.pi * kx * s)[:, None] * torch.sin(2 * math.pi * ky * s)[None, :]
+    ).reshape(1, 1, n, n)
 
 
 def test_relative_l2_known_values():
@@ -26,8 +27,9 @@ def test_relative_l2_is_batch_average():
     p[0] *= 1.1
     p[1] *= 1.5
     assert float(relative_l2(p, t)) == pytest.approx(0.3, rel=1e-12)
-    torch.testing.assert_close(relative_l2(p, t, reduction="none"),
-                               torch.tensor([0.1, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        relative_l2(p, t, reduction="none"), torch.tensor([0.1, 0.5], dtype=torch.float64)
+    )
 
 
 def test_relative_h1_spectral_exact_on_fourier_modes():
@@ -62,8 +64,9 @@ def test_scale_invariance_and_lengths():
     t = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     p = t + 0.1 * torch.randn(2, 1, 16, 16, dtype=torch.float64)
     for method in ("fd", "spectral"):
-        torch.testing.assert_close(relative_h1(5 * p, 5 * t, method=method),
-                                   relative_h1(p, t, method=method))
+        torch.testing.assert_close(
+            relative_h1(5 * p, 5 * t, method=method), relative_h1(p, t, method=method)
+        )
     assert float(relative_h1(p, t, lengths=(2.0, 2.0))) != float(relative_h1(p, t))
 
 

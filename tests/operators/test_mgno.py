@@ -20,8 +20,17 @@ def test_3d_output_shapes(shape):
 @pytest.mark.parametrize("padding", ["zeros", "circular", "reflect"])
 def test_linear_mgno_is_linear(padding):
     torch.set_default_dtype(torch.float64)
-    model = MgNO(2, 1, channels=4, layers=2, levels=3, activation="identity", bias=False,
-                 padding=padding, post_smooth=1)
+    model = MgNO(
+        2,
+        1,
+        channels=4,
+        layers=2,
+        levels=3,
+        activation="identity",
+        bias=False,
+        padding=padding,
+        post_smooth=1,
+    )
     x, y = torch.randn(2, 2, 2, 13, 10).unbind(0)
     a, b = 0.7, -1.9
     torch.testing.assert_close(model(a * x + b * y), a * model(x) + b * model(y))
@@ -76,8 +85,13 @@ def test_smoothing_steps_configuration():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(padding="mirror"), dict(levels=0), dict(dim=4), dict(activation="swish"),
-     dict(pre_smooth=[1, 1])],
+    [
+        dict(padding="mirror"),
+        dict(levels=0),
+        dict(dim=4),
+        dict(activation="swish"),
+        dict(pre_smooth=[1, 1]),
+    ],
 )
 def test_bad_configuration_raises(kwargs):
     with pytest.raises(InvalidInputError):

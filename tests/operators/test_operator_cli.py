@@ -21,8 +21,19 @@ SMALL_MGNO = ["--channels", "3", "--layers", "1", "--levels", "2", "--quiet"]
 def test_train_resume_and_evaluate_mgno(darcy_files, tmp_path, capsys):
     train, test = darcy_files
     run = tmp_path / "run"
-    argv = ["train", "mgno", "--data", str(train), "--epochs", "2", "--batch-size", "4",
-            "--out", str(run), *SMALL_MGNO]
+    argv = [
+        "train",
+        "mgno",
+        "--data",
+        str(train),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        str(run),
+        *SMALL_MGNO,
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "best epoch" in out and "parameters" in out
@@ -35,8 +46,24 @@ def test_train_resume_and_evaluate_mgno(darcy_files, tmp_path, capsys):
     assert (run / "model.pt").read_bytes() == before
 
     report = tmp_path / "eval.json"
-    assert main(["evaluate", str(run / "model.pt"), "--data", str(test), "--krylov", "1",
-                 "--methods", "cg", "--json", str(report), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "model.pt"),
+                "--data",
+                str(test),
+                "--krylov",
+                "1",
+                "--methods",
+                "cg",
+                "--json",
+                str(report),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "relative L2" in out and "| cg |" in out
     data = json.loads(report.read_text())
@@ -47,9 +74,32 @@ def test_train_resume_and_evaluate_mgno(darcy_files, tmp_path, capsys):
 def test_train_fno_with_validation_file(darcy_files, tmp_path):
     train, test = darcy_files
     run = tmp_path / "fno"
-    assert main(["train", "fno", "--data", str(train), "--val", str(test), "--epochs", "1",
-                 "--out", str(run), "--modes", "3", "--width", "4", "--layers", "1",
-                 "--padding", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "fno",
+                "--data",
+                str(train),
+                "--val",
+                str(test),
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                "--modes",
+                "3",
+                "--width",
+                "4",
+                "--layers",
+                "1",
+                "--padding",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["model"]["kind"] == "fno2d" and "val_h1" in metrics["epochs"][0]
 
@@ -63,6 +113,18 @@ def test_evaluate_refuses_foreign_checkpoint(darcy_files, tmp_path, capsys):
 
 
 def test_train_refuses_missing_data(tmp_path, capsys):
-    assert main(["train", "mgno", "--data", str(tmp_path / "none.h5"), "--out",
-                 str(tmp_path / "r"), *SMALL_MGNO]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "mgno",
+                "--data",
+                str(tmp_path / "none.h5"),
+                "--out",
+                str(tmp_path / "r"),
+                *SMALL_MGNO,
+            ]
+        )
+        == 2
+    )
     assert "none.h5" in capsys.readouterr().err

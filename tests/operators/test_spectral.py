@@ -75,10 +75,13 @@ def test_resampling_preserves_a_band_limited_function():
     with torch.no_grad():
         conv.weight.zero_()
         conv.weight[..., 0] = 1.0
+
     def f(m):
         s = torch.arange(m, dtype=torch.float64) / m
-        return (torch.sin(2 * torch.pi * s)[:, None] + torch.cos(2 * torch.pi * 3 * s)[None, :]
-                ).reshape(1, 1, m, m)
+        return (
+            torch.sin(2 * torch.pi * s)[:, None] + torch.cos(2 * torch.pi * 3 * s)[None, :]
+        ).reshape(1, 1, m, m)
+
     torch.testing.assert_close(conv(f(n), out_shape=(big, big)), f(big), rtol=0, atol=1e-12)
     torch.testing.assert_close(conv(f(big), out_shape=(n, n)), f(n), rtol=0, atol=1e-12)
 

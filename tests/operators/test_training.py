@@ -42,8 +42,9 @@ class _DropNet(nn.Module):
 
 
 def _config(**kw):
-    base = dict(epochs=4, batch_size=4, lr=5e-3, val_fraction=0.25, progress=False, plot=False,
-                seed=7)
+    base = dict(
+        epochs=4, batch_size=4, lr=5e-3, val_fraction=0.25, progress=False, plot=False, seed=7
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -61,8 +62,15 @@ def test_tiny_mgno_overfits_four_samples(tmp_path):
     yn = UnitGaussianNormalizer.fit(data.tensors[1])
     model = MgNO(1, 1, channels=8, layers=2, levels=3)
     loss_fn = supervised_loss(relative_l2, xn, yn)
-    cfg = TrainConfig(epochs=30, batch_size=2, lr=1e-2, schedule="constant", val_fraction=0.0,
-                      progress=False, plot=False)
+    cfg = TrainConfig(
+        epochs=30,
+        batch_size=2,
+        lr=1e-2,
+        schedule="constant",
+        val_fraction=0.0,
+        progress=False,
+        plot=False,
+    )
     history = Trainer(model, loss_fn, cfg, tmp_path, normalizers={"x": xn, "y": yn}).fit(data)
     first, last = history["epochs"][0]["train_loss"], history["epochs"][-1]["train_loss"]
     assert last < first / 10
@@ -97,8 +105,9 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     resumed = Trainer(resumed_model, base, _config(), tmp_path / "cut", metrics={"l2": base})
     history = resumed.fit(data)
     assert [h["epoch"] for h in history["epochs"]] == [1, 2, 3, 4]
-    for (name, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        full_model.state_dict().items(), resumed_model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     full_hist = json.loads((tmp_path / "full" / "metrics.json").read_text())["epochs"]
     assert [h["train_loss"] for h in full_hist] == [h["train_loss"] for h in history["epochs"]]
@@ -141,9 +150,15 @@ def test_outputs_best_model_and_normalizers(tmp_path):
     yn = UnitGaussianNormalizer.fit(data, index=1)
     net = MgNO(1, 1, channels=4, layers=1, levels=2)
     loss_fn = supervised_loss(relative_l2, xn, yn)
-    trainer = Trainer(net, loss_fn, _config(epochs=3, plot=True), tmp_path,
-                      model_spec=ModelSpec("mgno", net.config()), normalizers={"x": xn, "y": yn},
-                      metrics={"l2": loss_fn})
+    trainer = Trainer(
+        net,
+        loss_fn,
+        _config(epochs=3, plot=True),
+        tmp_path,
+        model_spec=ModelSpec("mgno", net.config()),
+        normalizers={"x": xn, "y": yn},
+        metrics={"l2": loss_fn},
+    )
     history = trainer.fit(data)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 3 and "val_l2" in metrics["epochs"][0]
@@ -172,8 +187,14 @@ def test_normalizer_fit_from_dataset_matches_tensor():
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(epochs=0), dict(optimizer="sgd"), dict(schedule="step"), dict(val_fraction=1.0),
-     dict(lr=-1.0), dict(grad_clip=0.0)],
+    [
+        dict(epochs=0),
+        dict(optimizer="sgd"),
+        dict(schedule="step"),
+        dict(val_fraction=1.0),
+        dict(lr=-1.0),
+        dict(grad_clip=0.0),
+    ],
 )
 def test_bad_config_raises(kw):
     with pytest.raises(InvalidInputError):
@@ -184,7 +205,8 @@ def test_bad_config_raises(kw):
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_schedules_and_optimizers_run(tmp_path, schedule, optimizer):
     data = _smooth_data(8)
-    _, trainer = _fresh(tmp_path, epochs=2, schedule=schedule, optimizer=optimizer,
-                        grad_clip=1.0, weight_decay=1e-4)
+    _, trainer = _fresh(
+        tmp_path, epochs=2, schedule=schedule, optimizer=optimizer, grad_clip=1.0, weight_decay=1e-4
+    )
     history = trainer.fit(data)
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history["epochs"])

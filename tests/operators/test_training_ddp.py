@@ -29,21 +29,25 @@ def _model():
 
 
 def _config():
-    return TrainConfig(epochs=2, batch_size=4, lr=1e-2, val_fraction=0.25, progress=False,
-                       plot=False, seed=3)
+    return TrainConfig(
+        epochs=2, batch_size=4, lr=1e-2, val_fraction=0.25, progress=False, plot=False, seed=3
+    )
 
 
 def _worker(rank, world, port, out_dir):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+    # the environment torchrun sets up; the Trainer creates (and destroys) the group itself
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        trainer = Trainer(_model(), supervised_loss(relative_l2), _config(), out_dir)
-        assert trainer.world_size == world and trainer.is_main == (rank == 0)
-        trainer.fit(_data())
-    finally:
-        dist.destroy_process_group()
+    trainer = Trainer(_model(), supervised_loss(relative_l2), _config(), out_dir)
+    assert trainer.world_size == world and trainer.is_main == (rank == 0)
+    trainer.fit(_data())
+    assert not dist.is_initialized()
 
 
 def _free_port():

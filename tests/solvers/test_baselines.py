@@ -219,3 +219,18 @@ def test_ic0_shifts_when_a_pivot_fails():
     assert ic.shift > 0
     result = solve(A, np.ones(4), method="ic-pcg", rtol=1e-10)
     assert result.converged
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_singular_inconsistent_system_is_not_converged(method):
+    system = poisson((10, 10), boundary="neumann", pin="none")
+    result = solve(system, _rhs(system.n), method=method, rtol=1e-8, maxiter=60)
+    assert not result.converged and result.reason
+
+
+def test_scipy_driver_stops_a_diverging_run():
+    rng = np.random.default_rng(0)
+    A = 2.0 * np.eye(30) + 3.0 * np.triu(rng.standard_normal((30, 30)), 1)  # not symmetric
+    result = solve(A, np.ones(30), method="scipy-cg", check_symmetry=False, maxiter=1000)
+    assert result.status in (Status.DIVERGED, Status.NONFINITE)
+    assert result.iterations < 1000

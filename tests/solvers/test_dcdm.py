@@ -50,7 +50,8 @@ def test_network_shapes_backward_and_every_parameter_gets_a_gradient(dim, shape,
     net = DCDMNet(dim=dim, width=4, pairs=1, levels=levels, in_channels=2, skip=False)
     flags = np.full(shape, FLUID, dtype=np.int8)
     flags[(0,) * dim] = SOLID
-    x = torch.cat([torch.randn(2, 1, *shape), flags_channel(flags)[None, None].expand(2, 1, *shape)], 1)
+    geometry = flags_channel(flags)[None, None].expand(2, 1, *shape)
+    x = torch.cat([torch.randn(2, 1, *shape), geometry], 1)
     out = net(x)
     assert out.shape == (2, 1, *shape)
     assert torch.all(out[(slice(None), 0) + (0,) * dim] == 0)  # solid cell masked
@@ -63,6 +64,19 @@ def test_untrained_network_with_skip_is_the_identity_on_fluid_cells():
     net = DCDMNet(dim=3, width=4, levels=2)
     x = torch.randn(2, 1, 5, 6, 7)
     torch.testing.assert_close(net(x), x)
+
+
+def test_fast_cpu_convolution_matches_the_ordinary_one():
+    torch.manual_seed(0)
+    net = DCDMNet(dim=3, width=4, levels=1, skip=False)
+    x = torch.randn(1, 1, 7, 6, 5)
+    fast = net(x)
+    torch.backends.mkldnn.enabled = False
+    try:
+        slow = net(x)
+    finally:
+        torch.backends.mkldnn.enabled = True
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
 def test_network_rejects_bad_configuration_and_input():
@@ -161,9 +175,8 @@ def test_loss_is_invariant_to_the_scale_of_the_network_output(c):
 def test_loss_of_an_exact_inverse_is_zero_and_is_batch_mean():
     system = obstacle_system((8, 8), 4)
     rhs = np.random.default_rng(0).standard_normal(system.n)
-    x = torch.from_numpy(
-        np.stack([system.grid.to_field(rhs), system.grid.flags.astype(float)])
-    )[None].double()
+    fields = np.stack([system.grid.to_field(rhs), system.grid.flags.astype(float)])
+    x = torch.from_numpy(fields)[None].double()
     y = torch.from_numpy(stencil_fields(system.A, system.grid.flags))[None]
     exact = ExactInverse(system)
     assert float(dcdm_loss(exact, (x, y))) < 1e-20
@@ -316,3 +329,46 @@ def test_checkpoint_round_trip_and_refusal_of_foreign_files(tmp_path):
         load_dcdm_model(other)
     with pytest.raises(FileFormatError):
         DCDMSolver(obstacle_system((6, 6), 0), model=foreign)
+
+
+# ------------------------------------------------------------------ training command
+def test_train_command_writes_a_loadable_model_curve_and_metrics(tmp_path, capsys):
+    from neurosolve.cli import main
+
+    out = tmp_path / "m.pt"
+    argv = [
+        "train", "dcdm", "--dim", "2", "--resolution", "8", "--samples", "16",
+        "--val-samples", "4", "--epochs", "2", "--width", "4", "--lanczos-steps", "10",
+        "--quiet", "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "model written to" in capsys.readouterr().out
+    run = tmp_path / "m.pt.run"
+    for name in ("checkpoint.pt", "metrics.json", "learning_curve.png", "train.h5", "val.h5"):
+        assert (run / name).is_file(), name
+    model = load_dcdm_model(out)
+    assert model.dim == 2 and model.in_channels == 2
+    system = obstacle_system((8, 8), 12)
+    result = DCDMSolver(system, model=out).solve(np.ones(system.n))
+    assert result.converged
+    assert main(argv) == 0  # rerun: data and training already complete, resumes cleanly
+
+
+def test_solve_command_on_an_exported_matrix_with_and_without_its_grid(tmp_path, capsys):
+    from neurosolve.cli import main
+    from neurosolve.data.systems import save_system
+
+    system = obstacle_system((8, 8), 13)
+    matrix = save_system(tmp_path / "exported.mtx", system.A)
+    flags = tmp_path / "flags.npy"
+    np.save(flags, system.grid.flags)
+    net = DCDMNet(dim=2, width=4, in_channels=2)
+    model = save_checkpoint(
+        tmp_path / "net.pt", kind="dcdm", kwargs=net.config, state_dict=net.state_dict()
+    )
+    common = ["solve", str(matrix), "--method", "dcdm", "--quiet"]
+    option = ["--option", f"dcdm.model={model}"]
+    assert main([*common, "--grid", "8x8", "--flags", str(flags), *option]) == 0
+    assert "true relative residual" in capsys.readouterr().out
+    assert main([*common, *option]) == 2
+    assert "grid" in capsys.readouterr().err

@@ -447,3 +447,74 @@ def test_converged_implies_true_residual_meets_tolerance(system, rtol, method):
         assert np.linalg.norm(b - A @ x) <= rtol * bnorm + slack
     else:
         assert result.status is not Status.CONVERGED and result.reason
+
+
+def test_float32_recurrence_drift_is_caught_by_residual_replacement():
+    shape = (32, 32)
+    coefficient = np.exp(np.random.default_rng(1).uniform(-3.0, 3.0, shape))
+    system = poisson(shape, coefficient=coefficient)
+    b = _rhs(system.n)
+    result = solve(system, b, method="cg", rtol=1e-5, dtype=torch.float32, history="cheap")
+    # the float32 recurrence residual claimed convergence before the true residual did
+    assert sum(result.info["residual_replacements"]) >= 1
+    assert result.converged
+    assert relative_residual(system.A, result.x.astype(np.float64), b) <= 1e-5
+
+
+def test_singular_system_inconsistent_rhs_is_not_converged():
+    system = poisson((12, 12), boundary="neumann", pin="none")  # constants in the null space
+    b = _rhs(system.n)
+    result = solve(system, b, method="cg", rtol=1e-8)
+    assert not result.converged and result.reason
+    compatible = solve(system, b - b.mean(), method="cg", rtol=1e-8)
+    assert compatible.converged
+
+
+def test_system_rhs_is_used_when_b_is_omitted():
+    system = poisson((8, 8))
+    system.b = _rhs(system.n)
+    result = solve(system, method="cg", rtol=1e-9)
+    assert result.converged and relative_residual(system.A, result.x, system.b) <= 1e-9
+    import neurosolve
+
+    assert neurosolve.solve(system, system.b, rtol=1e-9).converged
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("operator", ["stencil", "csr"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_device_operator_and_precision(device, operator, dtype):
+    system = poisson((6, 7, 8), flags=obstacle_flags((6, 7, 8), "boxes", 5, count=1))
+    B = torch.from_numpy(_rhs(system.n, k=2)).to(device)
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    for method, extra in (("cg", {}), ("pcg-jacobi", {}), ("fcg", {"preconditioner": "jacobi"})):
+        result = solve(system, B, method=method, rtol=rtol, dtype=dtype, operator=operator, **extra)
+        assert result.converged, (method, result.reason)
+        assert result.x.device.type == device and result.x.dtype == dtype
+        x = result.x.double().cpu().numpy()
+        for j in range(2):
+            assert relative_residual(system.A, x[:, j], B[:, j].cpu().numpy()) <= rtol
+
+
+def test_rhs_requiring_grad_does_not_build_a_graph():
+    system = poisson((6, 6))
+    b = torch.ones(system.n, dtype=torch.float64, requires_grad=True)
+    result = solve(system, b, method="cg", rtol=1e-10)
+    assert result.converged and not result.x.requires_grad
+
+
+def test_nan_from_the_preconditioner_stops_with_nonfinite_and_keeps_x_finite():
+    system = poisson((10, 10))
+    calls = [0]
+
+    def flaky(r):
+        calls[0] += 1
+        return r * float("nan") if calls[0] == 4 else r / 40.0
+
+    result = solve(system, _rhs(system.n), method="pcg", preconditioner=flaky, rtol=1e-10)
+    assert result.status is Status.NONFINITE and not result.converged
+    assert result.iterations == 3
+    assert np.isfinite(result.x).all() and np.isfinite(result.final_residual)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -66,7 +67,9 @@ def _normalized_grf(shape: tuple[int, ...], rng: np.random.Generator, alpha: flo
 
 
 def darcy_coefficient(
-    shape, kind: str = "piecewise", rng: np.random.Generator | int | None = None
+    shape: int | Sequence[int],
+    kind: str = "piecewise",
+    rng: np.random.Generator | int | None = None,
 ) -> np.ndarray:
     """Random positive coefficient field ``a`` of the given kind (see module docstring).
 
@@ -141,7 +144,7 @@ def _rhs_values(f, shape: tuple[int, ...]) -> np.ndarray:
     return f.ravel()
 
 
-def darcy_system(a, f=1.0) -> LinearSystem:
+def darcy_system(a: np.ndarray, f: float | np.ndarray = 1.0) -> LinearSystem:
     """The Darcy system ``-div(a grad u) = f`` on the unit square (or cube), ``u = 0`` outside.
 
     Parameters
@@ -170,7 +173,7 @@ def darcy_system(a, f=1.0) -> LinearSystem:
     return system
 
 
-def solve_darcy(a, f=1.0, rtol: float = 1e-10) -> np.ndarray:
+def solve_darcy(a: np.ndarray, f: float | np.ndarray = 1.0, rtol: float = 1e-10) -> np.ndarray:
     """Solve the Darcy problem to relative residual ``rtol`` (checked); return ``u`` on the grid.
 
     Parameters
@@ -201,7 +204,7 @@ def solve_darcy(a, f=1.0, rtol: float = 1e-10) -> np.ndarray:
 
 
 def darcy_samples(
-    rngs,
+    rngs: Sequence[np.random.Generator],
     *,
     resolution: int = 64,
     kind: str = "piecewise",

@@ -82,6 +82,12 @@ class GeneratorSpec:
         Parameters that must be positive numbers (checked before anything runs).
     description : str
         One line for ``--help``.
+
+    Examples
+    --------
+    >>> spec = get_generator("darcy")
+    >>> spec.resolve({"resolution": 16})["resolution"], spec.chunk
+    (16, 8)
     """
 
     name: str

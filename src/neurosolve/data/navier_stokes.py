@@ -46,11 +46,14 @@ coefficients in the ``rfft2`` layout ``(..., n, n // 2 + 1)`` normalized as
 the linear helpers below do not depend on the normalization, :func:`advection_term` does
 (it takes ``norm=``). Wavenumbers are integers ``k``; derivatives carry the ``2 pi``.
 
-The solver transforms along one axis at a time (``rfft`` on y, then ``fft`` on x). On CPU
-this makes every sample of a batch bitwise identical to the same sample simulated alone
-(MKL's 2D batched transforms are not), which is what lets datasets regenerate any sample
-in any batch composition. GPU FFT libraries give no such promise; there samples agree to
-rounding error.
+Batch invariance: a sample simulated in a batch and the same sample simulated alone agree
+to rounding error (about 1e-16 relative per step). The solver transforms along one axis at
+a time (``rfft`` on y, then ``fft`` on x) because, on CPU with one intra-op thread
+(``torch.set_num_threads(1)`` / ``OMP_NUM_THREADS=1``), that makes them bitwise identical,
+which MKL's 2D batched transforms are not. With several threads MKL's complex-to-real
+transform can take a different code path for different batch sizes and change the last
+bits; GPU FFT libraries give no promise either. Looping over samples would restore
+bitwise equality but costs 3-10x with two threads, so it is not done.
 """
 
 from __future__ import annotations
@@ -1051,7 +1054,8 @@ def navier_stokes_samples(
     (a Gaussian random field, FNO convention, or decaying-turbulence random phases); the
     whole batch is simulated together and snapshots are recorded every ``record_every``
     time units after ``burn_in`` and stored at ``resolution`` (spectral down-sampling).
-    On CPU, sample ``i`` is bitwise the same whatever batch it is generated in.
+    Sample ``i`` is the same whatever batch it is generated in: bitwise on CPU with one
+    intra-op thread, to rounding error otherwise (see the module notes).
 
     Parameters
     ----------

@@ -24,11 +24,18 @@ Two runs with the same arguments give the same bytes. Nothing time-dependent is 
 use *early* space allocation, so writing samples later (in one go, in batches, resumed after
 an interruption, or copied from shards by :func:`merge`) only fills bytes in place and
 updates the fixed-size ``completed`` attribute. The final file therefore depends only on its
-header and its data, not on the history of the run. Chunks carry a Fletcher-32 checksum and
-the metadata uses the HDF5 1.10 format (which checksums it too), so corrupted bytes are
-reported as :class:`~neurosolve.errors.FileFormatError` instead of being read silently.
-Compression is not used: it would make chunk sizes data-dependent and defeat in-place
-writes (and float32 fields barely compress).
+header and its data, not on the history of the run. Space is reserved without writing fill
+values, so creating a file for a large dataset is instant and costs no disk writes.
+
+Checksums
+---------
+A third dataset, ``crc32`` ``(N, 2)`` uint32, holds the CRC-32 of every sample's stored
+bytes (little-endian) of ``x`` and ``y``; every read checks it, and the metadata uses the
+HDF5 1.10 format, which checksums it too. Corrupted bytes are therefore reported as
+:class:`~neurosolve.errors.FileFormatError` instead of being read silently. (HDF5's own
+Fletcher-32 filter would also do, but a filtered dataset writes every chunk when space is
+reserved, i.e. the whole file twice.) Compression is not used: it would make chunk sizes
+data-dependent and defeat in-place writes (and float32 fields barely compress).
 
 Atomic writes
 -------------
@@ -43,6 +50,7 @@ import json
 import logging
 import os
 import sys
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +105,15 @@ _HEADER_ATTRS = (
 )
 # Samples read at once when streaming statistics or copying shards.
 _BLOCK = 64
+# Per-sample CRC-32 of the stored bytes of x (column 0) and y (column 1).
+_CRC = "crc32"
+_ARRAYS = ("x", "y")
+
+
+def _checksums(block: np.ndarray) -> np.ndarray:
+    """CRC-32 of each sample (first axis) of a block, over its little-endian bytes."""
+    little = np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<"))
+    return np.array([zlib.crc32(little[i].view(np.uint8)) for i in range(len(little))], "u4")
 
 
 class ForeignFileError(FileFormatError):
@@ -257,9 +274,11 @@ def _read_header(f: h5py.File, path: Path) -> tuple[DatasetHeader, int]:
             )
         values = {name: _attr(f.attrs, name, path) for name in _HEADER_ATTRS[2:]}
         completed = int(_attr(f.attrs, "completed", path))
-        if "x" not in f or "y" not in f:
-            raise FileFormatError(f"{path}: datasets 'x' and 'y' are missing; the file is damaged")
-        x, y = f["x"], f["y"]
+        if any(name not in f for name in (*_ARRAYS, _CRC)):
+            raise FileFormatError(
+                f"{path}: datasets 'x', 'y' and {_CRC!r} are missing; the file is damaged"
+            )
+        x, y, crc_shape = f["x"], f["y"], f[_CRC].shape
         dtype = str(x.dtype)
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
         if isinstance(exc, FileFormatError):
@@ -270,6 +289,7 @@ def _read_header(f: h5py.File, path: Path) -> tuple[DatasetHeader, int]:
         x.ndim < 2
         or y.ndim < 2
         or y.shape[0] != count
+        or crc_shape != (count, 2)
         or str(y.dtype) != dtype
         or dtype not in DTYPES
         or not 0 <= completed <= count
@@ -316,6 +336,17 @@ def read_header(path: str | os.PathLike) -> tuple[DatasetHeader, int, tuple, tup
     ------
     FileFormatError
         If the file is missing, not HDF5, truncated, damaged or not a neurosolve dataset.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from neurosolve.data.generate import generate
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "d.h5"
+    >>> _ = generate("poisson", out, samples=2, seed=3, params={"resolution": 8},
+    ...              progress=False)
+    >>> header, completed, x_shape, y_shape = read_header(out)
+    >>> header.seed, completed, x_shape
+    (3, 2, (2, 2, 8, 8))
     """
     path = Path(path)
     with _open(path) as f:
@@ -326,12 +357,16 @@ def read_header(path: str | os.PathLike) -> tuple[DatasetHeader, int, tuple, tup
 def create_file(path: Path, header: DatasetHeader, x_shape: tuple, y_shape: tuple) -> None:
     """Create an empty dataset file with its final layout (``completed = 0``).
 
-    ``x_shape`` and ``y_shape`` are the per-sample shapes ``(C, *spatial)``.
+    ``x_shape`` and ``y_shape`` are the per-sample shapes ``(C, *spatial)``. Fill it with
+    :class:`Writer`; :func:`neurosolve.data.generate.generate` and :func:`merge` do both.
     """
     if header.dtype not in DTYPES:
         raise InvalidInputError(f"dtype must be one of {DTYPES}, got {header.dtype!r}")
+    # Early allocation fixes the layout now; FILL_TIME_NEVER reserves the space without
+    # writing zeros into it (unwritten bytes read as zeros and fail their checksum).
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
     with h5py.File(path, "w", libver=_LIBVER, track_times=False) as f:
         for name, shape in (("x", x_shape), ("y", y_shape)):
             f.create_dataset(
@@ -339,10 +374,12 @@ def create_file(path: Path, header: DatasetHeader, x_shape: tuple, y_shape: tupl
                 shape=(header.count, *shape),
                 dtype=header.dtype,
                 chunks=(1, *shape),
-                fletcher32=True,
                 track_times=False,
                 dcpl=dcpl.copy(),
             )
+        f.create_dataset(
+            _CRC, shape=(header.count, 2), dtype="u4", track_times=False, dcpl=dcpl.copy()
+        )
         attrs = {
             "format": FORMAT,
             "format_version": np.int64(FORMAT_VERSION),
@@ -364,6 +401,18 @@ class Writer:
 
     Every :meth:`write` flushes the data before it advances ``completed``, so an
     interruption leaves ``completed`` at or below what is really on disk.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "d.h5"
+    >>> header = DatasetHeader("mine", "{}", seed=0, samples=3, first=0, count=3, chunk=1,
+    ...                        dtype="float32")
+    >>> create_file(path, header, (1, 4), (1, 4))
+    >>> with Writer(path) as w:
+    ...     w.write(0, np.ones((2, 1, 4)), np.zeros((2, 1, 4)))
+    >>> read_info(path)["completed"], read_info(path)["complete"]
+    (2, False)
     """
 
     def __init__(self, path: Path):
@@ -378,14 +427,18 @@ class Writer:
     def write(self, start: int, x: np.ndarray, y: np.ndarray) -> None:
         """Write samples ``start .. start + len(x)`` (local indices) and mark them done."""
         stop = start + x.shape[0]
-        for name, data in (("x", x), ("y", y)):
+        crc = np.empty((x.shape[0], 2), dtype="u4")
+        for column, (name, data) in enumerate(zip(_ARRAYS, (x, y), strict=True)):
             target = self._file[name]
             if data.shape[1:] != target.shape[1:] or stop > target.shape[0]:
                 raise InvalidInputError(
                     f"{self.path}: samples of shape {data.shape[1:]} for {name!r} do not fit "
                     f"the file's {target.shape[1:]}; the generator's output shape changed"
                 )
+            data = np.ascontiguousarray(data, dtype=target.dtype)
             target[start:stop] = data
+            crc[:, column] = _checksums(data)
+        self._file[_CRC][start:stop] = crc
         self._file.flush()
         self.completed = max(self.completed, stop)
         self._file.attrs["completed"] = np.int64(self.completed)
@@ -462,24 +515,33 @@ def read_info(path: str | os.PathLike, *, stats: bool = False) -> dict[str, Any]
         }
         if stats:
             for name in ("x", "y"):
-                info[f"{name}_stats"] = _stats(f[name], completed, path)
+                info[f"{name}_stats"] = _stats(f, name, completed, path)
     return info
 
 
-def _read_block(dataset: h5py.Dataset, start: int, stop: int, path: Path) -> np.ndarray:
+def _read_block(f: h5py.File, name: str, start: int, stop: int, path: Path) -> np.ndarray:
+    """Samples ``start .. stop`` of array ``name``, checked against their checksums."""
     try:
-        return dataset[start:stop]
+        block = f[name][start:stop]
+        expected = f[_CRC][start:stop, _ARRAYS.index(name)]
     except (OSError, RuntimeError, ValueError) as exc:
         raise FileFormatError(
-            f"{path}: samples {start}..{stop - 1} of {dataset.name.lstrip('/')!r} are "
-            f"unreadable (corrupted or truncated): {_h5_reason(exc)}"
+            f"{path}: samples {start}..{stop - 1} of {name!r} are unreadable (corrupted or "
+            f"truncated): {_h5_reason(exc)}"
         ) from exc
+    bad = np.flatnonzero(_checksums(block) != expected)
+    if bad.size:
+        raise FileFormatError(
+            f"{path}: sample {start + int(bad[0])} of {name!r} is corrupted (checksum "
+            f"mismatch{f'; {bad.size} samples in all' if bad.size > 1 else ''})"
+        )
+    return block
 
 
-def _stats(dataset: h5py.Dataset, count: int, path: Path) -> dict[str, float]:
+def _stats(f: h5py.File, name: str, count: int, path: Path) -> dict[str, float]:
     lo, hi, total, size = np.inf, -np.inf, 0.0, 0
     for start in range(0, count, _BLOCK):
-        block = _read_block(dataset, start, min(count, start + _BLOCK), path)
+        block = _read_block(f, name, start, min(count, start + _BLOCK), path)
         lo = min(lo, float(block.min()))
         hi = max(hi, float(block.max()))
         total += float(block.sum(dtype=np.float64))
@@ -523,8 +585,8 @@ def read_arrays(
                 f"sample range {start}..{stop} is outside 0..{header.count} of {path}"
             )
         return (
-            _read_block(f["x"], start, stop, path),
-            _read_block(f["y"], start, stop, path),
+            _read_block(f, "x", start, stop, path),
+            _read_block(f, "y", start, stop, path),
         )
 
 
@@ -627,8 +689,8 @@ class _H5DatasetBase:
             raise IndexError(f"index {item} out of range for a dataset of {n} samples")
         i = int(self.indices[item])
         f = self._handle()
-        x = _read_block(f["x"], i, i + 1, self.path)[0]
-        y = _read_block(f["y"], i, i + 1, self.path)[0]
+        x = _read_block(f, "x", i, i + 1, self.path)[0]
+        y = _read_block(f, "y", i, i + 1, self.path)[0]
         return torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).to(self.dtype)
 
     def close(self) -> None:
@@ -800,8 +862,8 @@ def merge(
                     for a, b in iter_blocks(0, header.count, _BLOCK):
                         writer.write(
                             header.first + a,
-                            _read_block(f["x"], a, b, p),
-                            _read_block(f["y"], a, b, p),
+                            _read_block(f, "x", a, b, p),
+                            _read_block(f, "y", a, b, p),
                         )
                         bar.update(b - a)
             writer.close(sync=True)

@@ -41,6 +41,7 @@ import os
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,12 +233,12 @@ def _check_coefficient(coefficient, grid: Grid) -> np.ndarray | None:
 
 
 def poisson(
-    shape,
+    shape: Sequence[int] | Grid,
     *,
     flags: np.ndarray | None = None,
     coefficient: np.ndarray | float | None = None,
     boundary: str = "dirichlet",
-    spacing=None,
+    spacing: Sequence[float] | None = None,
     pin: str | None = "auto",
     name: str | None = None,
 ) -> LinearSystem:
@@ -307,7 +308,7 @@ def poisson(
         name = f"poisson{grid.ndim}d-{'x'.join(map(str, grid.shape))}"
         if (grid.flags != FLUID).any():
             name += "-obstacles"
-        if a is not None:
+        if a is not None and np.ptp(a[grid.fluid]) > 0:
             name += "-varcoef"
     coef_out = None if a is None else np.where(grid.fluid, a, 0.0)
     return LinearSystem(
@@ -438,7 +439,7 @@ def _as_rng(rng) -> np.random.Generator:
 
 
 def obstacle_flags(
-    shape,
+    shape: Sequence[int],
     kind: str = "boxes",
     rng: np.random.Generator | int | None = None,
     *,
@@ -607,19 +608,33 @@ def smooth_rhs(system: LinearSystem, rng: np.random.Generator | int | None = Non
 
 
 def divergence_rhs(
-    system: LinearSystem, rng: np.random.Generator | int | None = None
+    system: LinearSystem,
+    rng: np.random.Generator | int | None = None,
+    *,
+    velocity: str = "noise",
 ) -> np.ndarray:
     """Right-hand side of a pressure projection: ``-div u`` of a random face velocity.
 
-    A staggered (MAC) velocity with one standard-normal component per cell face is drawn;
-    faces touching a SOLID cell, and domain-boundary faces when the boundary is Neumann,
-    get zero normal velocity (no flow through walls). The result is
+    A staggered (MAC) velocity, one normal component per cell face, is drawn; faces
+    touching a SOLID cell, and domain-boundary faces when the boundary is Neumann, get
+    zero normal velocity (no flow through walls). The result is
     ``b_i = -sum_d (u_{i+1/2} - u_{i-1/2}) / h_d`` at the fluid cells, the right-hand side
     of ``-lap p = -div u`` in a projection step (up to the ``1/dt`` factor).
 
     Compatibility: over a fluid component without Dirichlet contact every boundary face is
     a wall with zero velocity, so the face fluxes cancel and ``b`` sums to zero there (the
     residual rounding is removed by :meth:`LinearSystem.make_compatible`).
+
+    Parameters
+    ----------
+    system : LinearSystem
+        System with grid information.
+    rng : numpy.random.Generator or int
+        Source of randomness.
+    velocity : {"noise", "smooth"}
+        ``"noise"``: independent standard normal face velocities (every scale present);
+        ``"smooth"``: each component a Gaussian random field (``alpha=2.5, tau=7``) on its
+        face grid with unit RMS, closer to the intermediate velocity of a simulation.
 
     Examples
     --------
@@ -628,6 +643,8 @@ def divergence_rhs(
     >>> bool(abs(b.sum()) < 1e-10)
     True
     """
+    if velocity not in ("noise", "smooth"):
+        raise InvalidInputError(f"velocity must be 'noise' or 'smooth', got {velocity!r}")
     rng = _as_rng(rng)
     grid = _need_grid(system, "divergence_rhs")
     shape, ndim = grid.shape, grid.ndim
@@ -636,7 +653,11 @@ def divergence_rhs(
     for d in range(ndim):
         fshape = list(shape)
         fshape[d] += 1
-        u = rng.standard_normal(fshape)
+        if velocity == "noise":
+            u = rng.standard_normal(fshape)
+        else:
+            u = _grf(tuple(fshape), rng)
+            u /= max(float(np.sqrt(np.mean(u**2))), np.finfo(float).tiny)
         # The same slices serve cells and faces: face k along d lies between cells k-1 and
         # k, so faces lo/hi of the face array are the lower/upper faces of every cell, and
         # the cells' lo/hi pairs border the interior faces 1..n-1.
@@ -650,13 +671,26 @@ def divergence_rhs(
     return system.make_compatible(-grid.to_vector(div))
 
 
-RHS_KINDS = {"random": random_rhs, "smooth": smooth_rhs, "divergence": divergence_rhs}
+def _smooth_divergence_rhs(system: LinearSystem, rng=None) -> np.ndarray:
+    return divergence_rhs(system, rng, velocity="smooth")
+
+
+RHS_KINDS = {
+    "random": random_rhs,
+    "smooth": smooth_rhs,
+    "divergence": divergence_rhs,
+    "smooth-divergence": _smooth_divergence_rhs,
+}
 
 
 def make_rhs(
     system: LinearSystem, kind: str, rng: np.random.Generator | int | None = None
 ) -> np.ndarray:
-    """Right-hand side by name: ``"random"``, ``"smooth"`` or ``"divergence"``.
+    """Right-hand side by name (a key of ``RHS_KINDS``).
+
+    ``"random"`` (:func:`random_rhs`), ``"smooth"`` (:func:`smooth_rhs`), ``"divergence"``
+    (:func:`divergence_rhs` of a noise velocity) or ``"smooth-divergence"`` (of a smooth
+    velocity).
 
     Examples
     --------
@@ -712,12 +746,12 @@ def check_spd_matrix(A, *, name: str = "matrix", symmetry_tol: float = 1e-10) ->
         raise InvalidInputError(f"{name} is empty (shape {M.shape})")
     if np.dtype(M.dtype).kind not in "biuf":
         raise InvalidInputError(f"{name} must be real, got dtype {M.dtype}")
-    M = sp.csr_matrix(M, dtype=np.float64)
-    M.sum_duplicates()
-    M.sort_indices()
+    M = sp.csr_matrix(M, dtype=np.float64)  # shares the caller's arrays when it can
+    if not M.has_canonical_format:
+        M = M.copy()  # never reorder the caller's arrays in place
+        M.sum_duplicates()  # also sorts the indices
     if not np.isfinite(M.data).all():
         raise InvalidInputError(f"{name} contains NaN or Inf entries")
-    M.eliminate_zeros()
     scale = float(np.abs(M.data).max()) if M.nnz else 0.0
     asym = abs(M - M.T)
     err = float(asym.max()) if asym.nnz else 0.0
@@ -742,7 +776,10 @@ def _rhs_path(path: Path) -> Path:
 
 
 def load_system(
-    path, *, grid: Grid | tuple[int, ...] | None = None, flags: np.ndarray | None = None
+    path: str | os.PathLike,
+    *,
+    grid: Grid | tuple[int, ...] | None = None,
+    flags: np.ndarray | None = None,
 ) -> LinearSystem:
     """Load and validate a system from Matrix Market (``.mtx``) or ``.npz``.
 
@@ -889,7 +926,11 @@ def _atomic_write(jobs: list[tuple[Path, object]], suffix: str) -> None:
                 os.unlink(tmp)
 
 
-def save_system(path, system_or_A, b: np.ndarray | None = None) -> Path:
+def save_system(
+    path: str | os.PathLike,
+    system_or_A: LinearSystem | sp.spmatrix | np.ndarray,
+    b: np.ndarray | None = None,
+) -> Path:
     """Write a system (or a bare matrix) as ``.mtx`` or ``.npz``, atomically.
 
     ``.mtx`` stores the matrix in symmetric Matrix Market format and, when there is a
@@ -1057,7 +1098,7 @@ def reference_solve(
 
 
 def poisson_samples(
-    rngs,
+    rngs: Sequence[np.random.Generator],
     *,
     dim: int = 2,
     resolution: int = 32,
@@ -1086,8 +1127,8 @@ def poisson_samples(
         Cells per axis.
     geometry : {"none", "boxes", "spheres", "mixed"}
         Obstacle kind.
-    rhs : {"random", "smooth", "divergence"}
-        Right-hand side kind.
+    rhs : {"random", "smooth", "divergence", "smooth-divergence"}
+        Right-hand side kind (see :func:`make_rhs`).
     boundary : {"dirichlet", "neumann"}
         Outer boundary condition.
     boundary_air : {None, "top", "free-surface"}

@@ -181,7 +181,7 @@ def plot_residuals(results: BenchmarkResults, path: str | Path, *, x: str = "ite
     fig, axes = _figure(len(problems))
     methods = list(dict.fromkeys(r.method for r in results.runs))
     colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    for ax, problem in zip(axes, problems, strict=True):
+    for i, (ax, problem) in enumerate(zip(axes, problems, strict=True)):
         for r in results.runs:
             if r.problem != problem or r.error or not r.residuals:
                 continue
@@ -199,7 +199,9 @@ def plot_residuals(results: BenchmarkResults, path: str | Path, *, x: str = "ite
         ax.set_xlabel("iteration" if x == "iteration" else "wall time since setup start (s)")
         ax.set_ylabel("||b - Ax|| / ||b||")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7)
+        if i == 0 or any(not r.converged for r in results.runs if r.problem == problem):
+            # Colours are shared by all panels: one legend, plus where a label differs.
+            ax.legend(fontsize=7)
     fig.suptitle(f"{results.suite}: true relative residual vs {x}")
     return _save(fig, Path(path))
 

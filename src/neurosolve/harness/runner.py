@@ -422,6 +422,16 @@ def measure_solve(
                     f"the method's last reported residual {last:.3e} differs from the true "
                     f"residual {record.true_residual:.3e}"
                 )
+    logger.info(
+        "%s / %s: %s after %d iterations, true residual %.2e, setup %.3g s, solve %.3g s",
+        name,
+        method,
+        record.status,
+        record.iterations,
+        record.true_residual,
+        record.setup_seconds,
+        record.solve_seconds,
+    )
     return record, x
 
 

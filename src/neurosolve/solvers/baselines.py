@@ -214,8 +214,22 @@ class _Baseline:
         return f"{type(self).__name__}(n={self.n}, setup={self.setup_seconds:.3g}s)"
 
 
+class _Stop(Exception):
+    """Raised from a scipy callback to end the iteration early (divergence, NaN)."""
+
+    def __init__(self, status: Status, x: np.ndarray) -> None:
+        super().__init__(status.value)
+        self.status, self.x = status, x
+
+
 class _ScipyCGDriver(_Baseline):
-    """scipy.sparse.linalg.cg with an optional preconditioner, driven to the true-residual rule."""
+    """scipy.sparse.linalg.cg with an optional preconditioner, driven to the true-residual rule.
+
+    With ``history="true"`` the callback also stops scipy on NaN/Inf and when the residual
+    exceeds ``divergence_factor`` (1e8) times its initial value.
+    """
+
+    divergence_factor = 1e8
 
     def _preconditioner(self) -> spla.LinearOperator | None:
         return None
@@ -259,6 +273,11 @@ class _ScipyCGDriver(_Baseline):
             times.append(time.perf_counter() - t0)
             if callback is not None:
                 callback(xk.copy())  # scipy reuses its array; hand out a snapshot
+            if true_history:  # scipy has no such checks; stop it from the callback
+                if not np.isfinite(residuals[-1]):
+                    raise _Stop(Status.NONFINITE, xk.copy())
+                if residuals[-1] * bscale > self.divergence_factor * max(r0, thr):
+                    raise _Stop(Status.DIVERGED, xk.copy())
 
         M = self._preconditioner()
         status = Status.MAXITER
@@ -272,9 +291,15 @@ class _ScipyCGDriver(_Baseline):
                 status = Status.MAXITER
                 break
             # scipy stops on ||r_recurrence|| < atol; atol = our threshold, rtol = 0.
-            x, code = spla.cg(
-                self.A, b, x0=x, rtol=0.0, atol=thr, maxiter=remaining, M=M, callback=cb
-            )
+            try:
+                x, code = spla.cg(
+                    self.A, b, x0=x, rtol=0.0, atol=thr, maxiter=remaining, M=M, callback=cb
+                )
+            except _Stop as stop:
+                status, x = stop.status, stop.x
+                final = self._true_norm(x, b)
+                state["mv"] += 2
+                break
             state["mv"] += 1  # the initial residual of this call
             final = self._true_norm(x, b)
             state["mv"] += 1

@@ -729,7 +729,8 @@ class _TorchKrylov:
         -------
         SolveResult
         """
-        return _Run(self, b, x0, rtol, atol, maxiter, callback).iterate()
+        with torch.no_grad():  # a solve is never part of an autograd graph
+            return _Run(self, b, x0, rtol, atol, maxiter, callback).iterate()
 
     def __repr__(self) -> str:
         return (

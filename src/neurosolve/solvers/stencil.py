@@ -86,6 +86,7 @@ class StencilOperator(nn.Module):
         cells = torch.from_numpy(np.flatnonzero(grid.fluid.ravel()))
         self.register_buffer("cells", cells.to(diagonal.device))
         self._all_fluid = bool(grid.fluid.all())
+        self._views: dict = {}
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -139,34 +140,43 @@ class StencilOperator(nn.Module):
                 f"matrix is {A.shape[0]}x{A.shape[1]} but the grid has {n} fluid cells "
                 f"(shape {grid.shape}); the grid does not match this matrix"
             )
-        coo = sp.coo_matrix(A, dtype=np.float64)
-        coo.sum_duplicates()
-        keep = coo.data != 0
-        rows, cols, vals = coo.row[keep], coo.col[keep], coo.data[keep]
+        csr = sp.csr_matrix(A, dtype=np.float64)
+        csr.sum_duplicates()
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(csr.indptr))
+        keep = csr.data != 0
+        rows, cols, vals = rows[keep], csr.indices[keep].astype(np.int64), csr.data[keep]
         if not np.isfinite(vals).all():
             raise InvalidInputError("matrix has NaN/Inf entries")
+        # Work with linear cell indices: a face neighbour along axis a differs by
+        # +-stride_a, and must not wrap around (checked on the coordinate along a only).
         cells = np.flatnonzero(grid.fluid.ravel())
-        rcell = np.stack(np.unravel_index(cells[rows], grid.shape))
-        ccell = np.stack(np.unravel_index(cells[cols], grid.shape))
-        delta = ccell - rcell  # (ndim, nnz)
-        moved = np.abs(delta).sum(axis=0)
-        is_diag = moved == 0
-        is_face = (moved == 1) & (np.abs(delta).max(axis=0) == 1)
-        bad = ~(is_diag | is_face)
+        rcell = cells[rows]
+        delta = cells[cols] - rcell
+        slot = np.full(rows.size, -1, dtype=np.int64)
+        is_diag = delta == 0
+        strides = [int(np.prod(grid.shape[a + 1 :])) for a in range(grid.ndim)]
+        for a, (stride, size) in enumerate(zip(strides, grid.shape, strict=True)):
+            for sign in (-1, 1):
+                m = np.flatnonzero((delta == sign * stride) & (slot < 0))
+                coord = (rcell[m] // stride) % size + sign
+                ok = m[(coord >= 0) & (coord < size)]
+                slot[ok] = 2 * a + (sign > 0)
+        bad = ~is_diag & (slot < 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
+            cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
             raise InvalidInputError(
                 f"matrix has {int(bad.sum())} entries off the {2 * grid.ndim + 1}-point stencil "
-                f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells "
-                f"{tuple(int(c) for c in rcell[:, i])} and {tuple(int(c) for c in ccell[:, i])}"
+                f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
             )
-        diagonal = np.zeros(grid.shape)
-        diagonal[tuple(rcell[:, is_diag])] = vals[is_diag]
-        neighbours = np.zeros((2 * grid.ndim, *grid.shape))
-        axis = np.argmax(np.abs(delta[:, is_face]), axis=0)
-        sign = delta[:, is_face][axis, np.arange(axis.size)]
-        slot = 2 * axis + (sign > 0)
-        neighbours[(slot, *rcell[:, is_face])] = vals[is_face]
+        diagonal = np.zeros(grid.num_cells)
+        diagonal[rcell[is_diag]] = vals[is_diag]
+        neighbours = np.zeros((2 * grid.ndim, grid.num_cells))
+        face = ~is_diag
+        neighbours[slot[face], rcell[face]] = vals[face]
+        diagonal = diagonal.reshape(grid.shape)
+        neighbours = neighbours.reshape(2 * grid.ndim, *grid.shape)
         device = _as_device(device)
         return cls(
             grid,
@@ -197,24 +207,36 @@ class StencilOperator(nn.Module):
         broadcast over leading and trailing axes. Every neighbour term is an in-place
         ``addcmul`` on shifted views: no padded copy of ``u`` is made.
         """
-        ndim = self.grid.ndim
-        view = (*self.diagonal.shape, *([1] * trailing))
-        out = u * self.diagonal.view(view)
-        for a in range(ndim):
+        diagonal, terms = self._coefficient_views(trailing)
+        out = u * diagonal
+        for a, lo, hi in terms:
             ax = first + a
             size = u.shape[ax]
-            if size < 2:
-                continue
-            lo, hi = self.neighbours[2 * a].view(view), self.neighbours[2 * a + 1].view(view)
-            cax = a  # axis of the coefficient arrays
-            # A[c, c - e_a] u[c - e_a]: cells 1.. take values from 0..
-            out.narrow(ax, 1, size - 1).addcmul_(
-                lo.narrow(cax, 1, size - 1), u.narrow(ax, 0, size - 1)
-            )
-            out.narrow(ax, 0, size - 1).addcmul_(
-                hi.narrow(cax, 0, size - 1), u.narrow(ax, 1, size - 1)
-            )
+            # A[c, c - e_a] u[c - e_a]: cells 1.. take values from cells 0..
+            out.narrow(ax, 1, size - 1).addcmul_(lo, u.narrow(ax, 0, size - 1))
+            out.narrow(ax, 0, size - 1).addcmul_(hi, u.narrow(ax, 1, size - 1))
         return out
+
+    def _coefficient_views(self, trailing: int) -> tuple[torch.Tensor, list]:
+        """Broadcastable, pre-shifted coefficient views (cached; rebuilt after ``.to()``)."""
+        key = (trailing, self.diagonal.data_ptr(), self.neighbours.data_ptr())
+        cached = self._views.get(key)
+        if cached is None:
+            view = (*self.diagonal.shape, *([1] * trailing))
+            terms = []
+            for a in range(self.grid.ndim):
+                size = self.diagonal.shape[a]
+                if size < 2:
+                    continue
+                lo = self.neighbours[2 * a].view(view).narrow(a, 1, size - 1)
+                hi = self.neighbours[2 * a + 1].view(view).narrow(a, 0, size - 1)
+                terms.append((a, lo, hi))
+            cached = (self.diagonal.view(view), terms)
+            self._views = {
+                key: cached,
+                **{k: v for k, v in self._views.items() if k[1:] == key[1:]},
+            }
+        return cached
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Apply ``A`` to full fields ``(B, *shape)`` or ``(B, 1, *shape)``.

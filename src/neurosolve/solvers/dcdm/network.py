@@ -84,6 +84,35 @@ def flags_channel(
     return out
 
 
+class _Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that calls oneDNN directly for float32 CPU inputs.
+
+    PyTorch's CPU dispatch sends a batch of one 3D field (every DCDM iteration) to its
+    slow im2col kernel, about 5x slower than oneDNN (mkldnn) on the same input; results
+    agree to float32 rounding. Other devices and dtypes take the ordinary path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.padding_mode == "zeros"
+            and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled
+            and hasattr(torch, "mkldnn_convolution")
+        ):
+            return torch.mkldnn_convolution(
+                x.contiguous(),
+                self.weight,
+                self.bias,
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+            )
+        return super().forward(x)
+
+
 class _ResidualPair(nn.Module):
     def __init__(self, conv: type[nn.Module], width: int, kernel: int, act: type[nn.Module]):
         super().__init__()
@@ -172,7 +201,7 @@ class DCDMNet(nn.Module):
             skip=bool(skip),
         )
         self.skip = bool(skip)
-        conv = nn.Conv3d if dim == 3 else nn.Conv2d
+        conv = _Conv3d if dim == 3 else nn.Conv2d
         act = _ACTIVATIONS[activation]
 
         def stack(n: int) -> nn.Sequential:
@@ -219,4 +248,5 @@ class DCDMNet(nn.Module):
         return out
 
     def extra_repr(self) -> str:
+        """The constructor arguments, shown by ``repr``."""
         return ", ".join(f"{k}={v}" for k, v in self.config.items())

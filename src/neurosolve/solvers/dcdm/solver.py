@@ -27,6 +27,7 @@ Differences from the reference:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -77,6 +78,10 @@ def load_dcdm_model(
 ) -> nn.Module:
     """Load a DCDM network from a checkpoint (default: the shipped 3D model).
 
+    Loaded networks are cached per (file, modification time, device), so solvers built
+    for a sequence of matrices (one per time step) read the weights once; the returned
+    module is shared and must not be modified.
+
     Parameters
     ----------
     path : path-like, optional
@@ -100,10 +105,20 @@ def load_dcdm_model(
     >>> net.dim
     3
     """
+    path = shipped_model_path() if path is None else Path(path)
+    if not path.is_file():
+        from neurosolve.errors import FileFormatError
+
+        raise FileFormatError(f"DCDM model {path} does not exist")
+    device = str(torch.device(device)) if device is not None else "cpu"
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, device)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int, device: str) -> nn.Module:
     from neurosolve.checkpoint import load_model
 
-    path = shipped_model_path() if path is None else Path(path)
-    model, _ = load_model(path, kind="dcdm", map_location=device or "cpu")
+    model, _ = load_model(path, kind="dcdm", map_location=device)
     return model
 
 
@@ -186,7 +201,9 @@ def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
             f"{grid.num_unknowns} fluid cells; give the cell-flags file of the exporting code "
             "when it drops solid cells"
         )
-    return LinearSystem(A=scipy.sparse.csr_matrix(matrix), grid=grid)
+    from neurosolve.data.systems import check_spd_matrix
+
+    return LinearSystem(A=check_spd_matrix(matrix, name="the DCDM matrix"), grid=grid)
 
 
 def _refuse(what: str) -> None:
@@ -238,6 +255,10 @@ class DCDMSolver:
     >>> result.converged
     True
     """
+
+    #: Registry metadata: DCDM's network works on grid fields.
+    needs_grid = True
+    description = "DCDM: CNN search directions, A-orthogonalized, exact line search (learned)"
 
     def __init__(
         self,

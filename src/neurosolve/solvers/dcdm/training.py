@@ -124,7 +124,8 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     >>> import numpy as np
     >>> x, y = ritz_samples([np.random.default_rng([0, 0])], dim=2, resolution=8,
     ...                     geometry="none", lanczos_steps=8)
-    >>> loss = dcdm_loss(DCDMNet(dim=2, width=4), (torch.tensor(x).float(), torch.tensor(y).float()))
+    >>> batch = (torch.tensor(x).float(), torch.tensor(y).float())
+    >>> loss = dcdm_loss(DCDMNet(dim=2, width=4), batch)
     >>> float(loss) > 0.0
     True
     """
@@ -230,9 +231,9 @@ def train_dcdm(
     dict
         ``{"model": Path, "run_dir": Path, "history": ...}``.
     """
+    from neurosolve.data.store import H5Dataset
     from neurosolve.operators.training import TrainConfig, Trainer
     from neurosolve.solvers.dcdm.network import DCDMNet
-    from neurosolve.data.store import H5Dataset
 
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
