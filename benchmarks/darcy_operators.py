@@ -79,7 +79,7 @@ def _data(
     )
 
 
-def _plot(results: list[dict], runs: dict, path: Path) -> None:
+def _plot(results: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -88,12 +88,23 @@ def _plot(results: list[dict], runs: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     for i, kind in enumerate(kinds):
         ax = fig.add_subplot(1, len(kinds), i + 1)
-        for model in ("mgno", "fno2d"):
-            hist = runs[(kind, model)]["epochs"]
+        for model, color in (("mgno", "C0"), ("fno2d", "C3")):
+            found = [r for r in results if r["data"] == kind and r["model"] == model]
+            if not found:
+                continue
+            hist = found[0]["history"]
             ep = [h["epoch"] for h in hist]
-            ax.plot(ep, [h["train_loss"] for h in hist], "--", label=f"{model} train (L2+H1)")
-            ax.plot(ep, [h["val_h1"] for h in hist], "-o", ms=3, label=f"{model} val H1")
-            ax.plot(ep, [h["val_l2"] for h in hist], ":", label=f"{model} val L2")
+            ax.plot(
+                ep,
+                [h["train_loss"] for h in hist],
+                "--",
+                color=color,
+                label=f"{model} train loss (L2+H1)",
+            )
+            ax.plot(
+                ep, [h["val_h1"] for h in hist], "-o", ms=3, color=color, label=f"{model} val H1"
+            )
+            ax.plot(ep, [h["val_l2"] for h in hist], ":", color=color, label=f"{model} val L2")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("relative error")
@@ -134,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="darcy-operators-"))
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    results, runs = [], {}
+    results = []
     for kind in kinds:
         t0 = time.perf_counter()
         paths = {
@@ -164,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             _, history = train_operator(
                 model, setting[model], train, config, out, val_dataset=val, loss="l2+h1"
             )
-            runs[(kind, model)] = history
             op = load_operator(out / "model.pt", map_location=args.device)
             ev = evaluate_operator(
                 op,
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     png = args.out.with_suffix(".png")
-    _plot(results, runs, png)
+    _plot(results, png)
     payload = {
         "setting": {k: v for k, v in setting.items()}
         | {

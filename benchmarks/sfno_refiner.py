@@ -94,8 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         width=12,
         fc_width=24,
         fno_modes=(8, 8, 3),
-        refine_lr=1e-2,
-        refine_steps=30,
+        refine_lr=0.3,
+        refine_steps=100,
     )
     full = dict(
         resolution=64,
@@ -115,8 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         width=20,
         fc_width=80,
         fno_modes=(8, 8, 8),
-        refine_lr=5e-3,
-        refine_steps=50,
+        refine_lr=0.3,
+        refine_steps=100,
     )
     defaults = full if args.full else small
     if args.hard:

@@ -18,6 +18,7 @@ from neurosolve.solvers.mgpc import shipped_model_path, train_mgpc
 
 
 def main(argv=None) -> int:
+    """Train and write the model; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=shipped_model_path())
     p.add_argument("--run-dir", type=Path, default=Path("runs/mgpc3d"))

@@ -96,6 +96,13 @@ class _Liar:
         )
 
 
+class _WrongShape(_Liar):
+    def solve(self, b, **kwargs):
+        result = super().solve(b, **kwargs)
+        result.x = result.x[:-1]
+        return result
+
+
 class _Boom:
     setup_seconds = 0.0
 
@@ -145,6 +152,7 @@ def fake_methods(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
     registry.register_method("liar", _Liar, description="claims convergence falsely")
     registry.register_method("boom", _Boom, description="raises in setup")
+    registry.register_method("short-x", _WrongShape, description="returns a short x")
     registry.register_method("lanczos-cg", _Lanczos, description="numpy CG with coefficients")
 
 
@@ -164,6 +172,11 @@ def test_failing_method_is_recorded_not_fatal(fake_methods):
     assert boom.error == "RuntimeError: kaboom" and boom.status == "error"
     assert not boom.converged and math.isnan(boom.true_residual)
     assert good.converged and good.error is None
+
+
+def test_wrong_solution_shape_is_an_error(fake_methods):
+    record = run_problem(ProblemSpec(shape=(6, 6)).build(), "short-x", warmup=False)
+    assert not record.converged and "shape (35,)" in record.error
 
 
 def test_condition_estimate_from_cg_coefficients(fake_methods):
@@ -209,3 +222,11 @@ def test_torch_cg_condition_estimate_reaches_the_harness():
     kappa = eig[-1] / eig[0]
     assert record.converged
     assert 0.9 * kappa <= record.condition_estimate <= kappa * (1 + 1e-6)
+
+
+def test_device_goes_only_to_methods_that_take_it():
+    suite = Suite("dev", problems=[ProblemSpec(shape=(8, 8))])
+    res = run_suite(suite, ["cg", "scipy-cg"], device="cpu", warmup=False, progress=False)
+    assert [r.error for r in res.runs] == [None, None]
+    assert all(r.converged for r in res.runs)
+    assert res.machine.device == "cpu"

@@ -63,7 +63,7 @@ def test_network_shapes_backward_and_every_parameter_gets_a_gradient(dim, shape,
 def test_untrained_network_with_skip_is_the_identity_on_fluid_cells():
     net = DCDMNet(dim=3, width=4, levels=2)
     x = torch.randn(2, 1, 5, 6, 7)
-    torch.testing.assert_close(net(x), x)
+    assert torch.equal(net(x), x)
 
 
 def test_fast_cpu_convolution_matches_the_ordinary_one():
@@ -372,3 +372,20 @@ def test_solve_command_on_an_exported_matrix_with_and_without_its_grid(tmp_path,
     assert "true relative residual" in capsys.readouterr().out
     assert main([*common, *option]) == 2
     assert "grid" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- shipped model
+def test_shipped_model_is_small_and_halves_cg_iterations_on_an_unseen_geometry():
+    from neurosolve.solvers import solve
+    from neurosolve.solvers.dcdm.solver import shipped_model_path
+
+    assert shipped_model_path().stat().st_size < 5 * 2**20
+    model = load_dcdm_model()
+    assert model.dim == 3 and model.in_channels == 2
+    system = obstacle_system((16, 16, 16), 7001)  # training geometries use seeds [0, i]
+    b = np.random.default_rng(7).standard_normal(system.n)
+    learned = solve(system, b, method="dcdm", rtol=1e-6)
+    cg = solve(system, b, method="cg", rtol=1e-6)
+    assert learned.converged and cg.converged
+    assert np.linalg.norm(b - system.A @ learned.x) <= 1e-6 * np.linalg.norm(b)
+    assert learned.iterations <= 0.5 * cg.iterations, (learned.iterations, cg.iterations)

@@ -150,21 +150,22 @@ def test_preconditioner_that_is_not_positive_definite_is_a_breakdown(systems):
     assert result.status is Status.BREAKDOWN
 
 
-@pytest.mark.parametrize(
-    ("case", "make", "message"),
-    [
-        ("nonsymmetric", lambda s: (sp.triu(s.A).tocsr(), _rhs(s.n)), "not symmetric"),
-        ("nan-in-b", lambda s: (s, np.where(np.arange(s.n) == 3, np.nan, 1.0)), "NaN"),
-        ("inf-in-A", lambda s: (_with_inf(s.A), _rhs(s.n)), "NaN or Inf"),
-        ("short-b", lambda s: (s, np.ones(s.n - 1)), "shape"),
-        ("b-3d", lambda s: (s, np.ones((s.n, 1, 1))), "shape"),
-        ("non-square", lambda s: (s.A[:, :-1], np.ones(s.n)), "square"),
-        ("empty", lambda s: (sp.csr_matrix((0, 0)), np.ones(0)), "empty"),
-        ("complex-b", lambda s: (s, np.ones(s.n) * 1j), "complex"),
-        ("negative-diagonal", lambda s: (-s.A, np.ones(s.n)), "non-positive diagonal"),
-    ],
-)
-def test_bad_input_gives_clear_error(systems, case, make, message):
+BAD_INPUTS = {
+    "nonsymmetric": (lambda s: (sp.triu(s.A).tocsr(), _rhs(s.n)), "not symmetric"),
+    "nan-in-b": (lambda s: (s, np.where(np.arange(s.n) == 3, np.nan, 1.0)), "NaN"),
+    "inf-in-A": (lambda s: (_with_inf(s.A), _rhs(s.n)), "NaN or Inf"),
+    "short-b": (lambda s: (s, np.ones(s.n - 1)), "shape"),
+    "b-3d": (lambda s: (s, np.ones((s.n, 1, 1))), "shape"),
+    "non-square": (lambda s: (s.A[:, :-1], np.ones(s.n)), "square"),
+    "empty": (lambda s: (sp.csr_matrix((0, 0)), np.ones(0)), "empty"),
+    "complex-b": (lambda s: (s, np.ones(s.n) * 1j), "complex"),
+    "negative-diagonal": (lambda s: (-s.A, np.ones(s.n)), "non-positive diagonal"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_clear_error(systems, case):
+    make, message = BAD_INPUTS[case]
     A, b = make(systems["poisson2d-16"])
     with pytest.raises(InvalidInputError, match=message):
         solve(A, b, method="cg")
@@ -518,3 +519,25 @@ def test_nan_from_the_preconditioner_stops_with_nonfinite_and_keeps_x_finite():
     assert result.status is Status.NONFINITE and not result.converged
     assert result.iterations == 3
     assert np.isfinite(result.x).all() and np.isfinite(result.final_residual)
+
+
+def test_batch_columns_stop_for_their_own_reasons():
+    A = sp.csr_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))  # eigenvalues 3 (1, 1) and -1 (1, -1)
+    B = np.array([[1.0, 1.0], [0.0, 1.0]])  # column 0 breaks down, column 1 is an eigenvector
+    result = solve(A, B, method="cg", rtol=1e-12)
+    assert result.info["column_status"] == ["breakdown", "converged"]
+    assert result.status is Status.BREAKDOWN
+    np.testing.assert_allclose(result.x[:, 1], [1.0 / 3.0, 1.0 / 3.0], rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
+@pytest.mark.parametrize("layout", ["dense", "sparse-csr", "sparse-coo"])
+def test_torch_matrices_are_accepted(layout):
+    system = poisson((7, 9))
+    dense = torch.from_numpy(system.A.toarray())
+    A = {"dense": dense, "sparse-csr": dense.to_sparse_csr(), "sparse-coo": dense.to_sparse()}
+    b = _rhs(system.n)
+    result = solve(A[layout], b, method="cg", rtol=1e-10)
+    assert result.converged and relative_residual(system.A, result.x, b) <= 1e-10
+    with pytest.raises(InvalidInputError, match="not symmetric"):
+        solve(torch.triu(dense), b)

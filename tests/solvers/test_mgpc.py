@@ -173,9 +173,10 @@ def test_block_rhs_and_float32():
     b = np.random.default_rng(2).standard_normal((system.n, 3))
     result = make_solver("mgpc-pcg", system).solve(b, rtol=1e-8)
     assert result.converged
-    assert np.linalg.norm(b - system.A @ result.x, axis=0).max() <= 1e-8 * np.linalg.norm(
-        b, axis=0
-    ).min() * 1.0001
+    assert (
+        np.linalg.norm(b - system.A @ result.x, axis=0).max()
+        <= 1e-8 * np.linalg.norm(b, axis=0).min() * 1.0001
+    )
     r32 = make_solver("mgpc-pcg", system, dtype=torch.float32).solve(b[:, 0], rtol=1e-5)
     assert r32.converged
 
@@ -192,7 +193,7 @@ def test_cuda_matches_cpu():
 def test_training_steps_lower_the_loss_and_reach_every_parameter():
     torch.manual_seed(0)
     net = MGPCNet(width=6, layers=1)
-    x, v = mgpc_samples(np.random.default_rng(0), dim=2, resolution=16, group=3)
+    x, v = mgpc_samples(np.random.default_rng(0), dim=2, resolution=12, group=2)
     batch = (x.float(), v.float())
     first = mgpc_loss(net, batch)
     first.backward()
@@ -201,21 +202,24 @@ def test_training_steps_lower_the_loss_and_reach_every_parameter():
         if name != "level_bias":
             assert float(p.grad.abs().sum()) > 0, name
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(15):
+    for _ in range(8):
         opt.zero_grad()
         loss = mgpc_loss(net, batch)
         loss.backward()
         opt.step()
-    assert float(mgpc_loss(net, batch)) < 0.9 * float(first)
+    assert float(mgpc_loss(net, batch).detach()) < 0.9 * float(first.detach())
 
 
-def test_loss_is_zero_for_the_exact_inverse_direction_and_scale_invariant():
+def test_loss_is_zero_for_an_exact_inverse_and_scale_invariant():
+    # 8x8 has no coarser level (max_coarse=64 in the loss): M is the exact inverse
     x, v = mgpc_samples(np.random.default_rng(1), dim=2, resolution=8, group=2)
-    net = MGPCNet(width=4, layers=1)
-    a = float(mgpc_loss(net, (x, v)))
-    b = float(mgpc_loss(net, (x, 3.0 * v)))
-    assert a == pytest.approx(b, rel=1e-10)
-    assert 0.0 < a < 1.0
+    net = MGPCNet(width=4, layers=1).double()
+    assert abs(float(mgpc_loss(net, (x, v)))) < 1e-12
+    x, v = mgpc_samples(np.random.default_rng(1), dim=2, resolution=20, group=2)
+    with torch.no_grad():
+        a = float(mgpc_loss(net, (x, v)))
+        assert a == pytest.approx(float(mgpc_loss(net, (x, 3.0 * v))), rel=1e-10)
+    assert 1e-4 < a < 1.0
 
 
 def test_checkpoint_round_trip(tmp_path):

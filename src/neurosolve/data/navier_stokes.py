@@ -37,6 +37,14 @@ measures it):
   ``w_{n+1} = E w_n + dt phi1 N_n + dt phi2 (N_n - N_{n-1})``; the first step of each
   :meth:`NavierStokes2d.simulate` call is the two-stage one.
 
+Differences from the FNO data generator (which uses the same CN + Heun scheme): the
+nonlinear term is formed from the dealiased vorticity as well as truncated afterwards (FNO
+masks only the result, so aliases of the undamped high modes of the initial condition
+enter); the 2/3 mask is ``3 |k| < n`` (identical for n = 64, 128, 256); stored snapshots are
+spectral truncations, not point subsamples of the fine grid; GRF initial conditions use
+float64 numpy white noise (per-sample seeding) with FNO's effective variance (see
+:func:`navier_stokes_samples`).
+
 Conventions
 -----------
 Fields are real tensors ``(..., n, n)``; entry ``[..., i, j]`` is the value at
@@ -804,7 +812,9 @@ class NavierStokes2d:
         if self.forcing_hat is not None:
             self.forcing_hat[..., 0, 0] = 0.0
             self.forcing = irfft2(self.forcing_hat, self.n)
-        self.linear = self.nu * self._ops["lap"] - self.drag  # L, real (n, n // 2 + 1)
+        # L, real (n, n // 2 + 1), kept in float64: the step coefficients are built from it
+        lap64 = _operators(self.n, self.device, torch.float64)["lap"]
+        self.linear = self.nu * lap64 - self.drag
 
     # --------------------------------------------------------------------------- setup
     def _build_forcing(self, forcing, wavenumber, amplitude):
@@ -846,7 +856,7 @@ class NavierStokes2d:
         )
 
     def _coefficients(self, dt: float) -> _StepCoefficients:
-        L = self.linear.to(torch.float64)
+        L = self.linear
         if self.diffusion == "cn":
             denom = 1.0 / (1.0 - 0.5 * dt * L)
             a, b, c = (1.0 + 0.5 * dt * L) * denom, dt * denom, None

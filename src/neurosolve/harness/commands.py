@@ -64,6 +64,8 @@ def parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 def add_commands(groups) -> None:
     """Register ``bench`` and ``solve`` on ``groups.top``."""
+    from neurosolve.harness.suites import suite_names
+
     bench = groups.top.add_parser(
         "bench",
         help="run solvers on a problem suite; write JSON, a table and residual plots",
@@ -75,8 +77,7 @@ def add_commands(groups) -> None:
     source.add_argument(
         "--suite",
         default=None,
-        help="built-in suite: smoke, poisson2d, poisson3d, obstacles3d, variable-coefficient, "
-        "sequence3d (default smoke)",
+        help=f"built-in suite: {', '.join(suite_names())} (default smoke)",
     )
     source.add_argument(
         "--problems", type=Path, default=None, help="suite file (.json or .toml) to run instead"
@@ -244,7 +245,10 @@ def _solve(args) -> int:
     converged = result.converged and rnorm <= threshold * 1.01
     print(f"system: {args.system} (n={system.n}, nnz={system.A.nnz}), rhs: {rhs_source}")
     print(f"method: {method}")
-    print(f"status: {result.status.value}: {result.reason}")
+    reason = result.reason
+    if not reason.startswith(result.status.value):
+        reason = f"{result.status.value}: {reason}"
+    print(f"status: {reason}")
     print(f"iterations: {result.iterations} (matvecs {result.matvecs})")
     print(f"true relative residual: {rnorm / bnorm if bnorm else rnorm:.3e} (rtol {args.rtol:g})")
     print(f"setup seconds: {t1 - t0:.4g}  solve seconds: {t2 - t1:.4g}")

@@ -67,9 +67,6 @@ logger = logging.getLogger(__name__)
 #: a float32 matvec); 1% above the threshold is still accepted.
 RECHECK_SLACK = 0.01
 
-#: Maximum iterations of the warm-up solve (it only needs to touch every code path).
-WARMUP_MAXITER = 3
-
 
 def check_methods(methods: Iterable[str]) -> list[str]:
     """Validate method names against :func:`neurosolve.solvers.available`.
@@ -367,6 +364,11 @@ def measure_solve(
             result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
             _sync(device)
             t2 = time.perf_counter()
+        x = _to_numpy(result.x)
+        if x.size != b.size:
+            raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
+        x = x.reshape(b.shape)
+        residuals = np.asarray(result.residuals, dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the run
         logger.warning("%s on %s failed: %s: %s", method, name, type(exc).__name__, exc)
         record.status = "error"
@@ -381,7 +383,6 @@ def measure_solve(
     record.status = result.status.value
     record.reason = result.reason
     record.claimed_converged = bool(result.converged)
-    residuals = np.asarray(result.residuals, dtype=np.float64)
     if residuals.ndim > 1:  # a batch: the worst column
         residuals = residuals.max(axis=tuple(range(1, residuals.ndim)))
     record.residuals = [float(r) for r in residuals]
@@ -397,7 +398,6 @@ def measure_solve(
         record.memory_method = best.method
 
     # The recheck: the harness's own float64 residual with the scipy matrix.
-    x = _to_numpy(result.x).reshape(b.shape)
     rnorm = float(np.linalg.norm(b - system.A @ x))
     bnorm = float(np.linalg.norm(b))
     record.true_residual = rnorm / bnorm if bnorm > 0 else rnorm

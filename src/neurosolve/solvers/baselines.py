@@ -610,7 +610,10 @@ class IncompleteCholesky:
 
 
 class IC0PCG(_ScipyCGDriver):
-    """CG preconditioned by zero-fill incomplete Cholesky, IC(0) (see :class:`IncompleteCholesky`).
+    """scipy CG preconditioned by zero-fill incomplete Cholesky, IC(0).
+
+    The factor is built by :class:`IncompleteCholesky` (level-scheduled, with a diagonal
+    shift only if a pivot fails) and applied by level-scheduled triangular solves.
 
     Examples
     --------

@@ -789,7 +789,7 @@ class CGSolver(_TorchKrylov):
 
 
 class PCGSolver(_TorchKrylov):
-    """Preconditioned conjugate gradients in torch; ``preconditioner`` is required.
+    """Preconditioned conjugate gradients in torch (``preconditioner`` required).
 
     Same parameters as :class:`CGSolver`.
 
@@ -815,7 +815,7 @@ class PCGSolver(_TorchKrylov):
 
 
 class JacobiPCGSolver(_TorchKrylov):
-    """CG preconditioned by the inverse diagonal of ``A`` (Jacobi), in torch.
+    """CG preconditioned by the inverse diagonal of A (Jacobi), in torch.
 
     Examples
     --------

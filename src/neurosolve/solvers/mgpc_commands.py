@@ -75,5 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     best = min((e.get("val_loss", float("inf")) for e in result["history"]["epochs"]), default=None)
-    print(f"model written to {result['model']} (run folder {result['run_dir']}); best val loss {best}")
+    print(
+        f"model written to {result['model']} (run folder {result['run_dir']}); best val loss {best}"
+    )
     return 0

@@ -321,6 +321,8 @@ def prepare_system(
             _probe_symmetry(A, name, rng_seed)
         return PreparedSystem(int(shape[0]), A, None, grid, system, None)
 
+    if type(A).__module__.startswith("torch") and hasattr(A, "detach"):
+        A = _torch_matrix_to_host(A)  # checked and stored on the host, like any matrix
     if sp.issparse(A) or isinstance(A, np.ndarray) or _is_array_like(A):
         matrix = A if sp.issparse(A) else np.asarray(A)
         _check_square(matrix.shape, name)
@@ -344,6 +346,25 @@ def prepare_system(
         f"{name} must be a LinearSystem, a scipy sparse matrix, a LinearOperator, a dense "
         f"array or a StencilOperator; got {type(A).__name__}"
     )
+
+
+def _torch_matrix_to_host(A: Any) -> Any:
+    """A torch matrix (dense, sparse CSR or COO, any device) as numpy / scipy."""
+    import torch
+
+    A = A.detach().cpu()
+    if A.layout == torch.sparse_csr:
+        shape = tuple(A.shape)
+        return sp.csr_matrix(
+            (A.values().numpy(), A.col_indices().numpy(), A.crow_indices().numpy()), shape=shape
+        )
+    if A.layout == torch.sparse_coo:
+        A = A.coalesce()
+        rows, cols = A.indices().numpy()
+        return sp.csr_matrix((A.values().numpy(), (rows, cols)), shape=tuple(A.shape))
+    if A.layout != torch.strided:
+        raise InvalidInputError(f"unsupported torch matrix layout {A.layout}")
+    return A.numpy()
 
 
 def _is_array_like(A: Any) -> bool:
