@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 test,
                 device=args.device,
                 krylov_samples=setting["krylov"],
-                png=RESULTS / f"darcy_operators_{kind}_{model}.png",
+                png=args.out.with_name(f"{args.out.stem}_{kind}_{model}.png"),
                 png_samples=2,
                 progress=not args.quiet and sys.stderr.isatty(),
             )

@@ -64,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--modes", type=int, nargs=3, default=None, help="SFNO modes x y t")
     p.add_argument("--width", type=int, default=None, help="SFNO / FNO3d width")
     p.add_argument("--fc-width", type=int, default=None, help="hidden width of FFN/projection")
+    p.add_argument("--time-padding", type=int, default=None, help="SFNO output time padding")
     p.add_argument("--fno-modes", type=int, nargs=3, default=None, help="FNO3d modes x y t")
     p.add_argument("--refine-steps", type=int, default=None)
     p.add_argument("--refine-lr", type=float, default=None)
@@ -93,6 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         modes=(8, 8, 3),
         width=12,
         fc_width=24,
+        time_padding=4,
         fno_modes=(8, 8, 3),
         refine_lr=0.3,
         refine_steps=100,
@@ -114,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         modes=(12, 12, 5),
         width=20,
         fc_width=80,
+        time_padding=10,
         fno_modes=(8, 8, 8),
         refine_lr=0.3,
         refine_steps=100,
@@ -290,6 +293,7 @@ def main(argv=None) -> int:
             layers=4,
             t_out=args.t_out,
             fc_width=args.fc_width,
+            time_padding=args.time_padding,
             device=device,
         ),
     }

@@ -299,6 +299,7 @@ def test_cli_train_sfno_then_refine(tmp_path):
     run = tmp_path / "run"
     argv = ["train", "sfno", "--data", str(train), "--out", str(run), "--epochs", "1"]
     argv += ["--batch-size", "4", "--modes", "4", "4", "2", "--width", "6", "--layers", "2"]
+    argv += ["--time-padding", "2"]
     assert main([*argv, "--quiet"]) == 0
     assert (run / "model.pt").is_file()
     out = tmp_path / "refine.json"
@@ -312,3 +313,12 @@ def test_cli_train_sfno_then_refine(tmp_path):
     assert len(result["samples"]["l2_after"]) == 2
     # a missing file is a one-line error, exit 2
     assert main(["refine", str(run / "missing.pt"), "--data", str(test)]) == 2
+
+
+def test_refinement_of_a_time_padded_sfno_starts_from_its_prediction():
+    torch.manual_seed(0)
+    model = SFNO(modes=(3, 3, 2), width=4, layers=1, t_out=4, time_padding=2)
+    x = torch.randn(1, 3, 12, 12)
+    out = spectral_refine(model, x, dt=0.1, nu=1e-3, forcing=None, steps=2, lr=1e-2)
+    assert out.model.out_conv.full_shape == (12, 12, 7)
+    torch.testing.assert_close(out.initial_prediction.float(), model(x), rtol=1e-5, atol=1e-6)

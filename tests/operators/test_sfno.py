@@ -134,3 +134,15 @@ def test_fno3d_rejects_wrong_t_in_and_bad_arguments():
         SFNO(width=0)
     with pytest.raises(InvalidInputError, match="t_out"):
         _tiny_sfno()(torch.randn(1, 3, 12, 12), t_out=0)
+
+
+def test_sfno_time_padding_keeps_shapes_and_continuation():
+    model = _tiny_sfno(time_padding=3)
+    assert model.output_time_grids(5) == (9, 9)
+    x = torch.randn(2, 3, 12, 12)
+    assert model(x, t_out=7).shape == (2, 7, 12, 12)
+    with torch.no_grad():
+        model.out_conv.weight.zero_()
+    torch.testing.assert_close(model(x, t_out=4), x[:, -1:].expand(2, 4, 12, 12))
+    with pytest.raises(InvalidInputError, match="time_padding"):
+        _tiny_sfno(time_padding=-1)

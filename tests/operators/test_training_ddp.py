@@ -59,7 +59,14 @@ def _free_port():
 def test_two_process_gloo_matches_single_process(tmp_path):
     single = _model()
     Trainer(single, supervised_loss(relative_l2), _config(), tmp_path / "one").fit(_data())
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    # fork: the workers inherit the imported modules (spawn would re-import torch in each)
+    mp.start_processes(
+        _worker,
+        args=(2, _free_port(), str(tmp_path / "two")),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
     two = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
     for name, value in single.state_dict().items():
         torch.testing.assert_close(two["state_dict"][name], value, rtol=1e-10, atol=1e-12)

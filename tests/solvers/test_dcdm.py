@@ -169,7 +169,7 @@ def test_loss_is_invariant_to_the_scale_of_the_network_output(c):
     net = DCDMNet(dim=2, width=4, in_channels=2)
     batch = _batch()
     base = dcdm_loss(net, batch)
-    assert float(dcdm_loss(Scaled(net, c), batch)) == pytest.approx(float(base), rel=1e-4)
+    assert dcdm_loss(Scaled(net, c), batch).item() == pytest.approx(base.item(), rel=1e-4)
 
 
 def test_loss_of_an_exact_inverse_is_zero_and_is_batch_mean():
@@ -179,11 +179,11 @@ def test_loss_of_an_exact_inverse_is_zero_and_is_batch_mean():
     x = torch.from_numpy(fields)[None].double()
     y = torch.from_numpy(stencil_fields(system.A, system.grid.flags))[None]
     exact = ExactInverse(system)
-    assert float(dcdm_loss(exact, (x, y))) < 1e-20
+    assert dcdm_loss(exact, (x, y)).item() < 1e-20
     zero_model = Scaled(DCDMNet(dim=2, width=2, skip=False).double(), 0.0)
     doubled = (torch.cat([x, x]), torch.cat([y, y]))
-    assert float(dcdm_loss(exact, doubled)) < 1e-20
-    assert np.isfinite(float(dcdm_loss(zero_model, (x, y))))
+    assert dcdm_loss(exact, doubled).item() < 1e-20
+    assert np.isfinite(dcdm_loss(zero_model, (x, y)).item())
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -191,13 +191,13 @@ def test_a_few_training_steps_lower_the_loss():
     net = DCDMNet(dim=2, width=8, in_channels=2)
     batch = _batch(count=8)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    before = float(dcdm_loss(net, batch))
+    before = dcdm_loss(net, batch).item()
     for _ in range(30):
         opt.zero_grad()
         loss = dcdm_loss(net, batch)
         loss.backward()
         opt.step()
-    after = float(dcdm_loss(net, batch))
+    after = dcdm_loss(net, batch).item()
     assert after < 0.7 * before
 
 
@@ -337,7 +337,7 @@ def test_train_command_writes_a_loadable_model_curve_and_metrics(tmp_path, capsy
 
     out = tmp_path / "m.pt"
     argv = [
-        "train", "dcdm", "--dim", "2", "--resolution", "8", "--samples", "16",
+        "train", "dcdm", "--dim", "2", "--resolution", "8", "--samples", "8",
         "--val-samples", "4", "--epochs", "2", "--width", "4", "--lanczos-steps", "10",
         "--quiet", "--out", str(out),
     ]  # fmt: skip

@@ -631,7 +631,10 @@ def spectral_refine(
     with torch.no_grad():
         latent = refined.latent_features(x)
         initial = refined.output_operator(x, latent, t_out)
-    grid_t = max(latent.shape[-1], t_out) + 1
+    if hasattr(refined, "output_time_grids"):
+        grid_t = max(refined.output_time_grids(t_out))
+    else:
+        grid_t = max(latent.shape[-1], t_out) + 1
     refined.out_conv = refined.out_conv.untruncated((nx, ny, grid_t), fill_scale=fill_scale)
     refined.out_conv.requires_grad_(True)
     optimizer = torch.optim.Adam(refined.out_conv.parameters(), lr=lr)

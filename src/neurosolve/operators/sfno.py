@@ -164,6 +164,10 @@ class SFNO(nn.Module):
         Modes of the one-channel output convolution; default ``modes``.
     fc_width : int
         Hidden width of the projection and of the feed-forward blocks (default 4 * width).
+    time_padding : int
+        Zeros appended to the time axis of the output operator's input (0: none), so that
+        the predicted increment, which starts at 0 and grows, need not be periodic in time
+        within the kept time modes.
     device, dtype
         Where the parameters live and their real dtype.
 
@@ -188,6 +192,7 @@ class SFNO(nn.Module):
         *,
         out_modes: Sequence[int] | None = None,
         fc_width: int | None = None,
+        time_padding: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -201,6 +206,9 @@ class SFNO(nn.Module):
             latent_steps if latent_steps is not None else t_out, "latent_steps"
         )
         self.fc_width = _positive(fc_width if fc_width is not None else 4 * width, "fc_width")
+        if int(time_padding) < 0:
+            raise InvalidInputError(f"time_padding must be >= 0, got {time_padding}")
+        self.time_padding = int(time_padding)
         channels_in = 1 + 5  # vorticity + positional encoding
         self.lift = _pointwise(channels_in, self.width)
         self.spectral = nn.ModuleList(
@@ -232,6 +240,7 @@ class SFNO(nn.Module):
             "latent_steps": self.latent_steps,
             "out_modes": list(self.out_modes),
             "fc_width": self.fc_width,
+            "time_padding": self.time_padding,
         }
 
     def forward(self, x: torch.Tensor, t_out: int | None = None) -> torch.Tensor:
@@ -272,12 +281,27 @@ class SFNO(nn.Module):
                 v = F.gelu(v)
         return self.proj2(F.gelu(self.proj1(v)))
 
+    def output_time_grids(self, t_out: int) -> tuple[int, int]:
+        """Time lengths (input, output) of :attr:`out_conv` for ``t_out`` snapshots.
+
+        The input is ``[w_last, latent]`` plus ``time_padding`` zeros; the output covers the
+        same (padded) time window with ``t_out + 1`` points before the padding, so the
+        padding of the output is the input's scaled by ``(t_out + 1) / (latent + 1)``.
+        """
+        steps_in = self.latent_steps + 1
+        pad_out = round(self.time_padding * (t_out + 1) / steps_in)
+        return steps_in + self.time_padding, t_out + 1 + pad_out
+
     def output_operator(self, x: torch.Tensor, latent: torch.Tensor, t_out: int) -> torch.Tensor:
-        """Continue from the last input frame: ``w_last + K_out([w_last, latent])[1:]``."""
+        """Continue from the last input frame: ``w_last + K_out([w_last, latent, 0])[1:]``."""
         last = x[:, -1].unsqueeze(1).unsqueeze(-1)  # (B, 1, nx, ny, 1)
         z = torch.cat([last, latent], dim=-1)
+        if self.time_padding:
+            # zeros after the window: the increment need not be periodic in time
+            z = F.pad(z, (0, self.time_padding))
         nx, ny = x.shape[-2:]
-        increment = self.out_conv(z, out_shape=(nx, ny, t_out + 1))[..., 1:]
+        _, steps_out = self.output_time_grids(t_out)
+        increment = self.out_conv(z, out_shape=(nx, ny, steps_out))[..., 1 : t_out + 1]
         return (last + increment).squeeze(1).permute(0, 3, 1, 2)
 
 

@@ -77,6 +77,9 @@ def _train_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--t-out", type=int, default=None, help="default: the dataset's")
     if kind == "sfno":
         p.add_argument("--latent-steps", type=int, default=None, help="default: t_out")
+        p.add_argument(
+            "--time-padding", type=int, default=0, help="zeros after the output time window"
+        )
     else:
         p.add_argument("--padding", type=int, default=6, help="zero padding of the time axis")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -144,7 +147,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     common = dict(modes=list(args.modes), width=args.width, layers=args.layers, t_out=t_out)
     if args.kind == "sfno":
-        model = SFNO(**common, latent_steps=args.latent_steps)
+        model = SFNO(**common, latent_steps=args.latent_steps, time_padding=args.time_padding)
     else:
         model = FNO3d(**common, t_in=t_in, padding=args.padding)
     config = TrainConfig(

@@ -647,7 +647,7 @@ class _TorchKrylov:
         truncation: int = 1,
         restart: int | None = None,
         max_replacements: int = 5,
-        stagnation_window: int = 200,
+        stagnation_window: int = 500,
         divergence_factor: float = 1e8,
         check_symmetry: bool = True,
     ) -> None:
@@ -769,7 +769,8 @@ class CGSolver(_TorchKrylov):
     max_replacements : int
         Residual replacements allowed before stopping with ``STAGNATION``.
     stagnation_window : int
-        Stop with ``STAGNATION`` after this many iterations without a new minimum residual.
+        Stop with ``STAGNATION`` after this many iterations without a new minimum residual
+        (default 500: CG residual norms may plateau for a while on hard problems).
     divergence_factor : float
         Stop with ``DIVERGED`` when the residual exceeds this factor times its initial value.
     check_symmetry : bool

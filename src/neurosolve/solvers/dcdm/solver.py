@@ -364,7 +364,7 @@ class DCDMSolver:
         is_numpy = not torch.is_tensor(b)
         b_t = torch.as_tensor(np.asarray(b) if is_numpy else b)
         out_device, out_dtype = (None, None) if is_numpy else (b_t.device, b_t.dtype)
-        if b_t.shape[0] != n or b_t.ndim not in (1, 2):
+        if b_t.ndim not in (1, 2) or b_t.shape[0] != n:
             raise InvalidInputError(f"b must have shape ({n},) or ({n}, m), got {tuple(b_t.shape)}")
         single = b_t.ndim == 1
         B = b_t.reshape(n, -1).to(device=self.device, dtype=self.dtype)

@@ -126,7 +126,7 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     ...                     geometry="none", lanczos_steps=8)
     >>> batch = (torch.tensor(x).float(), torch.tensor(y).float())
     >>> loss = dcdm_loss(DCDMNet(dim=2, width=4), batch)
-    >>> float(loss) > 0.0
+    >>> loss.item() > 0.0
     True
     """
     x, coefficients = batch[0], batch[1]
