@@ -13,6 +13,7 @@ growth with size against CG's (the paper: DCDM iterations about independent of s
     python benchmarks/dcdm_solve.py                    # 32^3, 64^3: a few minutes on 2 cores
     python benchmarks/dcdm_solve.py --large            # adds 128^3 (slow on a CPU)
     python benchmarks/dcdm_solve.py --device cuda      # DCDM (and torch CG) on a GPU
+    python benchmarks/dcdm_solve.py --sizes 128 --name dcdm_solve_128   # 128^3 alone
 
 Writes benchmarks/results/dcdm_solve.json and dcdm_solve.png (residual vs iteration and
 vs time, iterations vs size).
@@ -48,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=2, help="DCDM: directions to A-orthogonalize against")
     p.add_argument("--device", default=None, help="torch device for DCDM and torch CG")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="dcdm_solve", help="stem of the JSON/PNG files")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -191,8 +193,8 @@ def main(argv=None) -> int:
         "summary": summary,
         "results": results.to_dict(),
     }
-    (args.out / "dcdm_solve.json").write_text(json.dumps(payload, indent=1, default=str))
-    plot(results, summary, args.out / "dcdm_solve.png")
+    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str))
+    plot(results, summary, args.out / f"{args.name}.png")
     print(markdown_table(results))
     print()
     print("| problem | method | iterations | total time / CG |")

@@ -15,6 +15,7 @@ Timings are quoted as ratios to CG measured in the same process.
 
     python benchmarks/mgpc.py                  # 32^3, 64^3, sequence at 32^3, 2D at 128^2
     python benchmarks/mgpc.py --large          # adds 128^3
+    python benchmarks/mgpc.py --sizes 128 --parts 3d --name mgpc_128   # only 128^3
     python benchmarks/mgpc.py --device cuda    # torch methods on a GPU
 
 Writes benchmarks/results/mgpc.json and mgpc.png.
@@ -51,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="MGPC checkpoint (default: the shipped one)")
     p.add_argument("--device", default=None, help="torch device for mgpc-pcg, cg and dcdm")
     p.add_argument("--no-dcdm", action="store_true", help="leave DCDM out")
+    p.add_argument("--parts", default="3d,sequence,2d", help="which parts to run (comma-separated)")
+    p.add_argument("--name", default="mgpc", help="stem of the JSON/PNG files written")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -149,6 +152,10 @@ def part_3d(args, methods, options, sizes) -> list[dict]:
         cg = next(r for r in rows if r["method"] == "cg")
         for r in rows:
             r["total_vs_cg"] = r["total_seconds"] / cg["total_seconds"]
+        mg = next(r for r in rows if r["method"] == "mgpc-pcg")
+        entry["mgpc_cost"]["iteration_vs_cg_iteration"] = (
+            mg["solve_seconds"] / max(mg["iterations"], 1)
+        ) / (cg["solve_seconds"] / max(cg["iterations"], 1))
         out.append(entry)
         print_rows(spec.id, rows)
         c = entry["mgpc_cost"]
@@ -258,15 +265,16 @@ def plot(payload: dict, path: Path) -> None:
     ax2.set_xticklabels([p["problem"] for p in payload["problems_3d"]], fontsize=7)
     ax2.set_ylabel("setup + solve time / CG")
     ax2.axhline(1.0, color="0.5", lw=0.8)
-    seq = payload["sequence"]["summary"]
-    for j, m in enumerate(methods):
-        if m in seq:
-            ys = [0.0, *seq[m]["cumulative_seconds"]]
-            ax3.plot(range(len(ys)), ys, "-o", ms=3, color=f"C{j}", label=m)
-    ax3.set_xlabel("frames solved")
-    ax3.set_ylabel("cumulative setup + solve (s)")
-    ax3.set_title(payload["sequence"]["sequence"], fontsize=9)
-    ax3.legend(fontsize=7)
+    if payload["sequence"] is not None:
+        seq = payload["sequence"]["summary"]
+        for j, m in enumerate(methods):
+            if m in seq:
+                ys = [0.0, *seq[m]["cumulative_seconds"]]
+                ax3.plot(range(len(ys)), ys, "-o", ms=3, color=f"C{j}", label=m)
+        ax3.set_xlabel("frames solved")
+        ax3.set_ylabel("cumulative setup + solve (s)")
+        ax3.set_title(payload["sequence"]["sequence"], fontsize=9)
+        ax3.legend(fontsize=7)
     fig.suptitle(f"MGPC vs baselines, rtol {payload['rtol']:g}")
     fig.tight_layout()
     fig.savefig(path)
@@ -286,12 +294,16 @@ def main(argv=None) -> int:
         "created": now_utc(),
         "options": {"model": args.model, "device": args.device},
     }
-    payload["problems_3d"] = part_3d(args, methods, options, sizes)
-    payload["sequence"] = part_sequence(args, methods, options)
-    payload["problems_2d"] = part_2d(args, methods, options)
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    unknown = parts - {"3d", "sequence", "2d"}
+    if unknown:
+        raise SystemExit(f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d")
+    payload["problems_3d"] = part_3d(args, methods, options, sizes) if "3d" in parts else []
+    payload["sequence"] = part_sequence(args, methods, options) if "sequence" in parts else None
+    payload["problems_2d"] = part_2d(args, methods, options) if "2d" in parts else []
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mgpc.json").write_text(json.dumps(payload, indent=1, default=str))
-    plot(payload, args.out / "mgpc.png")
+    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str))
+    plot(payload, args.out / f"{args.name}.png")
     return 0
 
 

@@ -34,6 +34,7 @@ def _load_cases():
 
 def _cell(text: str, folder: Path, limit: int = 220) -> str:
     text = text.replace(str(folder) + "/", "").replace(str(folder), ".")
+    text = text.replace(str(ROOT) + "/", "")
     text = re.sub(r"\b(in|out\d+)/", "", " ".join(text.split()))
     if len(text) > limit:
         text = text[: limit - 3] + "..."

@@ -249,7 +249,6 @@ CLI_CASES: list[CliCase] = [
         "unknown torch device",
         (*SOLVE, "{good}", "--method", "cg", "--device", NO_DEVICE),
         NO_DEVICE,
-        xfail=XFAIL_DEVICE + " (solvers/registry.py or krylov.py as_torch_operator)",
     ),
     # ---- DCDM: neurosolve solve --method dcdm
     C(
@@ -290,7 +289,6 @@ CLI_CASES: list[CliCase] = [
         "DCDM checkpoint that is random bytes",
         (*SOLVE, "{good}", *DCDM, "--option", "dcdm.model={random-pt}"),
         "is not a readable checkpoint",
-        xfail=XFAIL_WEIGHTS_ONLY,
     ),
     C(
         "dcdm-missing-model",
@@ -359,7 +357,6 @@ CLI_CASES: list[CliCase] = [
         "unknown torch device",
         (*TRAIN_MGNO, *TINY_MGNO, "--data", "{darcy}", "--device", NO_DEVICE),
         NO_DEVICE,
-        xfail=XFAIL_DEVICE + " (operators/training.py _resolve_device)",
     ),
     C("unknown-model", "unknown model name", ("train", "resnet"), "invalid choice: 'resnet'"),
     C(
@@ -376,7 +373,6 @@ CLI_CASES: list[CliCase] = [
         "checkpoint that is random bytes",
         ("evaluate", "{random-pt}", *EVALUATE),
         "is not a readable checkpoint",
-        xfail=XFAIL_WEIGHTS_ONLY,
     ),
     C(
         "evaluate-foreign",
@@ -407,16 +403,12 @@ CLI_CASES: list[CliCase] = [
         "batch size 0",
         ("evaluate", "{mgno-pt}", *EVALUATE, "--batch-size", "0"),
         "batch",
-        xfail="torch's DataLoader ValueError escapes as a traceback; operators/commands.py "
-        "(evaluate) should check --batch-size >= 1",
     ),
     C(
         "evaluate-bad-device",
         "unknown torch device",
         ("evaluate", "{mgno-pt}", *EVALUATE, "--device", NO_DEVICE),
         f"device {NO_DEVICE!r}",
-        xfail="reported as 'mgno.pt is not a readable checkpoint ... tagged with tpu9': "
-        "blames the file; operators/commands.py should check the device first",
     ),
     # ---- SFNO refinement: neurosolve refine
     C(
@@ -436,7 +428,6 @@ CLI_CASES: list[CliCase] = [
         "checkpoint that is random bytes",
         ("refine", "{random-pt}", *REFINE),
         "is not a readable checkpoint",
-        xfail=XFAIL_WEIGHTS_ONLY,
     ),
     C(
         "refine-darcy-data",
@@ -463,7 +454,7 @@ CLI_CASES: list[CliCase] = [
         "unknown generator name",
         ("generate", "heat", "--samples", "1", "--out", "{out}/d.h5"),
         "unknown generator 'heat'",
-    ),  # fmt: skip
+    ),
     C(
         "zero-samples",
         "zero samples",
@@ -524,9 +515,6 @@ CLI_CASES: list[CliCase] = [
         ),  # fmt: skip
         "CFL",
         code=0,
-        xfail="warned, but as a Python warning: two lines (file:line + source line) instead "
-        "of one; cli.py main() could route warnings through logging.captureWarnings or a "
-        "warnings.showwarning that prints 'neurosolve: warning: <message>'",
     ),
     # ---- other names
     C(
@@ -706,9 +694,9 @@ def _trainer_device(p):
     return Trainer(model, lambda m, b: 0, TrainConfig(device=NO_DEVICE, progress=False), p["good"])
 
 
-A = ApiCase
+Api = ApiCase
 API_CASES: list[ApiCase] = [
-    A(
+    Api(
         "api-garbage-mtx",
         "text file that is not Matrix Market",
         "load_system('garbage.mtx')",
@@ -716,7 +704,7 @@ API_CASES: list[ApiCase] = [
         FileFormatError,
         "cannot read the matrix as Matrix Market",
     ),
-    A(
+    Api(
         "api-nonsymmetric-file",
         "non-symmetric matrix from a file",
         "solve(load_system('nonsymmetric.mtx'), b)",
@@ -724,7 +712,7 @@ API_CASES: list[ApiCase] = [
         InvalidInputError,
         "not symmetric",
     ),
-    A(
+    Api(
         "api-negative-size",
         "negative grid size",
         "poisson((-4, 4))",
@@ -732,7 +720,7 @@ API_CASES: list[ApiCase] = [
         InvalidInputError,
         "-4",
     ),
-    A(
+    Api(
         "api-empty-grid",
         "empty grid",
         "poisson((0, 0))",
@@ -740,7 +728,7 @@ API_CASES: list[ApiCase] = [
         InvalidInputError,
         "must be >= 1",
     ),
-    A(
+    Api(
         "api-zero-viscosity",
         "zero viscosity",
         "NavierStokes2d(16, nu=0)",
@@ -748,7 +736,7 @@ API_CASES: list[ApiCase] = [
         InvalidInputError,
         "nu",
     ),
-    A(
+    Api(
         "api-nan-dt",
         "time step NaN",
         "NavierStokes2d(16, dt=nan)",
@@ -756,7 +744,7 @@ API_CASES: list[ApiCase] = [
         InvalidInputError,
         "dt",
     ),
-    A(
+    Api(
         "api-negative-coefficient",
         "negative Darcy coefficient",
         "darcy_system(a)  # a has a negative cell",
@@ -764,7 +752,7 @@ API_CASES: list[ApiCase] = [
         InvalidInputError,
         "coefficient",
     ),
-    A(
+    Api(
         "api-foreign-h5",
         "foreign HDF5 file",
         "H5Dataset('foreign.h5')",
@@ -772,41 +760,37 @@ API_CASES: list[ApiCase] = [
         FileFormatError,
         "not a neurosolve dataset",
     ),
-    A(
+    Api(
         "api-random-checkpoint",
         "checkpoint that is random bytes",
         "load_checkpoint('random.pt')",
         _load("random-pt", "checkpoint"),
         FileFormatError,
         "is not a readable checkpoint",
-        xfail=XFAIL_WEIGHTS_ONLY,
     ),
-    A(
+    Api(
         "api-solve-bad-device",
         "unknown torch device",
         f"solve(system, b, method='cg', device='{NO_DEVICE}')",
         _solve_file("good", method="cg", device=NO_DEVICE),
         InvalidInputError,
         NO_DEVICE,
-        xfail=XFAIL_DEVICE + " (solvers/krylov.py)",
     ),
-    A(
+    Api(
         "api-trainer-bad-device",
         "unknown torch device",
         f"Trainer(..., TrainConfig(device='{NO_DEVICE}'), ...)",
         _trainer_device,
         InvalidInputError,
         NO_DEVICE,
-        xfail=XFAIL_DEVICE + " (operators/training.py _resolve_device)",
     ),
-    A(
+    Api(
         "api-ns-bad-device",
         "unknown torch device",
         f"NavierStokes2d(16, device='{NO_DEVICE}')",
         _navier_stokes(device=NO_DEVICE),
         InvalidInputError,
         NO_DEVICE,
-        xfail=XFAIL_DEVICE + " (data/navier_stokes.py NavierStokes2d.__init__)",
     ),
 ]
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from neurosolve._version import __version__
+from neurosolve.devices import resolve_device
 from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
 
 __all__ = [
@@ -105,6 +106,9 @@ def build_model(kind: str, **kwargs: Any) -> nn.Module:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A process killed mid-write leaves its temporary file behind; clear those first.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -216,9 +220,17 @@ def load_checkpoint(
     if not path.is_file():
         raise FileFormatError(f"checkpoint {path} does not exist")
     try:
+        if isinstance(map_location, str):
+            map_location = resolve_device(map_location)
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch.load raises many types on garbage input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only" in first.lower() or "weights_only" in first:
+            # torch's own text advises loading with weights_only=False, which would run
+            # arbitrary code from the file: never pass that advice on.
+            first = "it holds Python objects, not only tensors and plain containers"
+        elif "zip" in first.lower() or "magic number" in first.lower():
+            first = "not a PyTorch checkpoint file"
         raise FileFormatError(
             f"{path} is not a readable checkpoint (truncated, corrupted, or not written by "
             f"neurosolve): {first}"

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except NeurosolveError as exc:
@@ -103,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        warnings.showwarning = previous_showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # One line per warning for command-line users, not Python's file:line + source.
+    print(f"neurosolve: warning: {message}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

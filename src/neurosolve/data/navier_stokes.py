@@ -78,6 +78,7 @@ import numpy as np
 import torch
 
 from neurosolve.data.random_fields import as_generators, default_sigma, gaussian_random_field
+from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 
 __all__ = [
@@ -796,7 +797,7 @@ class NavierStokes2d:
         self.drag = _positive(drag, "drag", allow_zero=True)
         self.max_cfl = _positive(max_cfl, "max_cfl")
         self.dtype = _real_dtype(dtype)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = resolve_device(device)
         if diffusion not in ("cn", "etd"):
             raise InvalidInputError(f"diffusion must be 'cn' or 'etd', got {diffusion!r}")
         if scheme not in ("rk2", "ab2"):

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.operators.losses import relative_h1, relative_l2
 
@@ -61,7 +62,7 @@ def inference_seconds(
     >>> inference_seconds(torch.nn.Identity(), torch.ones(1, 1, 4, 4)) >= 0
     True
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     x = x.to(device)
     best = math.inf
     with torch.no_grad():
@@ -356,7 +357,9 @@ def evaluate_operator(
     """
     from tqdm.auto import tqdm
 
-    device = torch.device(device)
+    if int(batch_size) < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    device = resolve_device(device)
     op = op.to(device).eval()
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:

@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from neurosolve.checkpoint import load_checkpoint, load_model, save_checkpoint
+from neurosolve.devices import resolve_device
 from neurosolve.errors import FileFormatError, InvalidInputError, TrainingDivergedError
 
 __all__ = [
@@ -526,12 +527,8 @@ def _plot_history(history: Sequence[Mapping[str, Any]], path: Path, title: str) 
 
 
 def _resolve_device(name: str, local_rank: int | None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidInputError("device 'cuda' requested but CUDA is not available")
         if local_rank is not None and device.index is None:
             device = torch.device("cuda", local_rank)
     return device
@@ -1091,6 +1088,9 @@ class Trainer:
                     self._write_logs(history, best, parameters)
                 self._barrier()
                 logger.info("epoch %d: %s", epoch, record)
+            if start_epoch >= c.epochs and history and self.is_main:
+                # Killed after the last checkpoint but before the logs: finish them now.
+                self._write_logs(history, best, parameters)
         finally:
             if self._owns_process_group:
                 import torch.distributed as dist

@@ -48,6 +48,7 @@ import scipy.sparse.linalg as spla
 import torch
 from torch import nn
 
+from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.registry import PreparedSystem, check_vector, prepare_system
 from neurosolve.solvers.result import SolveResult, Status, stopping_threshold
@@ -151,7 +152,7 @@ def as_torch_operator(
         raise InvalidInputError(f"operator must be 'auto', 'stencil' or 'csr', got {operator!r}")
     if dtype not in (torch.float32, torch.float64):
         raise InvalidInputError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = resolve_device(device)
     p = prepared if prepared is not None else prepare_system(A)
     if p.torch_operator is not None:
         op = p.torch_operator

@@ -27,13 +27,14 @@ import torch
 from torch import nn
 
 from neurosolve.data.grids import Grid
+from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["SparseOperator", "StencilOperator"]
 
 
 def _as_device(device: Any) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cpu")
+    return resolve_device(device)
 
 
 def _check_float_dtype(dtype: torch.dtype) -> torch.dtype:
