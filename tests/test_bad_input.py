@@ -217,8 +217,6 @@ CLI_CASES: list[CliCase] = [
         "right-hand side file that is not .npy",
         (*SOLVE, "{good}", "--rhs", "{good}", "--out", "{out}/x.npy"),
         "cannot read right-hand side",
-        xfail="harness/commands.py _load_npy passes on numpy's 'load it unsafely using the "
-        "allow_pickle= keyword' advice; say 'not a .npy file' instead",
     ),
     C("empty-matrix", "empty (0 x 0) matrix", (*SOLVE, "{empty}"), "is empty"),
     C(
@@ -256,9 +254,6 @@ CLI_CASES: list[CliCase] = [
         "DCDM on a matrix without grid information",
         (*SOLVE, "{good}", "--method", "dcdm", "--quiet"),
         "--grid",
-        xfail="the message says 'pass a LinearSystem with a grid (... poisson)', an API hint "
-        "a CLI user cannot follow; harness/commands.py _solve should check needs_grid(method) "
-        "and say 'method dcdm needs --grid NxN (and --flags F.npy if solids were dropped)'",
     ),
     C(
         "dcdm-grid-mismatch",
@@ -446,7 +441,6 @@ CLI_CASES: list[CliCase] = [
         "unknown torch device",
         ("refine", "{mgno-pt}", *REFINE, "--device", NO_DEVICE),
         NO_DEVICE,
-        xfail=XFAIL_DEVICE + " (operators/sfno_commands.py _refine)",
     ),
     # ---- generation parameters: neurosolve generate
     C(

@@ -33,7 +33,7 @@ def resolve_device(device: Any = None) -> Any:
     >>> resolve_device("tpu9")
     Traceback (most recent call last):
     ...
-    neurosolve.errors.InvalidInputError: unknown device 'tpu9'; use 'cpu', 'cuda', 'cuda:N' or 'auto'
+    neurosolve.errors.InvalidInputError: unknown device 'tpu9'; use ...'auto'
     """
     import torch
 

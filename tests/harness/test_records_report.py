@@ -176,3 +176,9 @@ def test_plot_residuals_rejects_bad_axis(tmp_path):
         plot_residuals(_results(), tmp_path / "x.png", x="matvecs")
     with pytest.raises(InvalidInputError, match="no runs"):
         plot_residuals(BenchmarkResults("e", 1e-6), tmp_path / "x.png")
+
+
+def test_written_files_are_world_readable(tmp_path):
+    paths = write_report(_results(), tmp_path)
+    for path in paths.values():
+        assert path.stat().st_mode & 0o044 == 0o044, path

@@ -194,6 +194,14 @@ def _solve(args) -> int:
     if args.grid or flags is not None:
         grid = Grid(parse_grid(args.grid) if args.grid else flags.shape, flags=flags)
     system = load_system(args.system, grid=grid)
+    from neurosolve.solvers.registry import needs_grid
+
+    if grid is None and needs_grid(method):
+        raise InvalidInputError(
+            f"method {method} works on structured grids: pass --grid NxN or NxNxN (unknowns in "
+            "lexicographic order), plus --flags F.npy if solid cells were dropped; without a grid "
+            "use cg, ic-pcg, amg-sa-pcg or amg-rs-pcg"
+        )
     if args.rhs is not None:
         b = _load_npy(args.rhs, "right-hand side").astype(np.float64).ravel()
         if b.size != system.n:
@@ -268,7 +276,9 @@ def _load_npy(path: Path, what: str):
     except FileNotFoundError:
         raise FileFormatError(f"{what} file not found: {path}") from None
     except (OSError, ValueError) as exc:
-        raise FileFormatError(f"cannot read {what} file {path} as .npy: {exc}") from exc
+        # numpy's own text suggests allow_pickle=True, which would run code from the file.
+        reason = "it holds Python objects" if "pickle" in str(exc) else "not a .npy array file"
+        raise FileFormatError(f"cannot read {what} file {path}: {reason}") from exc
 
 
 def _save_npy(path: Path, x) -> None:
@@ -282,6 +292,7 @@ def _save_npy(path: Path, x) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, x)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

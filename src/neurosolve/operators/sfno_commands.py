@@ -204,9 +204,9 @@ def _refine(args: argparse.Namespace) -> int:
             physics[key] = getattr(args, key)
     if args.batch_size < 1 or args.steps < 0:
         raise InvalidInputError("--batch-size must be >= 1 and --steps >= 0")
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    from neurosolve.devices import resolve_device
+
+    device = resolve_device(args.device)
     model, _ = load_model(args.model, kind="sfno", map_location=device)
     count = info["count"] if args.limit is None else min(args.limit, info["count"])
     dataset = H5Dataset(args.data, indices=list(range(count)))

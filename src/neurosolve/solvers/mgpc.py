@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurosolve.devices import resolve_device
 from neurosolve.errors import FileFormatError, InvalidInputError
 from neurosolve.solvers.result import SolveResult
 
@@ -543,7 +544,7 @@ def load_mgpc_model(
     path = shipped_model_path() if path is None else Path(path)
     if not path.is_file():
         raise FileFormatError(f"MGPC model {path} does not exist")
-    device = str(torch.device(device)) if device is not None else "cpu"
+    device = str(resolve_device(device))
     return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, device)
 
 
@@ -650,7 +651,7 @@ class MGPCSolver:
                 "neurosolve.data.systems, or a file loaded with grid=...); for a bare matrix "
                 "use cg, ic-pcg, amg-sa-pcg or amg-rs-pcg"
             )
-        device = torch.device(device) if device is not None else torch.device("cpu")
+        device = resolve_device(device)
         net = load_mgpc_model(model, device=device)
         t0 = time.perf_counter()
         op = StencilOperator.from_matrix(prepared.matrix, prepared.grid, device=device, dtype=dtype)
@@ -669,6 +670,8 @@ class MGPCSolver:
         self.pcg = PCGSolver(
             op,
             preconditioner=self.preconditioner,
+            device=device,
+            dtype=dtype,
             check_symmetry=False,
             history=history,
             **options,
