@@ -201,7 +201,8 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
     if needs_grid(method) and getattr(A, "grid", None) is None:
         raise InvalidInputError(
             f"method {method!r} needs a grid: pass a LinearSystem with a grid (e.g. from "
-            "neurosolve.data.systems.poisson), not a bare matrix"
+            "neurosolve.data.systems.poisson, or load_system(path, grid=...)); for a bare "
+            "matrix use " + ", ".join(m for m in available() if not needs_grid(m))
         )
     return factory(A, **options)
 

@@ -1,0 +1,476 @@
+"""Regenerate the README's benchmark tables from the JSON files in benchmarks/results/.
+
+Every section names the JSON file it was built from and the command that produced it.
+Timings appear as ratios to a baseline measured in the same run, or as seconds labelled
+with the machine / device recorded in the JSON. Missing files are skipped with a note.
+
+    python benchmarks/readme_tables.py                  # markdown to stdout
+    python benchmarks/readme_tables.py --out tables.md  # or to a file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+CUDA = "NVIDIA H100 (`--device cuda`)"
+
+# (file, command) per benchmark, in README order
+KRYLOV = [
+    ("krylov_baselines.json", "python benchmarks/krylov_baselines.py"),
+    (
+        "krylov_baselines_cuda.json",
+        "python benchmarks/krylov_baselines.py --methods cg,scipy-cg --sizes-2d 512 "
+        "--sizes-3d 64,128 --device cuda",
+    ),
+]
+DCDM_SOLVE = [
+    ("dcdm_solve.json", "python benchmarks/dcdm_solve.py"),
+    ("dcdm_solve_128.json", "python benchmarks/dcdm_solve.py --sizes 128 --name dcdm_solve_128"),
+]
+DCDM_SEQUENCE = [("dcdm_sequence.json", "python benchmarks/dcdm_sequence.py")]
+MGPC = [
+    ("mgpc.json", "python benchmarks/mgpc.py"),
+    ("mgpc_128.json", "python benchmarks/mgpc.py --sizes 128 --parts 3d --name mgpc_128"),
+    (
+        "mgpc_cuda.json",
+        "python benchmarks/mgpc.py --sizes 64,128 --parts 3d --device cuda --name mgpc_cuda",
+    ),
+]
+DARCY = [
+    ("darcy_operators.json", "python benchmarks/darcy_operators.py"),
+    (
+        "darcy_operators_full_piecewise.json",
+        "python benchmarks/darcy_operators.py --full --kinds piecewise --epochs 60 --device cuda",
+    ),
+]
+SFNO = [
+    ("sfno_refiner.json", "python benchmarks/sfno_refiner.py"),
+    ("sfno_refiner_hard.json", "python benchmarks/sfno_refiner.py --hard"),
+    (
+        "sfno_refiner_full.json",
+        "python benchmarks/sfno_refiner.py --full --train 200 --test 20 --sim-dt 2.5e-3 "
+        "--device cuda",
+    ),
+]
+GENERATION = [
+    ("generation_throughput.json", "python benchmarks/generation_throughput.py"),
+    (
+        "generation_throughput_cuda.json",
+        "python benchmarks/generation_throughput.py --device cuda --darcy-seconds 2 --repeats 1",
+    ),
+]
+
+
+def g3(x) -> str:
+    """Three significant digits; '-' for missing values."""
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if 1e3 <= abs(x) < 1e6:  # 3 significant digits without an exponent: 1680, not 1.68e+03
+        return f"{float(f'{x:.3g}'):.0f}"
+    return f"{x:.3g}"
+
+
+def table(header: list[str], rows: list[list], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(sep) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_label(d: dict) -> str:
+    """Describe the machine a result was measured on, from the fields the JSON records."""
+    m = d.get("machine") or (d.get("harness") or {}).get("machine")
+    m = m or (d.get("results") if isinstance(d.get("results"), dict) else {}).get("machine")
+    if m:
+        dev = m.get("device") or "cpu"
+        name = m.get("device_name") or ""
+        where = f"{dev} ({name})" if name else dev
+        return (
+            f"{where}; host {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores, "
+            f"torch {m.get('torch', '?')}, torch threads {m.get('torch_threads', '?')}"
+        )
+    dev = d.get("device") or (d.get("setting") or {}).get("device") or "cpu"
+    parts = [f"device {dev}"]
+    if d.get("cpu_count"):
+        parts.append(f"{d['cpu_count']} cores")
+    if d.get("torch"):
+        parts.append(f"torch {d['torch']}")
+    if d.get("torch_threads"):
+        parts.append(f"torch threads {d['torch_threads']}")
+    return ", ".join(parts)
+
+
+def header(name: str, command: str, d: dict) -> str:
+    on = f"; measured on {CUDA}" if "--device cuda" in command else ""
+    return (
+        f"#### `benchmarks/results/{name}`\n\n"
+        f"Command: `{command}`{on}  \nMachine: {machine_label(d)}\n"
+    )
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def krylov_section(d: dict) -> str:
+    sys.path.insert(0, str(HERE))
+    from krylov_baselines import summary_table
+
+    from neurosolve.harness.records import BenchmarkResults
+
+    out = [summary_table(BenchmarkResults.from_dict(d["harness"]))]
+    rows = [
+        [
+            r["problem"],
+            r["torch_cg_iterations"],
+            r["scipy_cg_iterations"],
+            g3(r["ratio"]),
+        ]
+        for r in d.get("torch_cg_vs_scipy_cg", [])
+    ]
+    out.append("\ntorch CG time per iteration / scipy CG time per iteration:\n")
+    out.append(table(["problem", "torch CG it", "scipy CG it", "torch / scipy per it"], rows))
+    rows = [
+        [r["problem"], r["operator"], r["n"], r["nnz"], g3(r["ratio_to_bound"])]
+        for r in d.get("matvec", [])
+    ]
+    out.append("\nOne matvec against the memory-bandwidth bound (measured time / bound time):\n")
+    out.append(table(["problem", "operator", "n", "nnz", "matvec / bound"], rows, "llrrr"))
+    return "\n".join(out)
+
+
+def dcdm_solve_section(d: dict) -> str:
+    rows_in = d["summary"]["rows"]
+    methods = list(dict.fromkeys(m for r in rows_in for m in r["methods"]))
+    rows = []
+    for r in rows_in:
+        row = [r["problem"], r["unknowns"]]
+        for m in methods:
+            s = r["methods"].get(m)
+            if s is None:
+                row.append("-")
+                continue
+            it = s["iterations"] if s["converged"] else f"{s['iterations']} (not conv.)"
+            row.append(f"{it} / {g3(s['total_vs_cg'])}")
+        rows.append(row)
+    out = [
+        f"rtol {g3(d.get('rtol'))}; each cell: iterations / total time (setup + solve) as a "
+        "ratio to CG's in the same run.\n",
+        table(["problem", "unknowns", *methods], rows),
+    ]
+    growth = d["summary"].get("iteration_growth") or {}
+    if growth:
+        rows = []
+        for m, gr in growth.items():
+            its = gr["iterations_by_size"]
+            rows.append(
+                [
+                    m,
+                    g3(its.get(str(gr["from"]), its.get(gr["from"]))),
+                    g3(its.get(str(gr["to"]), its.get(gr["to"]))),
+                    g3(gr["growth_factor"]),
+                ]
+            )
+        lo, hi = next(iter(growth.values()))["from"], next(iter(growth.values()))["to"]
+        out.append(f"\nIteration growth from {lo}^3 to {hi}^3:\n")
+        out.append(table(["method", f"it {lo}^3", f"it {hi}^3", "growth"], rows))
+    return "\n".join(out)
+
+
+def sequence_rows(summary: dict) -> list[list]:
+    rows = []
+    for m, s in summary.items():
+        its = s["iterations"]
+        rows.append(
+            [
+                m,
+                g3(s["converged_all"]),
+                g3(sum(its) / len(its)) if its else "-",
+                f"{min(its)}-{max(its)}" if its else "-",
+                g3(s["setup_seconds"]),
+                g3(s["solve_seconds"]),
+                g3(s["total_vs_cg"]),
+            ]
+        )
+    return rows
+
+
+SEQ_HEADER = ["method", "converged", "it / frame (mean)", "it range", "setup s", "solve s"]
+
+
+def dcdm_sequence_section(d: dict) -> str:
+    n = len(d.get("unknowns_per_frame", []))
+    return "\n".join(
+        [
+            f"Sequence `{d['sequence']}` ({n} frames, fresh setup every frame); setup and solve "
+            "are totals over the frames.\n",
+            table([*SEQ_HEADER, "total / CG"], sequence_rows(d["summary"]), "llrrrrr"),
+        ]
+    )
+
+
+def mgpc_rows(results: list[dict]) -> list[list]:
+    return [
+        [
+            r["method"],
+            g3(r["converged"]),
+            r["iterations"],
+            g3(r["setup_seconds"]),
+            g3(r["solve_seconds"]),
+            g3(r.get("total_vs_cg")),
+            g3(r.get("condition_estimate")),
+        ]
+        for r in results
+    ]
+
+
+MGPC_HEADER = ["method", "converged", "iterations", "setup s", "solve s", "total / CG", "cond est"]
+
+
+def mgpc_section(d: dict) -> str:
+    out = []
+    for p in d.get("problems_3d") or []:
+        out.append(f"3D `{p['problem']}` ({p['n']} unknowns):\n")
+        out.append(table(MGPC_HEADER, mgpc_rows(p["results"]), "llrrrrr"))
+        c = p.get("mgpc_cost") or {}
+        if c:
+            extra = ""
+            if c.get("iteration_vs_cg_iteration") is not None:
+                extra = f", one iteration = {g3(c['iteration_vs_cg_iteration'])} CG iterations"
+            out.append(
+                f"\nMGPC: {c['levels']} levels; one PCG iteration = "
+                f"{g3(c['counted_matvecs_per_iteration'])} matvecs counted, "
+                f"{g3(c['timed_matvecs_per_iteration'])} matvecs timed{extra}.\n"
+            )
+    for p in d.get("problems_2d") or []:
+        out.append(f"2D `{p['problem']}` (contrast {g3(p['contrast'])}, {p['n']} unknowns):\n")
+        out.append(table(MGPC_HEADER, mgpc_rows(p["results"]), "llrrrrr") + "\n")
+    seq = d.get("sequence")
+    if seq:
+        out.append(f"Sequence `{seq['sequence']}` (fresh setup every frame, totals):\n")
+        out.append(table([*SEQ_HEADER, "total / CG"], sequence_rows(seq["summary"]), "llrrrrr"))
+    return "\n".join(out)
+
+
+def darcy_section(d: dict) -> str:
+    s = d["setting"]
+    out = [
+        f"Darcy {s['resolution']}x{s['resolution']}, {s['train']}/{s['val']}/{s['test']} "
+        f"samples, {s['epochs']} epochs, batch {s['batch_size']}, {s['optimizer']} + "
+        f"{s['schedule']} lr {g3(s['lr'])}, loss {s['loss']}.\n"
+    ]
+    rows = [
+        [
+            r["data"],
+            r["model"],
+            f"{r['parameters']:,}",
+            g3(r["test_rel_l2"]),
+            g3(r["test_rel_h1"]),
+            g3(r["epoch_time_vs_fno"]),
+            r["best_epoch"],
+        ]
+        for r in d["results"]
+    ]
+    out.append(
+        table(
+            ["data", "model", "params", "rel L2", "rel H1", "s/epoch vs FNO", "best epoch"],
+            rows,
+            "llrrrrr",
+        )
+    )
+    rows = []
+    for r in d["results"]:
+        k = r.get("krylov")
+        if not k:
+            continue
+        cg, amg = k["methods"].get("cg", {}), k["methods"].get("amg-sa-pcg", {})
+        rows.append(
+            [
+                r["data"],
+                r["model"],
+                g3(k["residual_median"]),
+                g3(k["error_median"]),
+                f"{g3(cg.get('iterations_cold'))} -> {g3(cg.get('iterations_warm'))}",
+                f"{g3(amg.get('iterations_cold'))} -> {g3(amg.get('iterations_warm'))}",
+                g3(cg.get("iterations_to_match_error")),
+                g3(cg.get("speedup_at_prediction_error")),
+                g3(amg.get("speedup_at_prediction_error")),
+            ]
+        )
+    if rows:
+        out.append(
+            f"\nKrylov-style evaluation ({k['samples']} test samples, prediction as x0, "
+            "rtol 1e-8; means over samples):\n"
+        )
+        out.append(
+            table(
+                [
+                    "data",
+                    "model",
+                    "residual (median)",
+                    "error vs exact (median)",
+                    "CG it 0 -> pred",
+                    "AMG-PCG it 0 -> pred",
+                    "CG it to pred. error",
+                    "CG time to pred. error / inference",
+                    "AMG-PCG time (incl. setup) to pred. error / inference",
+                ],
+                rows,
+                "llrrrrrrr",
+            )
+        )
+    return "\n".join(out)
+
+
+def sfno_section(d: dict) -> str:
+    s = d["settings"]
+    out = [
+        f"Navier-Stokes nu={g3(s['nu'])}, {s['resolution']}^2 stored ({s['sim_resolution']}^2 "
+        f"simulated), {s['t_in']} -> {s['t_out']} snapshots every {g3(s['record_every'])}; "
+        f"{s['train']} train / {s['test']} test, {s['epochs']} epochs.\n"
+    ]
+    rows = [
+        [
+            r["method"],
+            g3(r["rel_l2"]),
+            g3(r["rel_h1"]),
+            g3(r["estimator"]),
+            r["parameters"] if r.get("parameters") is not None else "-",
+            g3(r["train_seconds"]),
+            g3(r["inference_vs_reference_solver"]),
+        ]
+        for r in d["table"]
+    ]
+    out.append(
+        table(
+            [
+                "method",
+                "rel L2",
+                "rel H1",
+                "estimator",
+                "params",
+                "train s",
+                "inference / ref. solver",
+            ],
+            rows,
+        )
+    )
+    c = d["claims"]
+    out.append(
+        f"\nRefinement (estimator only, no ground truth): rel L2 {g3(c['rel_l2_before'])} -> "
+        f"{g3(c['rel_l2_after'])} (factor {g3(c['error_ratio_before_over_after'])}), "
+        f"{100 * c['fraction_of_samples_improved']:.0f}% of samples improved; estimator "
+        f"{g3(c['estimator_before'])} -> {g3(c['estimator_after'])} (ground truth: "
+        f"{g3(c['estimator_of_ground_truth'])}).\n"
+    )
+    rows = [
+        [
+            name,
+            g3(v["pearson_est_vs_abs_l2"]),
+            g3(v["spearman_est_vs_abs_l2"]),
+            g3(v["pearson_est_vs_rel_l2"]),
+        ]
+        for name, v in d["correlation"].items()
+    ]
+    out.append("Correlation of the estimator with the error over test samples:\n")
+    out.append(
+        table(["predictions", "pearson (abs L2)", "spearman (abs L2)", "pearson (rel L2)"], rows)
+    )
+    return "\n".join(out)
+
+
+def generation_section(d: dict) -> str:
+    rows = [
+        [
+            r["resolution"],
+            r["batch"],
+            g3(r["darcy"]["samples_per_s"]),
+            g3(r["darcy_speedup"]),
+            g3(r["navier_stokes"]["trajectory_steps_per_s"]),
+            g3(r["ns_speedup"]),
+        ]
+        for r in d["rows"]
+    ]
+    out = [
+        f"Best of {d.get('repeats')} rounds; speedups are against batch "
+        f"{d['rows'][0].get('baseline_batch', 1)} at the same resolution in the same run.\n",
+        table(
+            [
+                "resolution",
+                "batch",
+                "Darcy samples/s",
+                "Darcy speedup",
+                "NS trajectory-steps/s",
+                "NS speedup",
+            ],
+            rows,
+        ),
+    ]
+    e = d.get("darcy_end_to_end")
+    if e:
+        out.append(
+            f"\nDarcy end to end (`generate`, HDF5 included, {e['samples']} samples at "
+            f"{e['resolution']}^2): generate / bare sample function = "
+            f"{g3(e['generate_over_bare'])}."
+        )
+    return "\n".join(out)
+
+
+SECTIONS = [
+    ("Krylov baselines", KRYLOV, krylov_section),
+    ("DCDM solve", DCDM_SOLVE, dcdm_solve_section),
+    ("DCDM sequence", DCDM_SEQUENCE, dcdm_sequence_section),
+    ("MGPC", MGPC, mgpc_section),
+    ("Darcy operators (MgNO vs FNO)", DARCY, darcy_section),
+    ("SFNO + Spectral-Refiner", SFNO, sfno_section),
+    ("Data generation throughput", GENERATION, generation_section),
+]
+
+
+def build(results: Path = RESULTS) -> str:
+    parts = [
+        "<!-- generated by `python benchmarks/readme_tables.py` from benchmarks/results/*.json -->",
+    ]
+    for title, files, fn in SECTIONS:
+        parts.append(f"\n### {title}\n")
+        for name, command in files:
+            path = results / name
+            if not path.exists():
+                parts.append(f"_`benchmarks/results/{name}` is missing: skipped._\n")
+                continue
+            d = json.loads(path.read_text())
+            parts.append(header(name, command, d))
+            parts.append(fn(d) + "\n")
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON files")
+    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    args = p.parse_args(argv)
+    text = build(args.results)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
