@@ -359,9 +359,6 @@ CLI_CASES: list[CliCase] = [
         "DCDM training: resolution 0",
         ("train", "dcdm", "--out", "{out}/d.pt", "--resolution", "0", "--quiet"),
         "'resolution' of generator 'dcdm-ritz' must be positive",
-        xfail="leaves an empty OUT.run folder: solvers/dcdm/training.py train_dcdm makes "
-        "run_dir before any check (and --lr nan is refused only after the data are "
-        "generated); validate the parameters and TrainConfig first, then mkdir",
     ),
     C(
         "evaluate-random-file",

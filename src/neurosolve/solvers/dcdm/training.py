@@ -20,6 +20,7 @@ norm in its data): it makes the loss independent of how the data were scaled.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -237,7 +238,6 @@ def train_dcdm(
 
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
-    run_dir.mkdir(parents=True, exist_ok=True)
     params = dict(
         dim=int(dim),
         resolution=int(resolution),
@@ -247,16 +247,16 @@ def train_dcdm(
         low=float(low),
         low_weight=float(low_weight),
     )
-    train_path = generate_dataset(
-        run_dir / "train.h5", samples=samples, seed=seed, params=params, progress=progress
-    )
-    val_path = generate_dataset(
-        run_dir / "val.h5",
-        samples=val_samples,
-        seed=seed + 1_000_003,
-        params=params,
-        progress=progress,
-    )
+    for name, value in (("resolution", resolution), ("lanczos_steps", lanczos_steps)):
+        if int(value) < 1:
+            raise InvalidInputError(
+                f"parameter {name!r} of generator 'dcdm-ritz' must be positive, got {value}"
+            )
+    for name, value in (("samples", samples), ("val_samples", val_samples)):
+        if int(value) < 1:
+            raise InvalidInputError(f"{name} must be >= 1, got {value}")
+    # Build and validate the model and the optimizer settings BEFORE any folder or data
+    # exist, so bad parameters are refused at once and leave nothing behind.
     torch.manual_seed(seed)
     kwargs = dict(
         dim=int(dim),
@@ -275,6 +275,19 @@ def train_dcdm(
         schedule=schedule,
         seed=int(seed),
         device=str(device) if device is not None else "cpu",
+        progress=progress,
+    )
+    if not math.isfinite(config.lr) or config.lr <= 0:
+        raise InvalidInputError(f"lr must be finite and > 0, got {lr}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_path = generate_dataset(
+        run_dir / "train.h5", samples=samples, seed=seed, params=params, progress=progress
+    )
+    val_path = generate_dataset(
+        run_dir / "val.h5",
+        samples=val_samples,
+        seed=seed + 1_000_003,
+        params=params,
         progress=progress,
     )
     trainer = Trainer(
