@@ -25,6 +25,11 @@ CUDA = "NVIDIA H100 (`--device cuda`)"
 KRYLOV = [
     ("krylov_baselines.json", "python benchmarks/krylov_baselines.py"),
     (
+        "krylov_baselines_128.json",
+        "OMP_NUM_THREADS=1 python benchmarks/krylov_baselines.py --sizes-2d '' --sizes-3d 128 "
+        "--obstacles 0 --no-warmup --out DIR",
+    ),
+    (
         "krylov_baselines_cuda.json",
         "python benchmarks/krylov_baselines.py --methods cg,scipy-cg --sizes-2d 512 "
         "--sizes-3d 64,128 --device cuda",
@@ -41,6 +46,10 @@ MGPC = [
     (
         "mgpc_cuda.json",
         "python benchmarks/mgpc.py --sizes 64,128 --parts 3d --device cuda --name mgpc_cuda",
+    ),
+    (
+        "mgpc_sequence_cuda.json",
+        "python benchmarks/mgpc.py --parts sequence --device cuda --name mgpc_sequence_cuda",
     ),
 ]
 DARCY = [

@@ -6,7 +6,8 @@ measures solvers. For each test coefficient ``a`` it builds the discrete Darcy s
 
 - the relative residual ``||b - A u_pred|| / ||b||`` of the prediction,
 - its relative error against the exact discrete solution ``u*`` (a direct / AMG solve to
-  ``rtol=1e-12``; not the float32 copy stored in the dataset),
+  ``rtol=1e-10``, the tolerance of the generated data, which float64 reaches even at
+  contrast 1e4; not the float32 copy stored in the dataset),
 - for each classical method (default ``cg`` and ``amg-sa-pcg``): iterations and seconds to
   reach ``rtol`` (default 1e-8) from ``x0 = 0`` and from ``x0 = u_pred`` (the iterations the
   prediction saves), and
@@ -166,7 +167,7 @@ def darcy_krylov_evaluation(
     x_pred = u_pred.ravel()
     bnorm = float(np.linalg.norm(b))
     residual = float(np.linalg.norm(b - system.A @ x_pred)) / bnorm
-    exact = solve_darcy(a, f, rtol=1e-12).ravel()
+    exact = solve_darcy(a, f, rtol=1e-10).ravel()
     error = float(np.linalg.norm(x_pred - exact) / np.linalg.norm(exact))
     record: dict[str, Any] = {"residual": residual, "error": error, "methods": {}}
     for method in methods:
