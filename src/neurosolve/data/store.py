@@ -89,9 +89,12 @@ FORMAT_VERSION = 1
 #: Storage dtypes a dataset may use.
 DTYPES = ("float32", "float64")
 
-# HDF5 1.10 object headers and chunk indices checksum their metadata; pinning both bounds
-# keeps the layout independent of the library's default.
-_LIBVER = ("v110", "v110")
+# Pinned bounds keep the layout independent of the library's default. The low bound is the
+# oldest format on purpose: its superblock has no "file open for write" consistency flag, so
+# a .part file left by a killed process (SIGKILL, power cut of the process) reopens and the
+# run resumes where it stopped instead of starting over. Sample data are guarded by the
+# per-sample CRC instead of HDF5's metadata checksums.
+_LIBVER = ("earliest", "v110")
 _HEADER_ATTRS = (
     "format",
     "format_version",

@@ -509,7 +509,9 @@ def _plot_history(history: Sequence[Mapping[str, Any]], path: Path, title: str) 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     epochs = [h["epoch"] for h in history]
-    keys = ["train_loss"] + sorted(k for k in history[-1] if k.startswith("val_"))
+    keys = ["train_loss"] + sorted(
+        k for k in history[-1] if k.startswith("val_") and not k.endswith("_seconds")
+    )
     for key in keys:
         values = [h.get(key) for h in history]
         if all(isinstance(v, (int, float)) and v > 0 and math.isfinite(v) for v in values):
