@@ -701,7 +701,7 @@ def evaluate_metrics(
     >>> evaluate_metrics(torch.nn.Identity(), ds, {"mse": mse})
     {'mse': 1.0}
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     was_training = model.training
     model.eval()
     sums = dict.fromkeys(metrics, 0.0)

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from neurosolve.data.grids import Grid
+from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.result import SolveResult, Status, stopping_threshold
 
@@ -110,7 +111,7 @@ def load_dcdm_model(
         from neurosolve.errors import FileFormatError
 
         raise FileFormatError(f"DCDM model {path} does not exist")
-    device = str(torch.device(device)) if device is not None else "cpu"
+    device = str(resolve_device(device))
     return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, device)
 
 
@@ -279,7 +280,7 @@ class DCDMSolver:
         if int(k) < 0:
             raise InvalidInputError(f"k must be >= 0, got {k}")
         self.k = int(k)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.network_dtype = network_dtype
         self.system = _grid_system(A, grid, flags)
