@@ -16,7 +16,8 @@ iteration continues; after ``max_replacements`` such replacements the column sto
 ``Status.STAGNATION``. A column also stops on breakdown (``p^T A p <= 0``, or
 ``r^T M r <= 0`` for PCG: the matrix or preconditioner is not SPD), on NaN/Inf, when the
 residual grows above ``divergence_factor`` times its initial value, or when the residual
-has not reached a new minimum for ``stagnation_window`` iterations.
+has not reached a new minimum for ``max(stagnation_window, k_min)`` iterations, ``k_min``
+the iteration of the minimum so far.
 
 Residual history
 ----------------
@@ -514,7 +515,9 @@ class _Run:
             improved = live & (monitor < best)
             best = np.where(improved, monitor, best)
             best_it = np.where(improved, it, best_it)
-            stagnant = live & (it - best_it >= s.stagnation_window)
+            # a plateau may last as long as the progress before it (CG's residual norm is
+            # not monotone: 600 iterations above an earlier minimum at contrast 1e4)
+            stagnant = live & (it - best_it >= np.maximum(s.stagnation_window, best_it))
             status[stagnant] = _CODE[Status.STAGNATION]
 
             # ---- history -----------------------------------------------------------------
@@ -770,8 +773,10 @@ class CGSolver(_TorchKrylov):
     max_replacements : int
         Residual replacements allowed before stopping with ``STAGNATION``.
     stagnation_window : int
-        Stop with ``STAGNATION`` after this many iterations without a new minimum residual
-        (default 500: CG residual norms may plateau for a while on hard problems).
+        Stop with ``STAGNATION`` after ``max(stagnation_window, k_min)`` iterations without
+        a new minimum residual, ``k_min`` the iteration of the minimum so far (default 500:
+        CG residual norms are not monotone and may plateau for hundreds of iterations on
+        hard problems; a plateau as long as the progress before it is allowed).
     divergence_factor : float
         Stop with ``DIVERGED`` when the residual exceeds this factor times its initial value.
     check_symmetry : bool
