@@ -10,6 +10,9 @@ Three parts, rtol 1e-6 on the true residual, every method through the harness:
    the same seed as benchmarks/dcdm_sequence.py): total setup + solve time per method with
    a fresh setup every frame.
 3. 2D variable coefficients with contrast 1e2 and 1e4 (128^2): iterations against pyamg.
+4. (``--parts ablation``) what the learning and the W-cycle contribute: iterations of the
+   shipped model against its own weights in a V-cycle and against the untrained network
+   (the initialization: theta = 1.7 everywhere, s = 1.3), on the problems of parts 1 and 3.
 
 Timings are quoted as ratios to CG measured in the same process.
 
@@ -17,6 +20,7 @@ Timings are quoted as ratios to CG measured in the same process.
     python benchmarks/mgpc.py --large          # adds 128^3
     python benchmarks/mgpc.py --sizes 128 --parts 3d --name mgpc_128   # only 128^3
     python benchmarks/mgpc.py --device cuda    # torch methods on a GPU
+    python benchmarks/mgpc.py --parts ablation --sizes 32,64,128 --name mgpc_ablation
 
 Writes benchmarks/results/mgpc.json and mgpc.png.
 """
@@ -118,7 +122,7 @@ def mgpc_cost(system, args) -> dict:
     res = solver.solve(system.b, rtol=args.rtol)
     per_iter = res.solve_seconds / max(res.iterations, 1)
     mv = matvec_seconds(system, args.device)
-    counted = solver.hierarchy.matvec_equivalents() + 1.0  # V-cycle + PCG's product
+    counted = solver.hierarchy.matvec_equivalents() + 1.0  # the cycle + PCG's product
     return {
         "levels": solver.hierarchy.num_levels,
         "counted_matvecs_per_iteration": counted,
@@ -186,6 +190,56 @@ def part_2d(args, methods, options) -> list[dict]:
     return out
 
 
+def ablation_nets(args) -> dict:
+    """The shipped (or --model) network, its weights in a V-cycle, and untrained networks."""
+    from neurosolve.solvers.mgpc import MGPCNet, load_mgpc_model
+
+    trained = load_mgpc_model(args.model)
+    nets = {"trained W-cycle": trained}
+    v_net = MGPCNet(**{**trained.config(), "cycle": "V"})
+    v_net.load_state_dict(trained.state_dict())
+    nets["trained V-cycle"] = v_net
+    for cycle in ("W", "V"):
+        nets[f"untrained {cycle}-cycle"] = MGPCNet(**{**trained.config(), "cycle": cycle})
+    return nets
+
+
+def part_ablation(args, sizes) -> list[dict]:
+    from neurosolve.solvers import make_solver
+
+    specs = [
+        ProblemSpec(shape=(n, n, n), obstacles="mixed", seed=9001 + k) for k, n in enumerate(sizes)
+    ]
+    specs += [
+        ProblemSpec(shape=(args.size_2d,) * 2, contrast=c, seed=9101 + k)
+        for k, c in enumerate((1e2, 1e4))
+    ]
+    nets = ablation_nets(args)
+    out = []
+    print("### ablation: iterations (condition estimate) of MGPC-PCG\n")
+    print("| problem | " + " | ".join(nets) + " |")
+    print("|---|" + "---:|" * len(nets))
+    for spec in specs:
+        system = spec.build()
+        row = {"problem": spec.id, "n": system.n, "results": {}}
+        for name, net in nets.items():
+            solver = make_solver("mgpc-pcg", system, model=net, device=args.device, **CHEAP)
+            res = solver.solve(system.b, rtol=args.rtol)
+            row["results"][name] = {
+                "converged": bool(res.converged),
+                "iterations": int(res.iterations),
+                "condition_estimate": res.info.get("condition_estimate"),
+                "cycle_matvec_equivalents": res.info["cycle_matvec_equivalents"],
+            }
+        out.append(row)
+        cells = [
+            f"{r['iterations']} ({r['condition_estimate']:.2f})" for r in row["results"].values()
+        ]
+        print(f"| {spec.id} | " + " | ".join(cells) + " |")
+    print()
+    return out
+
+
 def part_sequence(args, methods, options) -> dict:
     spec = SequenceSpec(shape=(args.sequence_size,) * 3, frames=args.frames, seed=7101)
     systems = spec.build()
@@ -238,6 +292,8 @@ def print_rows(title: str, rows: list[dict]) -> None:
 def plot(payload: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
+    if not payload["problems_3d"] + payload["problems_2d"]:
+        return  # an ablation-only run has nothing to plot
     fig = Figure(figsize=(13, 3.8), dpi=110)
     ax1, ax2, ax3 = fig.subplots(1, 3)
     problems = payload["problems_3d"] + payload["problems_2d"]
@@ -295,12 +351,15 @@ def main(argv=None) -> int:
         "options": {"model": args.model, "device": args.device},
     }
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    unknown = parts - {"3d", "sequence", "2d"}
+    unknown = parts - {"3d", "sequence", "2d", "ablation"}
     if unknown:
-        raise SystemExit(f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d")
+        raise SystemExit(
+            f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d, ablation"
+        )
     payload["problems_3d"] = part_3d(args, methods, options, sizes) if "3d" in parts else []
     payload["sequence"] = part_sequence(args, methods, options) if "sequence" in parts else None
     payload["problems_2d"] = part_2d(args, methods, options) if "2d" in parts else []
+    payload["ablation"] = part_ablation(args, sizes) if "ablation" in parts else []
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str))
     plot(payload, args.out / f"{args.name}.png")

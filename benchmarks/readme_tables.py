@@ -21,7 +21,13 @@ RESULTS = HERE / "results"
 
 CUDA = "NVIDIA H100 (`--device cuda`)"
 
-# (file, command) per benchmark, in README order
+MGPC_V1 = (
+    "**Measured with the earlier MGPC (V-cycle, 2 smoothing steps; commit 5ef7715, "
+    "`git checkout 5ef7715` to rerun it), not yet re-measured with the shipped W-cycle model: "
+    "no GPU was available since.**"
+)
+
+# (file, command[, note]) per benchmark, in README order
 KRYLOV = [
     ("krylov_baselines.json", "python benchmarks/krylov_baselines.py"),
     (
@@ -44,12 +50,22 @@ MGPC = [
     ("mgpc.json", "python benchmarks/mgpc.py"),
     ("mgpc_128.json", "python benchmarks/mgpc.py --sizes 128 --parts 3d --name mgpc_128"),
     (
+        "mgpc_sequence64.json",
+        "python benchmarks/mgpc.py --parts sequence --sequence-size 64 --name mgpc_sequence64",
+    ),
+    (
+        "mgpc_ablation.json",
+        "python benchmarks/mgpc.py --parts ablation --sizes 32,64,128 --name mgpc_ablation",
+    ),
+    (
         "mgpc_cuda.json",
         "python benchmarks/mgpc.py --sizes 64,128 --parts 3d --device cuda --name mgpc_cuda",
+        MGPC_V1,
     ),
     (
         "mgpc_sequence_cuda.json",
         "python benchmarks/mgpc.py --parts sequence --device cuda --name mgpc_sequence_cuda",
+        MGPC_V1,
     ),
 ]
 DARCY = [
@@ -125,11 +141,12 @@ def machine_label(d: dict) -> str:
     return ", ".join(parts)
 
 
-def header(name: str, command: str, d: dict) -> str:
+def header(name: str, command: str, d: dict, note: str = "") -> str:
     on = f"; measured on {CUDA}" if "--device cuda" in command else ""
     return (
         f"#### `benchmarks/results/{name}`\n\n"
         f"Command: `{command}`{on}  \nMachine: {machine_label(d)}\n"
+        + (f"\n{note}\n" if note else "")
     )
 
 
@@ -273,6 +290,24 @@ def mgpc_section(d: dict) -> str:
     if seq:
         out.append(f"Sequence `{seq['sequence']}` (fresh setup every frame, totals):\n")
         out.append(table([*SEQ_HEADER, "total / CG"], sequence_rows(seq["summary"]), "llrrrrr"))
+    ablation = d.get("ablation") or []
+    if ablation:
+        names = list(ablation[0]["results"])
+        out.append(
+            "Ablation: MGPC-PCG iterations (condition estimate of `M A`); the untrained network "
+            "is the initialization (theta = 1.7 everywhere, s = 1.3).\n"
+        )
+        rows = [
+            [
+                f"`{p['problem']}`",
+                *(
+                    f"{p['results'][k]['iterations']} ({g3(p['results'][k]['condition_estimate'])})"
+                    for k in names
+                ),
+            ]
+            for p in ablation
+        ]
+        out.append(table(["problem", *names], rows, "l" + "r" * len(names)))
     return "\n".join(out)
 
 
@@ -457,13 +492,13 @@ def build(results: Path = RESULTS) -> str:
     ]
     for title, files, fn in SECTIONS:
         parts.append(f"\n### {title}\n")
-        for name, command in files:
+        for name, command, *note in files:
             path = results / name
             if not path.exists():
                 parts.append(f"_`benchmarks/results/{name}` is missing: skipped._\n")
                 continue
             d = json.loads(path.read_text())
-            parts.append(header(name, command, d))
+            parts.append(header(name, command, d, *note))
             parts.append(fn(d) + "\n")
     return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip() + "\n"
 

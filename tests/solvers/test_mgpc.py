@@ -37,21 +37,22 @@ def varcoef_system(shape, contrast, seed):
     return poisson(shape, coefficient=a)
 
 
-def random_net(seed, spread=3.0):
+def random_net(seed, spread=3.0, cycle="W"):
     """An untrained network whose outputs vary a lot (weights far from the initial ones)."""
     torch.manual_seed(seed)
-    net = MGPCNet(width=6, layers=2, smoothing_steps=2)
+    net = MGPCNet(width=6, layers=2, smoothing_steps=2, cycle=cycle)
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0.0, spread / max(p.shape[-1], 1) ** 0.5)
     return net
 
 
-def saturated_net(sign):
-    """Smoother weights at the bounds theta = 0.05 or 1.95, scales at 0.5 or 2."""
-    net = MGPCNet(width=4, layers=1)
+def saturated_net(sign, cycle="W"):
+    """Smoother weights at the bounds theta = 0.05 or 1.95, over-correction at 0.5 or 1.4."""
+    net = MGPCNet(width=4, layers=1, cycle=cycle)
     with torch.no_grad():
         net.level_bias.fill_(sign * 1e4)
+        net.level_scale.fill_(sign * 1e4)
     return net
 
 
@@ -65,6 +66,8 @@ NETS = {
     "untrained-b": lambda: random_net(1),
     "theta-min": lambda: saturated_net(-1.0),
     "theta-max": lambda: saturated_net(1.0),
+    "theta-max-vcycle": lambda: saturated_net(1.0, cycle="V"),
+    "untrained-vcycle": lambda: random_net(3, cycle="V"),
     "trained": lambda: load_mgpc_model(),
 }
 SYSTEMS = {
@@ -85,7 +88,7 @@ def test_preconditioner_is_spd(net_id, system_id):
     assert solver.hierarchy.num_levels >= 3
     M = dense_preconditioner(solver)
     scale = np.abs(M).max()
-    assert np.abs(M - M.T).max() <= 1e-13 * scale
+    assert np.abs(M - M.T).max() <= 1e-12 * scale  # W-cycle rounding at contrast 1e4: 2e-13
     eig = np.linalg.eigvalsh(0.5 * (M + M.T))
     assert eig[0] > 1e-8 * eig[-1]
     # and on random vectors: <Mu, v> = <u, Mv>, u^T M u > 0
@@ -96,6 +99,14 @@ def test_preconditioner_is_spd(net_id, system_id):
         Mu, Mv = op.matvec(u), op.matvec(v)
         assert abs(Mu @ v - u @ Mv) <= 1e-13 * np.linalg.norm(Mu) * np.linalg.norm(v)
         assert u @ Mu > 0
+    # the proof's bound for the W-cycle: the eigenvalues of M A lie in (0, max(1, s_1^2)]
+    if solver.hierarchy.gamma == 2:
+        eig_ma = np.sort(np.linalg.eigvals(M @ system.A.toarray()).real)
+        s1 = float(solver.hierarchy.levels[1].scale)
+        assert eig_ma[0] > 0
+        assert eig_ma[-1] <= max(1.0, s1**2) * (1 + 1e-10)
+        if net_id == "theta-max":  # s = 1.4: the over-correction really goes past 1
+            assert eig_ma[-1] > 1.05
 
 
 def test_galerkin_operator_equals_RAP():
@@ -199,8 +210,9 @@ def test_training_steps_lower_the_loss_and_reach_every_parameter():
     first.backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
-        if name != "level_bias":
+        if name not in ("level_bias", "level_scale"):  # buckets of absent levels get none
             assert float(p.grad.abs().sum()) > 0, name
+    assert float(net.level_scale.grad.abs().sum()) > 0
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(8):
         opt.zero_grad()
@@ -268,6 +280,28 @@ def test_bad_input():
         MGPCSolver(system, dtype=torch.int32)
     with pytest.raises(InvalidInputError, match="width"):
         MGPCNet(width=0)
+    with pytest.raises(InvalidInputError, match="cycle must be one of"):
+        MGPCNet(cycle="F")
+
+
+def test_w_cycle_beats_v_cycle_and_cost_is_counted():
+    system = obstacle_system((24, 24, 24), 51)
+    b = np.random.default_rng(6).standard_normal(system.n)
+    trained = load_mgpc_model()
+    v_net = MGPCNet(**{**trained.config(), "cycle": "V"})
+    v_net.load_state_dict(trained.state_dict())
+    w = MGPCSolver(system, model=trained, max_coarse=128)
+    v = MGPCSolver(system, model=v_net, max_coarse=128)
+    rw, rv = w.solve(b, rtol=1e-8), v.solve(b, rtol=1e-8)
+    assert rw.converged and rv.converged
+    assert rw.iterations < rv.iterations
+    assert rw.info["cycle"] == "W" and rv.info["cycle"] == "V"
+    # 24^3 -> 12^3 -> 6^3 (216 > 128) -> 3^3: W visits the levels 1, 2, 4 times
+    nu = trained.smoothing_steps
+    expected_w = 2 * nu * (1 + 2 / 8 + 4 / 64) + (1 / 8 + 2 / 64 + 4 / 512)
+    expected_v = 2 * nu * (1 + 1 / 8 + 1 / 64)
+    assert rw.info["cycle_matvec_equivalents"] == pytest.approx(expected_w, rel=1e-12)
+    assert rv.info["cycle_matvec_equivalents"] == pytest.approx(expected_v, rel=1e-12)
 
 
 def test_cli_trains_a_model(tmp_path, capsys):
@@ -278,10 +312,13 @@ def test_cli_trains_a_model(tmp_path, capsys):
         [
             "train", "mgpc", "--out", str(out), "--groups", "2", "--val-groups", "1",
             "--group-size", "1", "--resolutions", "6", "--dims", "2", "--width", "4",
-            "--layers", "1", "--epochs", "1", "--quiet",
+            "--layers", "1", "--epochs", "1", "--cycle", "V", "--smoothing-steps", "2",
+            "--quiet",
         ]
     )  # fmt: skip
     assert code == 0 and out.is_file()
+    trained = load_mgpc_model(out)
+    assert (trained.cycle, trained.smoothing_steps) == ("V", 2)
     assert "model written" in capsys.readouterr().out
     assert (tmp_path / "m.pt.run" / "metrics.json").is_file()
     system = obstacle_system((8, 8, 8), 2)

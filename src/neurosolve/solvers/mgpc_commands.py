@@ -41,7 +41,10 @@ def add_commands(groups) -> None:
     net = p.add_argument_group("network")
     net.add_argument("--width", type=int, default=8)
     net.add_argument("--layers", type=int, default=2)
-    net.add_argument("--smoothing-steps", type=int, default=2, help="pre (= post) smoothing")
+    net.add_argument("--smoothing-steps", type=int, default=3, help="pre (= post) smoothing")
+    net.add_argument(
+        "--cycle", default="W", choices=("W", "V"), help="multigrid cycle the model is trained for"
+    )
     opt = p.add_argument_group("optimization")
     opt.add_argument("--epochs", type=int, default=8)
     opt.add_argument("--lr", type=float, default=3e-3)
@@ -66,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         width=args.width,
         layers=args.layers,
         smoothing_steps=args.smoothing_steps,
+        cycle=args.cycle,
         epochs=args.epochs,
         lr=args.lr,
         schedule=args.schedule,
