@@ -10,13 +10,15 @@ Three parts, rtol 1e-6 on the true residual, every method through the harness:
    the same seed as benchmarks/dcdm_sequence.py): total setup + solve time per method with
    a fresh setup every frame.
 3. 2D variable coefficients with contrast 1e2 and 1e4 (128^2): iterations against pyamg.
-4. (``--parts ablation``) what the learning and the W-cycle contribute: iterations of the
+4. Stretched grids (semi-coarsening): 2D 128^2 with cell aspect ratios 1:3 and 1:10, 3D
+   64^3 obstacles with 1:1:4; iterations against pyamg.
+5. (``--parts ablation``) what the learning and the W-cycle contribute: iterations of the
    shipped model against its own weights in a V-cycle and against the untrained network
    (the initialization: theta = 1.7 everywhere, s = 1.3), on the problems of parts 1 and 3.
 
 Timings are quoted as ratios to CG measured in the same process.
 
-    python benchmarks/mgpc.py                  # 32^3, 64^3, sequence at 32^3, 2D at 128^2
+    python benchmarks/mgpc.py                  # 32^3, 64^3, sequence at 32^3, 2D, stretched
     python benchmarks/mgpc.py --large          # adds 128^3
     python benchmarks/mgpc.py --sizes 128 --parts 3d --name mgpc_128   # only 128^3
     python benchmarks/mgpc.py --device cuda    # torch methods on a GPU
@@ -56,7 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="MGPC checkpoint (default: the shipped one)")
     p.add_argument("--device", default=None, help="torch device for mgpc-pcg, cg and dcdm")
     p.add_argument("--no-dcdm", action="store_true", help="leave DCDM out")
-    p.add_argument("--parts", default="3d,sequence,2d", help="which parts to run (comma-separated)")
+    p.add_argument(
+        "--parts",
+        default="3d,sequence,2d,stretched",
+        help="parts to run (comma-separated): 3d, sequence, 2d, stretched, ablation",
+    )
     p.add_argument("--name", default="mgpc", help="stem of the JSON/PNG files written")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--quiet", action="store_true")
@@ -170,24 +176,56 @@ def part_3d(args, methods, options, sizes) -> list[dict]:
     return out
 
 
+def compare(system, name: str, methods, options, args) -> list[dict]:
+    """Every method except DCDM (its shipped model is 3D, uniform grids) on one system."""
+    rows = [
+        record_dict(
+            run_problem(system, m, rtol=args.rtol, device=args.device, options=options.get(m))
+        )
+        for m in methods
+        if m != "dcdm"
+    ]
+    cg = next(r for r in rows if r["method"] == "cg")
+    for r in rows:
+        r["total_vs_cg"] = r["total_seconds"] / cg["total_seconds"]
+    print_rows(name, rows)
+    return rows
+
+
 def part_2d(args, methods, options) -> list[dict]:
     out = []
-    m2 = [m for m in methods if m != "dcdm"]  # DCDM's shipped model is 3D
     for k, contrast in enumerate((1e2, 1e4)):
         spec = ProblemSpec(shape=(args.size_2d,) * 2, contrast=contrast, seed=9101 + k)
         system = spec.build()
-        rows = [
-            record_dict(
-                run_problem(system, m, rtol=args.rtol, device=args.device, options=options.get(m))
-            )
-            for m in m2
-        ]
-        cg = next(r for r in rows if r["method"] == "cg")
-        for r in rows:
-            r["total_vs_cg"] = r["total_seconds"] / cg["total_seconds"]
+        rows = compare(system, spec.id, methods, options, args)
         out.append({"problem": spec.id, "n": system.n, "contrast": contrast, "results": rows})
-        print_rows(spec.id, rows)
     return out
+
+
+def stretched_systems(args) -> list[tuple[str, object]]:
+    """Poisson problems on stretched grids (right-hand sides from fixed seeds)."""
+    from neurosolve.data.systems import obstacle_flags, poisson
+
+    n2 = args.size_2d
+    out = []
+    for ratio in (3.0, 10.0):
+        system = poisson((n2, n2), spacing=(1.0 / n2, ratio / n2))
+        out.append((f"poisson2d-{n2}-aspect1:{ratio:g}", system))
+    n3 = 64
+    flags = obstacle_flags((n3,) * 3, "mixed", 9201)
+    system = poisson((n3,) * 3, spacing=(1.0 / n3, 1.0 / n3, 4.0 / n3), flags=flags)
+    out.append((f"poisson3d-{n3}-mixed-aspect1:1:4-s9201", system))
+    rng = np.random.default_rng(9202)
+    for _, system in out:
+        system.b = rng.standard_normal(system.n)
+    return out
+
+
+def part_stretched(args, methods, options) -> list[dict]:
+    return [
+        {"problem": name, "n": system.n, "results": compare(system, name, methods, options, args)}
+        for name, system in stretched_systems(args)
+    ]
 
 
 def ablation_nets(args) -> dict:
@@ -351,14 +389,15 @@ def main(argv=None) -> int:
         "options": {"model": args.model, "device": args.device},
     }
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    unknown = parts - {"3d", "sequence", "2d", "ablation"}
+    unknown = parts - {"3d", "sequence", "2d", "stretched", "ablation"}
     if unknown:
         raise SystemExit(
-            f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d, ablation"
+            f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d, stretched, ablation"
         )
     payload["problems_3d"] = part_3d(args, methods, options, sizes) if "3d" in parts else []
     payload["sequence"] = part_sequence(args, methods, options) if "sequence" in parts else None
     payload["problems_2d"] = part_2d(args, methods, options) if "2d" in parts else []
+    payload["stretched"] = part_stretched(args, methods, options) if "stretched" in parts else []
     payload["ablation"] = part_ablation(args, sizes) if "ablation" in parts else []
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str))

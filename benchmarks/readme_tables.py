@@ -286,6 +286,9 @@ def mgpc_section(d: dict) -> str:
     for p in d.get("problems_2d") or []:
         out.append(f"2D `{p['problem']}` (contrast {g3(p['contrast'])}, {p['n']} unknowns):\n")
         out.append(table(MGPC_HEADER, mgpc_rows(p["results"]), "llrrrrr") + "\n")
+    for p in d.get("stretched") or []:
+        out.append(f"Stretched grid `{p['problem']}` ({p['n']} unknowns):\n")
+        out.append(table(MGPC_HEADER, mgpc_rows(p["results"]), "llrrrrr") + "\n")
     seq = d.get("sequence")
     if seq:
         out.append(f"Sequence `{seq['sequence']}` (fresh setup every frame, totals):\n")

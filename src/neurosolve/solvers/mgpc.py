@@ -14,19 +14,26 @@ The cycle (level ``l``, residual ``r``, fine to coarse)
   ``w_k = theta_k / sum_j |a_ij|`` (an l1-Jacobi smoother with learned local weights
   ``theta_k`` in ``[0.05, 1.95]``, bounded by a sigmoid). Pre-smoothing applies
   ``W_1 .. W_nu``, post-smoothing ``W_nu .. W_1`` (the adjoint order).
-- **Restriction** ``R``: sum over the ``2^d`` fine fluid cells of each coarse cell
-  (piecewise-constant aggregation; odd sizes are padded with non-fluid cells);
+- **Restriction** ``R``: sum over the fine fluid cells of each coarse cell (piecewise-
+  constant aggregation of ``2^d`` cells; odd sizes are padded with non-fluid cells);
   **prolongation** ``P = R^T`` exactly (injection of the coarse value into its fluid cells).
+  Axes whose share of the couplings (averaged over cells) is below half the largest are
+  not coarsened (:func:`coarsening_axes`): on stretched grids and anisotropic
+  coefficients the hierarchy semi-coarsens along the strong axes until the Galerkin
+  couplings even out, which a pointwise smoother needs.
 - **Coarse operator**: Galerkin ``A_c = R A P``, computed per matrix from the stencil
   arrays; with this ``R`` it is again a 5/7-point stencil on the coarse grid, so every
   level uses the same matrix-free code.
 - **Coarse correction**: ``x += s^2 P Bt_c R r'`` with a learned over-correction factor
   ``s`` per level in ``[0.5, 1.4]`` (the classical remedy for aggregation's weak
   interpolation, whose Galerkin coarse operator is too stiff). ``Bt_c`` is the coarse
-  level's cycle ``B_c`` applied ``gamma`` times as a stationary iteration: ``gamma = 1`` is
-  the V-cycle, ``gamma = 2`` (the default) the W-cycle, ``Bt_c = 2 B_c - B_c A_c B_c``. In 3D
-  a W-cycle costs about 4/3 of a V-cycle (each level has 1/8 of the cells and is visited
-  twice as often) and removes most of the degradation of aggregation V-cycles with depth.
+  level's cycle ``B_c`` applied once (a V-step) or twice (a W-step,
+  ``Bt_c = tau (2 B_c - tau B_c A_c B_c)``) as a stationary iteration. The W-cycle (the
+  default) takes W-steps wherever the grid has shrunk at least 3x since the last one: at
+  every level under full coarsening, at every other level under semi-coarsening, so the
+  cost stays bounded. In 3D a W-cycle costs about 4/3 of a V-cycle (each level has 1/8 of
+  the cells and is visited twice as often) and removes most of the degradation of
+  aggregation V-cycles with depth. ``tau = 1`` except where the bound below requires less.
 - **Coarsest level** (at most ``max_coarse`` cells): exact solve, by the dense inverse
   (from a Cholesky factor, symmetrized).
 
@@ -44,18 +51,23 @@ has ``A``-norm below 1, hence so has their product ``I - W A``. In the ``A`` inn
   semi-definite, so ``B A`` has positive eigenvalues: ``B`` is SPD when ``Bt_c`` is;
 - ``lambda_max(B A) <= max(1, lambda_max(Q A)) = max(1, s^2 lambda_max(Bt_c A_c))``.
 
-By induction from the exact coarsest solve (``B A = I``): for ``gamma = 1`` the first point
-alone makes every level SPD. For ``gamma = 2``, ``Bt_c A_c = I - (I - B_c A_c)^2`` has the
-eigenvalues ``1 - (1 - lambda)^2``, which lie in ``(0, 1]`` exactly when the eigenvalues
-``lambda`` of ``B_c A_c`` lie in ``(0, 2)``; the second point then gives
-``lambda_max(B A) <= max(1, s^2) <= 1.96 < 2`` on the level above, and the induction
-closes. So ``M`` is SPD on every level, whatever the network outputs, because the sigmoids
-keep ``theta`` in ``[0.05, 1.95]`` and ``s`` in ``[0.5, 1.4]``; the bound also says
-``lambda_max(M A) <= max(1, s_1^2)``. The tests check symmetry, positivity and this bound
-to float64 rounding on random geometries with untrained, saturated and trained weights.
-(A per-cell over-correction field would break the bound: ``||S||_A`` of a varying
-diagonal ``S`` is not bounded by ``max s``. Measured on the shipped model, a per-cell
-field had learned an almost constant value anyway.)
+By induction from the exact coarsest solve (``B A = I``, bound ``mu = 1``), with a bound
+``mu_c >= lambda_max(B_c A_c)`` known on every level (:attr:`Level.bound`):
+
+- a V-step (``Bt_c = B_c``) is SPD by the first point, and ``mu = max(1, s^2 mu_c)``;
+- a W-step takes ``tau = min(1, 1.96 / mu_c)``. ``Bt_c A_c = I - (I - tau B_c A_c)^2`` has
+  the eigenvalues ``1 - (1 - tau lambda)^2``, which lie in ``(0, 1]`` because
+  ``0 < tau lambda <= 1.96 < 2``; so ``Bt_c`` is SPD and ``mu = max(1, s^2)``.
+
+So ``M`` is SPD on every level, whatever the network outputs, because the sigmoids keep
+``theta`` in ``[0.05, 1.95]`` and ``s`` in ``[0.5, 1.4]``, and the eigenvalues of ``M A``
+lie in ``(0, mu_0]`` (:attr:`Hierarchy.lambda_bound`; ``max(1, s_1^2)`` for a full W-cycle,
+where every ``tau`` is 1 since ``s^2 <= 1.96``). The tests check symmetry, positivity and
+this bound to float64 rounding on random geometries, stretched grids (``tau < 1``) and
+coefficient jumps, with untrained, saturated and trained weights. (A per-cell
+over-correction field would break the bound: ``||S||_A`` of a varying diagonal ``S`` is
+not bounded by ``max s``. Measured on an earlier model, a per-cell field had learned an
+almost constant value anyway.)
 
 Training (:func:`train_mgpc`) is unsupervised on random obstacle geometries (3D) and
 variable-coefficient problems (2D); the loss is the error left by one optimally scaled
@@ -93,6 +105,7 @@ __all__ = [
     "MGPCNet",
     "MGPCSolver",
     "apply_stencil",
+    "coarsening_axes",
     "galerkin_coarsen",
     "load_mgpc_model",
     "mgpc_loss",
@@ -108,6 +121,7 @@ SHIPPED_MODEL = "mgpc3d.pt"
 THETA_MIN, THETA_MAX = 0.05, 1.95
 SCALE_MIN, SCALE_MAX = 0.5, 1.4  # s^2 < 2 keeps the W-cycle SPD
 CYCLES = {"V": 1, "W": 2}
+W_BOUND = 1.96  # a W-step damps its coarse iteration so that tau * lambda_max <= 1.96 < 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,40 +187,62 @@ def stencil_residual(
     return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), neighbours, u, -1.0)
 
 
-def _pad_even(x: torch.Tensor) -> torch.Tensor:
-    """Zero-pad the spatial axes (from axis 2) at their end to even sizes."""
+def _factors(ndim: int, axes: Sequence[bool] | None) -> list[int]:
+    """Coarsening factor (2 or 1) per spatial axis; ``axes=None`` coarsens every axis."""
+    if axes is None:
+        return [2] * ndim
+    if len(axes) != ndim:
+        raise InvalidInputError(f"axes must have one entry per grid axis ({ndim}), got {axes}")
+    return [2 if c else 1 for c in axes]
+
+
+def _pad_even(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Zero-pad the coarsened spatial axes (from axis 2) at their end to even sizes."""
     pads: list[int] = []
-    for size in reversed(x.shape[2:]):
-        pads.extend((0, size % 2))
+    for size, f in zip(reversed(x.shape[2:]), reversed(factors), strict=True):
+        pads.extend((0, size % f))
     return F.pad(x, pads) if any(pads) else x
 
 
-def _block_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum over 2^d blocks of (even-sized) spatial axes: ``(G, C, *S) -> (G, C, *S/2)``."""
+def _block_sum(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Sum over blocks of ``factors`` cells: ``(G, C, *S) -> (G, C, *S / factors)``."""
     G, C, *S = x.shape
+    coarse = [s // f for s, f in zip(S, factors, strict=True)]
     if len(S) in (2, 3):  # pooling kernels with divisor 1: exact sums, much faster
         pool = F.avg_pool2d if len(S) == 2 else F.avg_pool3d
-        return pool(x.reshape(G * C, 1, *S), 2, divisor_override=1).reshape(
-            G, C, *(s // 2 for s in S)
-        )
+        k = tuple(factors)
+        return pool(x.reshape(G * C, 1, *S), k, stride=k, divisor_override=1).reshape(G, C, *coarse)
     view = [G, C]
-    for s in S:
-        view.extend((s // 2, 2))
+    for c, f in zip(coarse, factors, strict=True):
+        view.extend((c, f))
     return x.reshape(view).sum(dim=tuple(range(3, 3 + 2 * len(S), 2)))
 
 
-def restrict(u: torch.Tensor, fine_shape: Sequence[int]) -> torch.Tensor:
+def restrict(
+    u: torch.Tensor, fine_shape: Sequence[int], axes: Sequence[bool] | None = None
+) -> torch.Tensor:
     """``R u``: sum of the fine values over each coarse cell (``u`` zero off-fluid).
+
+    ``axes`` says which axes are coarsened (by 2); the default coarsens all of them.
 
     Examples
     --------
     >>> restrict(torch.ones(1, 1, 5), (5,))
     tensor([[[2., 2., 1.]]])
+    >>> restrict(torch.ones(1, 1, 2, 4), (2, 4), axes=(False, True))
+    tensor([[[[2., 2.],
+              [2., 2.]]]])
     """
-    return _block_sum(_pad_even(u))
+    factors = _factors(u.dim() - 2, axes)
+    return _block_sum(_pad_even(u, factors), factors)
 
 
-def prolong(uc: torch.Tensor, fine_shape: Sequence[int], fine_fluid: torch.Tensor) -> torch.Tensor:
+def prolong(
+    uc: torch.Tensor,
+    fine_shape: Sequence[int],
+    fine_fluid: torch.Tensor,
+    axes: Sequence[bool] | None = None,
+) -> torch.Tensor:
     """``P uc = R^T uc``: every fine fluid cell takes the value of its coarse cell.
 
     Examples
@@ -215,12 +251,11 @@ def prolong(uc: torch.Tensor, fine_shape: Sequence[int], fine_fluid: torch.Tenso
     tensor([[[1., 1., 2., 2., 3.]]])
     """
     G, K, *S = uc.shape
-    expanded, full = [G, K], [G, K]
-    for s in S:
-        expanded.extend((s, 2))
-        full.append(2 * s)
-    view = [G, K]
-    for s in S:
+    factors = _factors(len(S), axes)
+    expanded, full, view = [G, K], [G, K], [G, K]
+    for s, f in zip(S, factors, strict=True):
+        expanded.extend((s, f))
+        full.append(f * s)
         view.extend((s, 1))
     out = uc.reshape(view).expand(expanded).reshape(full)  # one copy, every axis at once
     index = (slice(None), slice(None), *(slice(0, s) for s in fine_shape))
@@ -228,13 +263,16 @@ def prolong(uc: torch.Tensor, fine_shape: Sequence[int], fine_fluid: torch.Tenso
 
 
 def galerkin_coarsen(
-    diagonal: torch.Tensor, neighbours: torch.Tensor, fluid: torch.Tensor
+    diagonal: torch.Tensor,
+    neighbours: torch.Tensor,
+    fluid: torch.Tensor,
+    axes: Sequence[bool] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Galerkin coarse stencil ``R A R^T`` of the aggregation restriction.
 
-    A fine coupling inside a ``2^d`` block adds (twice, both directions) to the coarse
-    diagonal; a coupling across a block face adds to the coarse coupling of the two
-    blocks. The result is again a 5/7-point stencil, exactly equal to ``R A R^T``.
+    A fine coupling inside a block adds (twice, both directions) to the coarse diagonal; a
+    coupling across a block face adds to the coarse coupling of the two blocks. The result
+    is again a 5/7-point stencil, exactly equal to ``R A R^T``.
 
     Parameters
     ----------
@@ -242,11 +280,15 @@ def galerkin_coarsen(
         Fine stencil, shapes ``(G, 1, *S)`` and ``(G, 2 d, *S)``.
     fluid : torch.Tensor
         Fine fluid mask ``(G, 1, *S)`` (float or bool).
+    axes : sequence of bool, optional
+        Which axes to coarsen by 2 (blocks of 2 cells along them, 1 along the others);
+        default all (``2^d`` blocks). See :func:`coarsening_axes`.
 
     Returns
     -------
     diagonal, neighbours, fluid : torch.Tensor
-        Coarse stencil on the grid of ``ceil(S / 2)`` cells and its fluid mask (float).
+        Coarse stencil on the coarse grid (``ceil(S / 2)`` cells along coarsened axes) and
+        its fluid mask (float).
 
     Examples
     --------
@@ -257,20 +299,24 @@ def galerkin_coarsen(
     ([2.0, 2.0], [[0.0, -1.0], [-1.0, 0.0]])
     """
     ndim = diagonal.dim() - 2
-    d = _pad_even(diagonal)
-    nb = _pad_even(neighbours)
-    coarse_diag = _block_sum(d)
+    factors = _factors(ndim, axes)
+    d = _pad_even(diagonal, factors)
+    nb = _pad_even(neighbours, factors)
+    coarse_diag = _block_sum(d, factors)
     coarse_hi = []
     for a in range(ndim):
         hi = nb[:, 2 * a + 1 : 2 * a + 2]
         ax = 2 + a
+        if factors[a] == 1:  # every coupling along an uncoarsened axis joins two blocks
+            coarse_hi.append(_block_sum(hi, factors))
+            continue
         size = hi.shape[ax]
         parity = torch.arange(size, device=hi.device) % 2
         shape = [1] * hi.dim()
         shape[ax] = size
         parity = parity.reshape(shape).to(hi.dtype)
-        coarse_diag = coarse_diag + 2.0 * _block_sum(hi * (1.0 - parity))  # inside the block
-        coarse_hi.append(_block_sum(hi * parity))  # to the next block along +e_a
+        coarse_diag = coarse_diag + 2.0 * _block_sum(hi * (1.0 - parity), factors)  # inside
+        coarse_hi.append(_block_sum(hi * parity, factors))  # to the next block along +e_a
     parts = []
     for a in range(ndim):
         ax = 2 + a
@@ -280,8 +326,43 @@ def galerkin_coarsen(
         if size > 1:
             lo.narrow(ax, 1, size - 1).copy_(hi.narrow(ax, 0, size - 1))
         parts.extend((lo, hi))
-    coarse_fluid = (_block_sum(_pad_even(fluid.to(diagonal.dtype))) > 0).to(diagonal.dtype)
+    fl = _pad_even(fluid.to(diagonal.dtype), factors)
+    coarse_fluid = (_block_sum(fl, factors) > 0).to(diagonal.dtype)
     return coarse_diag, torch.cat(parts, dim=1), coarse_fluid
+
+
+def coarsening_axes(
+    neighbours: torch.Tensor, shape: Sequence[int], threshold: float = 0.5
+) -> tuple[bool, ...]:
+    """Axes to coarsen: those whose total coupling is at least ``threshold`` x the largest.
+
+    Isotropic problems (equal spacing, obstacles, coefficient jumps) coarsen every axis;
+    on stretched grids or anisotropic coefficients only the strongly coupled axes are
+    coarsened (semi-coarsening), until the Galerkin couplings even out: each aggregation
+    along an axis halves its coupling relative to the others. Axes of one cell are never
+    coarsened.
+
+    Examples
+    --------
+    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.solvers.stencil import StencilOperator
+    >>> op = StencilOperator.from_system(poisson((16, 16), spacing=(1.0, 4.0)))
+    >>> coarsening_axes(op.neighbours[None], (16, 16))
+    (True, False)
+    """
+    ndim = len(shape)
+    nb = neighbours.abs()
+    pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, *S): coupling of each cell along each axis
+    total = pair.sum(dim=1, keepdim=True)
+    coupled = total > 0
+    share = torch.where(coupled, pair / torch.where(coupled, total, 1.0), 0.0)
+    cells = max(float(coupled.sum()), 1.0)
+    # every cell counts once (scale-free: a high-coefficient region does not dominate)
+    per_axis = [float(share[:, a].sum()) / cells for a in range(ndim)]
+    top = max(per_axis)
+    return tuple(
+        int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top) for a in range(ndim)
+    )
 
 
 def _dense_matrix(diagonal: torch.Tensor, neighbours: torch.Tensor, fluid: torch.Tensor):
@@ -461,6 +542,10 @@ class Level:
     fluid: torch.Tensor
     weights: torch.Tensor | None = None  # (G, nu, *S): w_k = theta_k / sum_j |a_ij|
     scale: torch.Tensor | None = None  # 0-d: s of the correction from this (coarse) level
+    axes: tuple[bool, ...] | None = None  # axes coarsened on the way to the next level
+    gamma: int = 1  # cycle index of the step to the next level (2: W, 1: V)
+    tau: float = 1.0  # damping of the W-step's coarse iteration (1 unless needed for SPD)
+    bound: float = 1.0  # proven upper bound of lambda_max(B A) on this level
     inverse: torch.Tensor | None = None  # coarsest level only: (G, N, N), exactly symmetric
 
     @property
@@ -518,11 +603,21 @@ class Hierarchy:
             raise InvalidInputError("max_coarse and max_levels must be positive")
         dtype = diagonal.dtype
         levels = [Level(diagonal, neighbours, fluid.to(dtype))]
+        gamma = CYCLES[net.cycle]
+        anchor = math.prod(levels[0].shape)  # cells of the level after the last W-step
         while len(levels) < max_levels and math.prod(levels[-1].shape) > max_coarse:
             prev = levels[-1]
-            if all(s == 1 for s in prev.shape):
+            axes = coarsening_axes(prev.neighbours, prev.shape)
+            if not any(axes):
                 break
-            levels.append(Level(*galerkin_coarsen(prev.diagonal, prev.neighbours, prev.fluid)))
+            coarse = galerkin_coarsen(prev.diagonal, prev.neighbours, prev.fluid, axes)
+            prev.axes = axes
+            cells = math.prod(coarse[0].shape[2:])
+            # W-steps only where the grid has shrunk >= 3x since the last one: every step
+            # under full coarsening, every other one under semi-coarsening (bounded cost)
+            if gamma == 2 and 3 * cells <= anchor:
+                prev.gamma, anchor = 2, cells
+            levels.append(Level(*coarse))
         for i, lvl in enumerate(levels):
             if i < len(levels) - 1:
                 theta, _ = net(lvl.diagonal, lvl.neighbours, lvl.fluid, level=i)
@@ -530,17 +625,30 @@ class Hierarchy:
                 inv = torch.where(lvl.fluid > 0, 1.0 / rowsum.clamp(min=1e-300), 0.0)
                 lvl.weights = theta.to(dtype) * inv * lvl.fluid
             if i > 0:
-                lvl.scale = net.over_correction(i).to(dtype)
+                lvl.scale = net.over_correction(i).to(dtype=dtype, device=diagonal.device)
+        for i in range(len(levels) - 2, -1, -1):  # the SPD bounds, coarsest first
+            lvl, child = levels[i], levels[i + 1]
+            s2 = float(child.scale.detach()) ** 2
+            if lvl.gamma == 2:
+                lvl.tau = min(1.0, W_BOUND / child.bound)
+                lvl.bound = max(1.0, s2)
+            else:
+                lvl.bound = max(1.0, s2 * child.bound)
         last = levels[-1]
         dense = _dense_matrix(last.diagonal, last.neighbours, last.fluid)
         inverse = torch.cholesky_inverse(torch.linalg.cholesky(dense))
         last.inverse = 0.5 * (inverse + inverse.transpose(1, 2))  # one GEMM per visit
-        return cls(levels, CYCLES[net.cycle])
+        return cls(levels, gamma)
 
     @property
     def num_levels(self) -> int:
         """Number of levels including the finest."""
         return len(self.levels)
+
+    @property
+    def lambda_bound(self) -> float:
+        """Proven upper bound of the eigenvalues of ``M A`` (see the module docstring)."""
+        return self.levels[0].bound
 
     def apply(self, r: torch.Tensor, level: int = 0) -> torch.Tensor:
         """``M r`` for residual fields ``r`` of shape ``(G, K, *S)`` (zero off-fluid)."""
@@ -557,11 +665,14 @@ class Hierarchy:
             x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, nb, x, r))
         res = stencil_residual(d, nb, x, r)
         nxt = self.levels[level + 1]
-        rc = restrict(res, lvl.shape)
+        rc = restrict(res, lvl.shape, lvl.axes)
         ec = self.apply(rc, level + 1)
-        for _ in range(self.gamma - 1):  # W-cycle: one more stationary step on the coarse level
-            ec = ec + self.apply(stencil_residual(nxt.diagonal, nxt.neighbours, ec, rc), level + 1)
-        x = x + prolong(ec * nxt.scale.square(), lvl.shape, lvl.fluid)
+        if lvl.gamma == 2:  # W-step: two (damped if tau < 1) stationary steps on the coarse level
+            if lvl.tau != 1.0:
+                ec = lvl.tau * ec
+            again = self.apply(stencil_residual(nxt.diagonal, nxt.neighbours, ec, rc), level + 1)
+            ec = ec + (again if lvl.tau == 1.0 else lvl.tau * again)
+        x = x + prolong(ec * nxt.scale.square(), lvl.shape, lvl.fluid, lvl.axes)
         for k in reversed(range(steps)):
             x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, nb, x, r))
         return x
@@ -570,8 +681,8 @@ class Hierarchy:
         """Cost of one application of ``M`` in fine-grid products with ``A``.
 
         Counts stencil applications weighted by level size and by how often the cycle
-        visits the level (``gamma^l`` times): ``2 nu`` per visit of a smoothed level and,
-        for a W-cycle, one coarse residual per extra coarse step. Diagonal scalings,
+        visits the level (``2^l`` times in a W-cycle with full coarsening): ``2 nu`` per
+        visit of a smoothed level and one coarse residual per W-step. Diagonal scalings,
         restriction, prolongation and the coarsest (dense) solves are not counted.
 
         Examples
@@ -587,12 +698,12 @@ class Hierarchy:
         7.65625
         """
         fine = math.prod(self.levels[0].shape)
-        total = 0.0
+        total, visits = 0.0, 1
         for i, lvl in enumerate(self.levels[:-1]):
-            visits = self.gamma**i
             total += visits * 2 * lvl.weights.shape[1] * math.prod(lvl.shape) / fine
             coarse = math.prod(self.levels[i + 1].shape)
-            total += visits * (self.gamma - 1) * coarse / fine
+            total += visits * (lvl.gamma - 1) * coarse / fine
+            visits *= lvl.gamma
         return total
 
 
