@@ -73,6 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_optimization_arguments(
+    parser: argparse.ArgumentParser, *, epochs: int, lr: float, batch_size: int | None = None
+) -> argparse._ArgumentGroup:
+    """The "optimization" option group of the solver-network ``train`` commands.
+
+    Adds ``--epochs``, ``--batch-size`` (when ``batch_size`` is given), ``--lr``,
+    ``--schedule``, ``--seed``, ``--device`` and ``--quiet``, with the given defaults.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> _ = add_optimization_arguments(p, epochs=3, lr=1e-3)
+    >>> a = p.parse_args(["--lr", "0.01"])
+    >>> a.epochs, a.lr, a.schedule, a.quiet
+    (3, 0.01, 'cosine', False)
+    """
+    opt = parser.add_argument_group("optimization")
+    opt.add_argument("--epochs", type=int, default=epochs)
+    if batch_size is not None:
+        opt.add_argument("--batch-size", type=int, default=batch_size)
+    opt.add_argument("--lr", type=float, default=lr)
+    opt.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
+    opt.add_argument("--quiet", action="store_true", help="no progress bars")
+    return opt
+
+
 def _missing(parser: argparse.ArgumentParser, what: str) -> int:
     parser.print_help(sys.stderr)
     print(f"\nerror: choose a {what}", file=sys.stderr)

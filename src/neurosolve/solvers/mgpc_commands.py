@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from neurosolve.cli import add_optimization_arguments
+
 
 def _ints(text: str) -> list[int]:
     return [int(p) for p in text.split(",") if p.strip()]
@@ -45,13 +47,7 @@ def add_commands(groups) -> None:
     net.add_argument(
         "--cycle", default="W", choices=("W", "V"), help="multigrid cycle the model is trained for"
     )
-    opt = p.add_argument_group("optimization")
-    opt.add_argument("--epochs", type=int, default=8)
-    opt.add_argument("--lr", type=float, default=3e-3)
-    opt.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--device", default=None, help="torch device (default: cpu)")
-    opt.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_optimization_arguments(p, epochs=8, lr=3e-3)
     p.set_defaults(func=_run)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from neurosolve.cli import add_optimization_arguments
+
 
 def _pairs(text: str) -> int | list[int]:
     parts = [int(p) for p in text.split(",") if p.strip()]
@@ -55,14 +57,7 @@ def add_commands(groups) -> None:
     net.add_argument(
         "--no-flags", action="store_true", help="residual-only input (as the reference)"
     )
-    opt = p.add_argument_group("optimization")
-    opt.add_argument("--epochs", type=int, default=10)
-    opt.add_argument("--batch-size", type=int, default=8)
-    opt.add_argument("--lr", type=float, default=1e-3)
-    opt.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--device", default=None, help="torch device (default: cpu)")
-    opt.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_optimization_arguments(p, epochs=10, lr=1e-3, batch_size=8)
     p.set_defaults(func=_run)
 
 
