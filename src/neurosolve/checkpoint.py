@@ -312,9 +312,27 @@ def load_model(
     except RuntimeError as exc:
         raise FileFormatError(
             f"{path}: the stored weights do not fit a {data['kind']!r} model built from its "
-            f"stored arguments: {str(exc).splitlines()[0]}"
+            f"stored arguments ({_state_mismatch(model.state_dict(), data['state_dict'])}); "
+            "was it written by another neurosolve version? Retrain it with this one"
         ) from exc
     if map_location is not None:
         model = model.to(map_location)
     model.eval()
     return model, data
+
+
+def _state_mismatch(expected: dict, stored: dict) -> str:
+    """One line naming the missing, unexpected and mis-shaped tensors of a state dict."""
+    parts = []
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    shapes = sorted(
+        k
+        for k in set(expected) & set(stored)
+        if tuple(getattr(stored[k], "shape", ())) != tuple(expected[k].shape)
+    )
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape of", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{label} {', '.join(keys[:3])}{more}")
+    return "; ".join(parts) or "no matching tensors"

@@ -316,6 +316,11 @@ def test_checkpoint_round_trip(tmp_path):
         load_mgpc_model(other)
     with pytest.raises(FileFormatError, match="does not exist"):
         load_mgpc_model(tmp_path / "missing.pt")
+    # a checkpoint of the earlier format (no level_scale): named, with the way out
+    state = {k: v for k, v in net.state_dict().items() if k != "level_scale"}
+    old = save_checkpoint(tmp_path / "old.pt", kind="mgpc", kwargs=net.config(), state_dict=state)
+    with pytest.raises(FileFormatError, match="missing level_scale.*Retrain"):
+        load_mgpc_model(old)
 
 
 def test_shipped_model_is_small_and_trained():
