@@ -15,7 +15,7 @@ the harness). Reports
 
 Writes benchmarks/results/krylov_baselines.json and two PNGs of residual histories.
 
-    python benchmarks/krylov_baselines.py            # default: a few minutes on 2 cores
+    python benchmarks/krylov_baselines.py            # default: about 5 minutes on 2 idle cores
     python benchmarks/krylov_baselines.py --large    # adds 128^3 (2M unknowns; slow)
 """
 
