@@ -196,6 +196,57 @@ def test_stretched_grids_converge_far_faster_than_cg():
     assert [lvl.gamma for lvl in levels[:3]] == [1, 2, 1]  # W-steps every other level
 
 
+def neumann_laplacian(shape):
+    """The singular pure-Neumann Laplacian (no pinned cell), as another code would write it."""
+    from functools import reduce
+
+    def lap1d(n):
+        t = sp.diags([-np.ones(n - 1), 2.0 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]).tolil()
+        t[0, 0] = t[-1, -1] = 1.0
+        return t.tocsr()
+
+    eyes = [sp.eye(n) for n in shape]
+    terms = [
+        reduce(sp.kron, [lap1d(n) if i == a else eyes[i] for i, n in enumerate(shape)])
+        for a in range(len(shape))
+    ]
+    return sum(terms).tocsr()
+
+
+@pytest.mark.parametrize("shape", [(36, 30), (10, 12, 9), (20, 16)])
+def test_singular_pure_neumann_matrix_without_pinning(shape):
+    from neurosolve.data.grids import Grid
+    from neurosolve.data.systems import LinearSystem
+
+    A = neumann_laplacian(shape)
+    assert abs(A @ np.ones(A.shape[0])).max() < 1e-12  # constants are its null space
+    b = np.random.default_rng(8).standard_normal(A.shape[0])
+    b -= b.mean()  # consistent
+    system = LinearSystem(A=A, grid=Grid(shape), b=b)
+    solver = MGPCSolver(system)
+    result = solver.solve(b, rtol=1e-8)
+    assert result.converged
+    assert np.linalg.norm(b - A @ result.x) <= 1e-8 * np.linalg.norm(b) * 1.0001
+    assert 3 * result.iterations < solve(system, b, method="cg", rtol=1e-8).iterations
+    if solver.hierarchy.num_levels == 1:  # the whole grid is the coarsest level: M = A^+
+        assert result.iterations == 1
+    elif len(shape) == 2:  # M is still SPD (the coarsest solve is a pseudo-inverse)
+        M = dense_preconditioner(solver)
+        assert np.abs(M - M.T).max() <= 1e-12 * np.abs(M).max()
+        eig = np.linalg.eigvalsh(0.5 * (M + M.T))
+        assert eig[0] > 1e-8 * eig[-1]
+
+
+def test_indefinite_matrix_is_refused_clearly():
+    from neurosolve.data.grids import Grid
+    from neurosolve.data.systems import LinearSystem
+
+    A = (poisson((16, 16)).A - 300.0 * sp.eye(256)).tocsr()  # diagonal stays positive
+    assert A.diagonal().min() > 0
+    with pytest.raises(InvalidInputError, match="not positive semi-definite"):
+        MGPCSolver(LinearSystem(A=A, grid=Grid((16, 16))))
+
+
 def test_prolongation_is_restriction_transpose():
     rng = np.random.default_rng(0)
     shape = (5, 4, 3)

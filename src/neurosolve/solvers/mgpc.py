@@ -35,7 +35,10 @@ The cycle (level ``l``, residual ``r``, fine to coarse)
   the cells and is visited twice as often) and removes most of the degradation of
   aggregation V-cycles with depth. ``tau = 1`` except where the bound below requires less.
 - **Coarsest level** (at most ``max_coarse`` cells): exact solve, by the dense inverse
-  (from a Cholesky factor, symmetrized).
+  (from a Cholesky factor, symmetrized); the pseudo-inverse for singular (e.g. unpinned
+  pure-Neumann) matrices, which makes the coarsest ``B A`` a projector (``mu = 1`` below
+  still holds) and leaves ``M`` SPD as long as there is a smoothed level above it (a grid
+  of at most ``max_coarse`` cells gets ``M = A^+``, and PCG one step).
 
 Why ``M`` is SPD for every geometry and every weight value
 ----------------------------------------------------------
@@ -106,6 +109,7 @@ __all__ = [
     "MGPCSolver",
     "apply_stencil",
     "coarsening_axes",
+    "coarsest_inverse",
     "galerkin_coarsen",
     "load_mgpc_model",
     "mgpc_loss",
@@ -363,6 +367,54 @@ def coarsening_axes(
     return tuple(
         int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top) for a in range(ndim)
     )
+
+
+def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
+    """Exactly symmetric inverse of SPD matrices ``(G, N, N)``, pseudo-inverse if singular.
+
+    A pure-Neumann (or otherwise singular, positive semi-definite) matrix handed over
+    without a pinned cell has singular Galerkin coarse matrices; their Cholesky factor
+    does not exist, and the pseudo-inverse (eigenvalues below ``N eps`` times the largest
+    treated as zero) keeps the cycle symmetric and ``M`` positive definite (the smoothers
+    above the coarsest level are), so PCG converges for consistent right-hand sides as
+    plain CG does.
+
+    Raises
+    ------
+    InvalidInputError
+        If a matrix is indefinite (then so is the fine matrix it was coarsened from).
+
+    Examples
+    --------
+    >>> neumann = torch.tensor([[[1.0, -1.0], [-1.0, 1.0]]], dtype=torch.float64)
+    >>> coarsest_inverse(neumann)  # pseudo-inverse of the 2-cell Neumann Laplacian
+    tensor([[[ 0.2500, -0.2500],
+             [-0.2500,  0.2500]]], dtype=torch.float64)
+    >>> coarsest_inverse(torch.tensor([[[1.0, 2.0], [2.0, 1.0]]]))
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: the matrix is not positive semi-definite: ...
+    """
+    factor, info = torch.linalg.cholesky_ex(dense)
+    pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
+    # a singular matrix may still factor, with a rounding-sized last pivot: not usable
+    tiny = pivots.amin(dim=-1) <= 1e-12 * pivots.amax(dim=-1)
+    if bool((info == 0).all()) and not bool(tiny.any()):
+        inverse = torch.cholesky_inverse(factor)
+    else:
+        eig, vec = torch.linalg.eigh(dense)
+        top = eig.abs().amax(dim=-1, keepdim=True)
+        cutoff = dense.shape[-1] * torch.finfo(dense.dtype).eps * top
+        if bool((eig < -cutoff * 1e3).any()):
+            worst = float((eig / top).min())
+            raise InvalidInputError(
+                "the matrix is not positive semi-definite: its Galerkin coarse matrix has "
+                f"the eigenvalue {worst:.3g} x its largest"
+            )
+        keep = eig > cutoff
+        inv_eig = torch.where(keep, 1.0 / torch.where(keep, eig, 1.0), 0.0)
+        inverse = (vec * inv_eig.unsqueeze(-2)) @ vec.transpose(-1, -2)
+    return 0.5 * (inverse + inverse.transpose(-1, -2))  # exactly symmetric; one GEMM per visit
 
 
 def _dense_matrix(diagonal: torch.Tensor, neighbours: torch.Tensor, fluid: torch.Tensor):
@@ -636,8 +688,7 @@ class Hierarchy:
                 lvl.bound = max(1.0, s2 * child.bound)
         last = levels[-1]
         dense = _dense_matrix(last.diagonal, last.neighbours, last.fluid)
-        inverse = torch.cholesky_inverse(torch.linalg.cholesky(dense))
-        last.inverse = 0.5 * (inverse + inverse.transpose(1, 2))  # one GEMM per visit
+        last.inverse = coarsest_inverse(dense)
         return cls(levels, gamma)
 
     @property
