@@ -228,6 +228,8 @@ def test_singular_pure_neumann_matrix_without_pinning(shape):
     assert result.converged
     assert np.linalg.norm(b - A @ result.x) <= 1e-8 * np.linalg.norm(b) * 1.0001
     assert 3 * result.iterations < solve(system, b, method="cg", rtol=1e-8).iterations
+    r32 = MGPCSolver(system, dtype=torch.float32).solve(b, rtol=1e-5)
+    assert r32.converged and r32.iterations <= result.iterations
     if solver.hierarchy.num_levels == 1:  # the whole grid is the coarsest level: M = A^+
         assert result.iterations == 1
     elif len(shape) == 2:  # M is still SPD (the coarsest solve is a pseudo-inverse)

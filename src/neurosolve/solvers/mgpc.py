@@ -372,6 +372,8 @@ def coarsening_axes(
 def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
     """Exactly symmetric inverse of SPD matrices ``(G, N, N)``, pseudo-inverse if singular.
 
+    Computed in float64 whatever the input precision, returned in the input's dtype.
+
     A pure-Neumann (or otherwise singular, positive semi-definite) matrix handed over
     without a pinned cell has singular Galerkin coarse matrices; their Cholesky factor
     does not exist, and the pseudo-inverse (eigenvalues below ``N eps`` times the largest
@@ -395,6 +397,8 @@ def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
     ...
     neurosolve.errors.InvalidInputError: the matrix is not positive semi-definite: ...
     """
+    out_dtype = dense.dtype
+    dense = dense.to(torch.float64)  # at most max_coarse cells: float64 costs nothing here
     factor, info = torch.linalg.cholesky_ex(dense)
     pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
     # a singular matrix may still factor, with a rounding-sized last pivot: not usable
@@ -414,6 +418,7 @@ def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
         keep = eig > cutoff
         inv_eig = torch.where(keep, 1.0 / torch.where(keep, eig, 1.0), 0.0)
         inverse = (vec * inv_eig.unsqueeze(-2)) @ vec.transpose(-1, -2)
+    inverse = inverse.to(out_dtype)
     return 0.5 * (inverse + inverse.transpose(-1, -2))  # exactly symmetric; one GEMM per visit
 
 
