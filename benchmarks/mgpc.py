@@ -10,15 +10,16 @@ Three parts, rtol 1e-6 on the true residual, every method through the harness:
    the same seed as benchmarks/dcdm_sequence.py): total setup + solve time per method with
    a fresh setup every frame.
 3. 2D variable coefficients with contrast 1e2 and 1e4 (128^2): iterations against pyamg.
-4. Stretched grids (semi-coarsening): 2D 128^2 with cell aspect ratios 1:3 and 1:10, 3D
-   64^3 obstacles with 1:1:4; iterations against pyamg.
+4. Anisotropic problems (semi-coarsening): 2D 128^2 with cell aspect ratios 1:3 and 1:10,
+   3D 64^3 obstacles with 1:1:4, and layered media (coefficient 1 and 1e-3 in alternating
+   layers: 4 cells thick at 128^2, 3 at 48^3); iterations against pyamg.
 5. (``--parts ablation``) what the learning and the W-cycle contribute: iterations of the
    shipped model against its own weights in a V-cycle and against the untrained network
    (the initialization: theta = 1.7 everywhere, s = 1.3), on the problems of parts 1 and 3.
 
 Timings are quoted as ratios to CG measured in the same process.
 
-    python benchmarks/mgpc.py                  # 32^3, 64^3, sequence at 32^3, 2D, stretched
+    python benchmarks/mgpc.py                  # 32^3, 64^3, sequence at 32^3, 2D, anisotropic
     python benchmarks/mgpc.py --large          # adds 128^3
     python benchmarks/mgpc.py --sizes 128 --parts 3d --name mgpc_128   # only 128^3
     python benchmarks/mgpc.py --device cuda    # torch methods on a GPU
@@ -60,8 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-dcdm", action="store_true", help="leave DCDM out")
     p.add_argument(
         "--parts",
-        default="3d,sequence,2d,stretched",
-        help="parts to run (comma-separated): 3d, sequence, 2d, stretched, ablation",
+        default="3d,sequence,2d,anisotropic",
+        help="parts to run (comma-separated): 3d, sequence, 2d, anisotropic, ablation",
     )
     p.add_argument("--name", default="mgpc", help="stem of the JSON/PNG files written")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -202,8 +203,8 @@ def part_2d(args, methods, options) -> list[dict]:
     return out
 
 
-def stretched_systems(args) -> list[tuple[str, object]]:
-    """Poisson problems on stretched grids (right-hand sides from fixed seeds)."""
+def anisotropic_systems(args) -> list[tuple[str, object]]:
+    """Stretched grids and layered media (right-hand sides from fixed seeds)."""
     from neurosolve.data.systems import obstacle_flags, poisson
 
     n2 = args.size_2d
@@ -215,16 +216,21 @@ def stretched_systems(args) -> list[tuple[str, object]]:
     flags = obstacle_flags((n3,) * 3, "mixed", 9201)
     system = poisson((n3,) * 3, spacing=(1.0 / n3, 1.0 / n3, 4.0 / n3), flags=flags)
     out.append((f"poisson3d-{n3}-mixed-aspect1:1:4-s9201", system))
+    for shape, thick in (((n2, n2), 4), ((48, 48, 48), 3)):
+        a = np.ones(shape)
+        a[(np.arange(shape[0]) // thick) % 2 == 1] = 1e-3
+        name = f"poisson{len(shape)}d-{shape[0]}-layers{thick}-contrast1e3"
+        out.append((name, poisson(shape, coefficient=a)))
     rng = np.random.default_rng(9202)
     for _, system in out:
         system.b = rng.standard_normal(system.n)
     return out
 
 
-def part_stretched(args, methods, options) -> list[dict]:
+def part_anisotropic(args, methods, options) -> list[dict]:
     return [
         {"problem": name, "n": system.n, "results": compare(system, name, methods, options, args)}
-        for name, system in stretched_systems(args)
+        for name, system in anisotropic_systems(args)
     ]
 
 
@@ -389,15 +395,18 @@ def main(argv=None) -> int:
         "options": {"model": args.model, "device": args.device},
     }
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    unknown = parts - {"3d", "sequence", "2d", "stretched", "ablation"}
+    unknown = parts - {"3d", "sequence", "2d", "anisotropic", "ablation"}
     if unknown:
         raise SystemExit(
-            f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d, stretched, ablation"
+            f"unknown part(s) {sorted(unknown)}; choose from 3d, sequence, 2d, anisotropic, "
+            "ablation"
         )
     payload["problems_3d"] = part_3d(args, methods, options, sizes) if "3d" in parts else []
     payload["sequence"] = part_sequence(args, methods, options) if "sequence" in parts else None
     payload["problems_2d"] = part_2d(args, methods, options) if "2d" in parts else []
-    payload["stretched"] = part_stretched(args, methods, options) if "stretched" in parts else []
+    payload["anisotropic"] = (
+        part_anisotropic(args, methods, options) if "anisotropic" in parts else []
+    )
     payload["ablation"] = part_ablation(args, sizes) if "ablation" in parts else []
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str))

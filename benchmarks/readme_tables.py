@@ -286,8 +286,8 @@ def mgpc_section(d: dict) -> str:
     for p in d.get("problems_2d") or []:
         out.append(f"2D `{p['problem']}` (contrast {g3(p['contrast'])}, {p['n']} unknowns):\n")
         out.append(table(MGPC_HEADER, mgpc_rows(p["results"]), "llrrrrr") + "\n")
-    for p in d.get("stretched") or []:
-        out.append(f"Stretched grid `{p['problem']}` ({p['n']} unknowns):\n")
+    for p in d.get("anisotropic") or []:
+        out.append(f"Anisotropic `{p['problem']}` ({p['n']} unknowns):\n")
         out.append(table(MGPC_HEADER, mgpc_rows(p["results"]), "llrrrrr") + "\n")
     seq = d.get("sequence")
     if seq:
