@@ -335,11 +335,10 @@ def galerkin_coarsen(
     return coarse_diag, torch.cat(parts, dim=1), coarse_fluid
 
 
-def coarsening_axes(
-    neighbours: torch.Tensor, shape: Sequence[int], threshold: float = 0.5
-) -> tuple[bool, ...]:
-    """Axes to coarsen: those whose total coupling is at least ``threshold`` x the largest.
+def coarsening_axes(neighbours: torch.Tensor, threshold: float = 0.5) -> tuple[bool, ...]:
+    """Axes to coarsen: those whose mean share of the couplings is ``>= threshold`` x the top.
 
+    ``neighbours`` has shape ``(G, 2 d, *S)``; every cell's couplings count once, as shares.
     Isotropic problems (equal spacing, obstacles, coefficient jumps) coarsen every axis;
     on stretched grids or anisotropic coefficients only the strongly coupled axes are
     coarsened (semi-coarsening), until the Galerkin couplings even out: each aggregation
@@ -351,9 +350,10 @@ def coarsening_axes(
     >>> from neurosolve.data.systems import poisson
     >>> from neurosolve.solvers.stencil import StencilOperator
     >>> op = StencilOperator.from_system(poisson((16, 16), spacing=(1.0, 4.0)))
-    >>> coarsening_axes(op.neighbours[None], (16, 16))
+    >>> coarsening_axes(op.neighbours[None])
     (True, False)
     """
+    shape = neighbours.shape[2:]
     ndim = len(shape)
     nb = neighbours.abs()
     pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, *S): coupling of each cell along each axis
@@ -664,7 +664,7 @@ class Hierarchy:
         anchor = math.prod(levels[0].shape)  # cells of the level after the last W-step
         while len(levels) < max_levels and math.prod(levels[-1].shape) > max_coarse:
             prev = levels[-1]
-            axes = coarsening_axes(prev.neighbours, prev.shape)
+            axes = coarsening_axes(prev.neighbours)
             if not any(axes):
                 break
             coarse = galerkin_coarsen(prev.diagonal, prev.neighbours, prev.fluid, axes)
