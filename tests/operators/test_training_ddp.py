@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -60,13 +61,19 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     single = _model()
     Trainer(single, supervised_loss(relative_l2), _config(), tmp_path / "one").fit(_data())
     # fork: the workers inherit the imported modules (spawn would re-import torch in each)
-    mp.start_processes(
+    context = mp.start_processes(
         _worker,
         args=(2, _free_port(), str(tmp_path / "two")),
         nprocs=2,
-        join=True,
+        join=False,
         start_method="fork",
     )
+    deadline = time.monotonic() + 300  # a hung worker must fail the test, not stall CI
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the DDP workers did not finish within 300 s")
     two = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
     for name, value in single.state_dict().items():
         torch.testing.assert_close(two["state_dict"][name], value, rtol=1e-10, atol=1e-12)

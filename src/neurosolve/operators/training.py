@@ -1094,6 +1094,11 @@ class Trainer:
                 # Killed after the last checkpoint but before the logs: finish them now.
                 self._write_logs(history, best, parameters)
         finally:
+            # DDP's reducer holds the process group: release it first, so the group is torn
+            # down by destroy_process_group below and not later by a garbage-collected
+            # reducer (a gloo group destroyed after its peer exited can hang in the join of
+            # its threads, seen once in 2-process CI runs)
+            train_model = None
             if self._owns_process_group:
                 import torch.distributed as dist
 
