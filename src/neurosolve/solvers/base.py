@@ -1,0 +1,113 @@
+"""The solver contract: what every method behind :func:`neurosolve.solve` provides.
+
+A solver object does its setup (checks, factorization, hierarchy, network load) in its
+constructor, keeps its settings, and solves any number of right-hand sides with
+:meth:`Solver.solve`. The ``solve`` docstring and the per-call argument checks live here
+once; a method implements :meth:`Solver._solve` only.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.result import SolveResult, stopping_threshold
+
+__all__ = ["Solver"]
+
+
+class Solver(abc.ABC):
+    """Base class of every solver object: setup in ``__init__``, then :meth:`solve`.
+
+    Subclasses set :attr:`name` (the registry name) and :attr:`needs_grid`, record
+    :attr:`setup_seconds` in their constructor, and implement :meth:`_solve`. A solver whose
+    action is a fixed SPD linear map also overrides :meth:`aspreconditioner`.
+
+    Attributes
+    ----------
+    name : str
+        The method's registry name (``"cg"``, ``"amg-sa-pcg"``, ``"mgpc-pcg"``...).
+    needs_grid : bool
+        Whether the method needs the structured grid of the system.
+    setup_seconds : float
+        Wall time of the setup done in the constructor.
+    """
+
+    name: ClassVar[str] = "solver"
+    needs_grid: ClassVar[bool] = False
+    setup_seconds: float = 0.0
+
+    def solve(
+        self,
+        b: Any,
+        *,
+        x0: Any = None,
+        rtol: float = 1e-6,
+        atol: float = 0.0,
+        maxiter: int | None = None,
+        callback: Callable[[Any], None] | None = None,
+    ) -> SolveResult:
+        """Solve ``A x = b`` for one right-hand side ``(n,)`` or a block ``(n, k)``.
+
+        Parameters
+        ----------
+        b : numpy.ndarray or torch.Tensor
+            Right-hand side(s). ``x`` comes back as the same type (and, for tensors, on the
+            same device).
+        x0 : array or tensor, optional
+            Initial guess, same shape as ``b`` (default zero).
+        rtol, atol : float
+            Stop when ``||b - A x|| <= max(rtol ||b||, atol)``, on the true residual and per
+            column; convergence is confirmed in float64 before it is reported.
+        maxiter : int, optional
+            Iteration limit (each method documents its default).
+        callback : callable, optional
+            Called as ``callback(x_k)`` after every iteration.
+
+        Returns
+        -------
+        SolveResult
+            ``x``, ``status`` (with its ``message``), ``iterations``, the relative residual
+            history, setup and solve times, and the method's statistics in ``info``.
+
+        Raises
+        ------
+        InvalidInputError
+            Bad tolerances, ``maxiter``, ``b`` or ``x0`` (shape, NaN/Inf).
+        """
+        stopping_threshold(1.0, rtol, atol)  # validates rtol / atol
+        if maxiter is not None and (
+            isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 0
+        ):
+            import numpy as np
+
+            if not (isinstance(maxiter, np.integer) and maxiter >= 0):
+                raise InvalidInputError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+        return self._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+
+    @abc.abstractmethod
+    def _solve(
+        self,
+        b: Any,
+        *,
+        x0: Any,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[Any], None] | None,
+    ) -> SolveResult:
+        """The method's iteration; arguments already passed the checks of :meth:`solve`."""
+
+    def aspreconditioner(self) -> Any:
+        """The solver's action as a scipy ``LinearOperator``, for ``M=`` in scipy's ``cg``.
+
+        Raises
+        ------
+        InvalidInputError
+            The method is not a fixed linear map (the default).
+        """
+        raise InvalidInputError(
+            f"{self.name} is not a fixed linear map, so it cannot serve as a preconditioner"
+        )
