@@ -16,29 +16,35 @@ renamed, so an interrupted save never leaves a truncated checkpoint under its fi
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from neurosolve._util.io import atomic_write
 from neurosolve._version import __version__
 from neurosolve.devices import resolve_device
 from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
 
 __all__ = [
+    "BaseModel",
     "FORMAT",
     "FORMAT_VERSION",
     "MODELS",
     "build_model",
     "load_checkpoint",
     "load_model",
+    "load_shipped",
     "save_checkpoint",
+    "shipped_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +64,114 @@ MODELS: dict[str, str] = {
     "dcdm": "neurosolve.solvers.dcdm.network:DCDMNet",
     "mgpc": "neurosolve.solvers.mgpc:MGPCNet",
 }
+
+
+#: Trained models shipped inside the package: kind -> file name under ``neurosolve/models``.
+SHIPPED: dict[str, str] = {"dcdm": "dcdm3d.pt", "mgpc": "mgpc3d.pt"}
+
+
+class BaseModel(nn.Module):
+    """A model that records the arguments it was built with, so a checkpoint can rebuild it.
+
+    Every subclass's ``__init__`` is wrapped once, at class creation: the arguments of the
+    outermost constructor call (defaults filled in) are kept, and :meth:`config` returns
+    them. They must be plain Python values (numbers, strings, tuples, lists, dicts), which
+    is what ``weights_only`` checkpoints can hold.
+
+    Examples
+    --------
+    >>> class Tiny(BaseModel):
+    ...     def __init__(self, width: int = 4, depth: int = 1):
+    ...         super().__init__()
+    ...         self.lin = nn.Linear(width, width)
+    >>> Tiny(8).config()
+    {'width': 8, 'depth': 1}
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args: Any, **kw: Any) -> None:
+            if "_init_kwargs" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                arguments = dict(bound.arguments)
+                arguments.pop(next(iter(signature.parameters)))  # self
+                for name, p in signature.parameters.items():
+                    if p.kind is p.VAR_KEYWORD and name in arguments:
+                        arguments.update(arguments.pop(name))
+                object.__setattr__(self, "_init_kwargs", arguments)
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments of this model (a copy)."""
+        return dict(self.__dict__.get("_init_kwargs", {}))
+
+
+def shipped_path(kind: str) -> Path:
+    """Path of the trained model of ``kind`` shipped with the package.
+
+    Examples
+    --------
+    >>> shipped_path("mgpc").name
+    'mgpc3d.pt'
+    """
+    if kind not in SHIPPED:
+        raise UnknownNameError(
+            f"no shipped model of kind {kind!r}; shipped kinds: {', '.join(sorted(SHIPPED))}"
+        )
+    return Path(str(resources.files("neurosolve") / "models" / SHIPPED[kind]))
+
+
+def load_shipped(
+    kind: str,
+    path: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Load a model of ``kind`` (default: the shipped one), cached per file and device.
+
+    Loaded networks are cached per (file, modification time, device), so solvers built for
+    a sequence of matrices (one per time step) read the weights once; the returned module
+    is shared, in eval mode, and must not be modified.
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`MODELS`.
+    path : path-like, optional
+        A checkpoint of that kind (default: :func:`shipped_path`).
+    device : str or torch.device, optional
+        Where to put the network.
+
+    Raises
+    ------
+    FileFormatError
+        Missing file, not a neurosolve checkpoint, or another model kind.
+
+    Examples
+    --------
+    >>> load_shipped("mgpc") is load_shipped("mgpc")
+    True
+    """
+    path = shipped_path(kind) if path is None else Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"{kind} model {path} does not exist")
+    device = str(resolve_device(device))
+    return _load_cached(kind, str(path.resolve()), path.stat().st_mtime_ns, device)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(kind: str, path: str, mtime_ns: int, device: str) -> nn.Module:
+    model, _ = load_model(path, kind=kind, map_location=device)
+    return model
 
 
 def _resolve(kind: str) -> type[nn.Module]:
@@ -105,18 +219,10 @@ def build_model(kind: str, **kwargs: Any) -> nn.Module:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A process killed mid-write leaves its temporary file behind; clear those first.
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(
