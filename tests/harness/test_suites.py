@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from neurosolve.data.geometry import contrast_coefficient, moving_obstacle_flags
 from neurosolve.data.grids import FLUID, SOLID
 from neurosolve.data.systems import poisson, save_system
 from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
@@ -10,10 +11,8 @@ from neurosolve.harness.suites import (
     ProblemSpec,
     SequenceSpec,
     Suite,
-    contrast_coefficient,
     get_suite,
     load_suite,
-    moving_obstacle_flags,
     suite_names,
 )
 
