@@ -76,7 +76,9 @@ class BaseModel(nn.Module):
     Every subclass's ``__init__`` is wrapped once, at class creation: the arguments of the
     outermost constructor call (defaults filled in) are kept, and :meth:`config` returns
     them. They must be plain Python values (numbers, strings, tuples, lists, dicts), which
-    is what ``weights_only`` checkpoints can hold.
+    is what ``weights_only`` checkpoints can hold. Arguments named in a subclass's
+    ``unrecorded`` tuple (a ``device``, say, which would not rebuild on another machine)
+    are left out.
 
     Examples
     --------
@@ -87,6 +89,9 @@ class BaseModel(nn.Module):
     >>> Tiny(8).config()
     {'width': 8, 'depth': 1}
     """
+
+    #: Constructor arguments that :meth:`config` leaves out.
+    unrecorded: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -105,6 +110,8 @@ class BaseModel(nn.Module):
                 for name, p in signature.parameters.items():
                     if p.kind is p.VAR_KEYWORD and name in arguments:
                         arguments.update(arguments.pop(name))
+                for name in type(self).unrecorded:
+                    arguments.pop(name, None)
                 object.__setattr__(self, "_init_kwargs", arguments)
             init(self, *args, **kw)
 
@@ -222,7 +229,12 @@ def _atomic_save(obj: Any, path: Path) -> None:
     # A process killed mid-write leaves its temporary file behind; clear those first.
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: _save_to(obj, tmp))
+
+
+def _save_to(obj: Any, tmp: str) -> None:
+    with open(tmp, "wb") as fh:  # torch.save given an open file, as the fault tests expect
+        torch.save(obj, fh)
 
 
 def save_checkpoint(
