@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from neurosolve._util.io import atomic_write
 from neurosolve._util.progress import progress_bar
+from neurosolve._util.validate import integer
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.operators.losses import relative_h1, relative_l2
@@ -357,8 +358,7 @@ def evaluate_operator(
         ``inference_seconds_per_sample`` (batch-1 forward) and, if asked, ``krylov``
         (:func:`summarize_krylov`) and ``krylov_records``.
     """
-    if int(batch_size) < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = integer(batch_size, "batch_size")
     device = resolve_device(device)
     op = op.to(device).eval()
     n = len(dataset)  # type: ignore[arg-type]

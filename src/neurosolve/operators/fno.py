@@ -227,7 +227,8 @@ class FNO3d(BaseModel):
     fc_width : int
         Hidden width of the projection.
     device, dtype
-        Where the parameters live and their real dtype.
+        Where the parameters live and their real dtype; ``config()`` records the dtype,
+        not the device (a checkpoint loads on the device its reader asks for).
 
     Examples
     --------
@@ -261,7 +262,7 @@ class FNO3d(BaseModel):
         self.fc_width = _positive(fc_width, "fc_width")
         # where the parameters are first put is no part of the model: a checkpoint must not
         # rebuild it on a device that the loading machine may not have
-        self.__dict__["_init_kwargs"].pop("device", None)
+        self.__dict__.get("_init_kwargs", {}).pop("device", None)
         self.lift = _pointwise(self.t_in + 3, self.width)
         self.spectral = nn.ModuleList(
             [

@@ -100,7 +100,8 @@ class SFNO(BaseModel):
         the predicted increment, which starts at 0 and grows, need not be periodic in time
         within the kept time modes.
     device, dtype
-        Where the parameters live and their real dtype.
+        Where the parameters live and their real dtype; ``config()`` records the dtype,
+        not the device (a checkpoint loads on the device its reader asks for).
 
     Examples
     --------
@@ -142,7 +143,7 @@ class SFNO(BaseModel):
         self.time_padding = int(time_padding)
         # where the parameters are first put is no part of the model: a checkpoint must not
         # rebuild it on a device that the loading machine may not have
-        self.__dict__["_init_kwargs"].pop("device", None)
+        self.__dict__.get("_init_kwargs", {}).pop("device", None)
         channels_in = 1 + 5  # vorticity + positional encoding
         self.lift = _pointwise(channels_in, self.width)
         self.spectral = nn.ModuleList(
