@@ -33,8 +33,9 @@ import torch
 
 from neurosolve.data.generate import generate
 from neurosolve.data.store import H5Dataset, read_arrays
-from neurosolve.operators.evaluation import evaluate_operator
-from neurosolve.operators.training import TrainConfig, load_operator, train_operator
+from neurosolve.harness.operator_eval import evaluate_operator
+from neurosolve.operators import load_operator, train_operator
+from neurosolve.training import TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

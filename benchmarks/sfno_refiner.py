@@ -35,10 +35,11 @@ from neurosolve.data.navier_stokes import (
     navier_stokes_samples,
     resample_spectral,
 )
+from neurosolve.operators.fno import FNO3d, count_parameters
 from neurosolve.operators.losses import relative_l2
 from neurosolve.operators.refine import relative_error, residual_estimator, spectral_refine
-from neurosolve.operators.sfno import SFNO, FNO3d, count_parameters
-from neurosolve.operators.training import ModelSpec, TrainConfig, Trainer, supervised_loss
+from neurosolve.operators.sfno import SFNO
+from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

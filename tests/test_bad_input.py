@@ -679,7 +679,7 @@ def _darcy_negative(p):
 
 
 def _trainer_device(p):
-    from neurosolve.operators.training import TrainConfig, Trainer
+    from neurosolve.training import TrainConfig, Trainer
 
     model = __import__("torch").nn.Linear(1, 1)
     return Trainer(model, lambda m, b: 0, TrainConfig(device=NO_DEVICE, progress=False), p["good"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import neurosolve.operators.training as training
+import neurosolve.training.trainer as training
 from neurosolve.checkpoint import load_checkpoint
 from neurosolve.cli import main
 
@@ -205,7 +205,7 @@ def test_hard_kill_inside_a_checkpoint_write_then_rerun(data, reference, tmp_pat
                 os._exit(137)
             return real(obj, f, *a, **k)
         torch.save = dying_save
-        import neurosolve.operators.training as training
+        import neurosolve.training.trainer as training
         training._plot_history = lambda *args, **kwargs: None
         from neurosolve.cli import main
         sys.exit(main({argv(data, run)!r}))

@@ -59,7 +59,7 @@ FORMAT_VERSION = 1
 MODELS: dict[str, str] = {
     "mgno": "neurosolve.operators.mgno:MgNO",
     "fno2d": "neurosolve.operators.fno:FNO2d",
-    "fno3d": "neurosolve.operators.sfno:FNO3d",
+    "fno3d": "neurosolve.operators.fno:FNO3d",
     "sfno": "neurosolve.operators.sfno:SFNO",
     "dcdm": "neurosolve.solvers.dcdm.network:DCDMNet",
     "mgpc": "neurosolve.solvers.mgpc:MGPCNet",
@@ -259,7 +259,7 @@ def save_checkpoint(
     state_dict : mapping
         ``model.state_dict()``; tensors are moved to the CPU.
     normalizers : mapping, optional
-        Normalizer states (see :mod:`neurosolve.operators.training`).
+        Normalizer states (see :mod:`neurosolve.operators.normalizers`).
     extra : mapping, optional
         Anything else made of tensors and plain containers (optimizer state, epoch, ...).
 

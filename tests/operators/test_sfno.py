@@ -8,7 +8,8 @@ import torch
 
 from neurosolve.checkpoint import build_model
 from neurosolve.errors import InvalidInputError
-from neurosolve.operators.sfno import SFNO, FNO3d, count_parameters
+from neurosolve.operators.fno import FNO3d, count_parameters
+from neurosolve.operators.sfno import SFNO
 from neurosolve.operators.spectral import SpectralConv
 
 

@@ -1,16 +1,21 @@
-"""Neural operators: MgNO, FNO, the shared spectral layers, losses and the trainer.
+"""Neural operators: MgNO, FNO (2D and 3D), the spatio-temporal FNO, their layers and losses.
 
 - :class:`~neurosolve.operators.spectral.SpectralConv`: N-d spectral convolution.
 - :class:`~neurosolve.operators.mgno.MgNO`: multigrid neural operator.
-- :class:`~neurosolve.operators.fno.FNO2d`: Fourier neural operator (2D).
+- :class:`~neurosolve.operators.fno.FNO2d`, :class:`~neurosolve.operators.fno.FNO3d`:
+  Fourier neural operators (2D; the original space-time FNO-3D).
+- :class:`~neurosolve.operators.sfno.SFNO`: the spatio-temporal FNO of Cao et al. (not the
+  spherical FNO of neuraloperator, which shares the acronym).
 - :mod:`~neurosolve.operators.losses`: relative L2 / H1 losses and metrics.
-- :class:`~neurosolve.operators.training.Trainer`: one trainer for every model;
-  :func:`~neurosolve.operators.training.train_operator` for supervised operators.
-- :mod:`~neurosolve.operators.evaluation`: test errors, pictures and the Krylov-style
-  evaluation of Darcy operators.
+- :mod:`~neurosolve.operators.normalizers`: per-channel normalizers and
+  :class:`~neurosolve.operators.normalizers.NormalizedOperator`.
+- :mod:`~neurosolve.operators.supervised`: :func:`train_operator` (on the shared
+  :class:`neurosolve.training.Trainer`) and :func:`load_operator`.
+- :mod:`~neurosolve.operators.refine`: the Spectral-Refiner.
 
-Names are imported lazily so that ``import neurosolve.operators.commands`` (done when the
-command line parser is built) does not import torch.
+The Krylov-style evaluation of Darcy operators runs solvers and lives in
+:mod:`neurosolve.harness.operator_eval`. Names are imported lazily so that importing the
+package does not import torch.
 """
 
 from __future__ import annotations
@@ -19,42 +24,34 @@ import importlib
 
 __all__ = [
     "FNO2d",
+    "FNO3d",
     "MgConv",
     "MgNO",
-    "ModelSpec",
     "NormalizedOperator",
+    "SFNO",
     "SpectralConv",
-    "TrainConfig",
-    "Trainer",
     "UnitGaussianNormalizer",
-    "darcy_krylov_evaluation",
-    "evaluate_operator",
-    "holdout_split",
     "load_operator",
+    "normalizers_from_state",
     "relative_h1",
     "relative_l2",
-    "supervised_loss",
     "train_operator",
 ]
 
 _WHERE = {
     "FNO2d": "fno",
+    "FNO3d": "fno",
     "MgConv": "mgno",
     "MgNO": "mgno",
-    "ModelSpec": "training",
-    "NormalizedOperator": "training",
+    "NormalizedOperator": "normalizers",
+    "SFNO": "sfno",
     "SpectralConv": "spectral",
-    "TrainConfig": "training",
-    "Trainer": "training",
-    "UnitGaussianNormalizer": "training",
-    "darcy_krylov_evaluation": "evaluation",
-    "evaluate_operator": "evaluation",
-    "holdout_split": "training",
-    "load_operator": "training",
+    "UnitGaussianNormalizer": "normalizers",
+    "load_operator": "supervised",
+    "normalizers_from_state": "normalizers",
     "relative_h1": "losses",
     "relative_l2": "losses",
-    "supervised_loss": "training",
-    "train_operator": "training",
+    "train_operator": "supervised",
 }
 
 

@@ -147,7 +147,7 @@ def _prod(shape) -> int:
 
 
 def _config(args: argparse.Namespace):
-    from neurosolve.operators.training import TrainConfig
+    from neurosolve.training import TrainConfig
 
     return TrainConfig(
         epochs=args.epochs,
@@ -168,7 +168,7 @@ def _config(args: argparse.Namespace):
 
 def _run_training(args: argparse.Namespace, kind: str, kwargs: dict[str, Any]) -> int:
     from neurosolve.errors import InvalidInputError
-    from neurosolve.operators.training import train_operator
+    from neurosolve.operators import train_operator
 
     train, info = _load_dataset(args.data, args.max_samples)
     val = None
@@ -253,8 +253,8 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
 def _evaluate(args: argparse.Namespace) -> int:
     from neurosolve.checkpoint import load_checkpoint
     from neurosolve.errors import InvalidInputError
-    from neurosolve.operators.evaluation import evaluate_operator
-    from neurosolve.operators.training import load_operator
+    from neurosolve.harness.operator_eval import evaluate_operator
+    from neurosolve.operators import load_operator
 
     if args.krylov < 0:
         raise InvalidInputError(f"--krylov must be >= 0, got {args.krylov}")

@@ -33,12 +33,12 @@ level), with a separate ``S`` per smoothing step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurosolve.checkpoint import BaseModel
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["MgConv", "MgNO"]
@@ -220,7 +220,7 @@ def _per_level(value: int | Sequence[int], levels: int, name: str) -> list[int]:
     return out
 
 
-class MgNO(nn.Module):
+class MgNO(BaseModel):
     """Multigrid neural operator: layers ``u <- act(W_mg u + K u + b)``.
 
     ``W_mg`` is a :class:`MgConv` V-cycle, ``K u + b`` a pointwise (1x1) convolution with
@@ -281,20 +281,7 @@ class MgNO(nn.Module):
             )
         if int(layers) < 1 or int(channels) < 1:
             raise InvalidInputError(f"layers and channels must be >= 1, got {layers}, {channels}")
-        self._config = {
-            "in_channels": int(in_channels),
-            "out_channels": int(out_channels),
-            "channels": int(channels),
-            "layers": int(layers),
-            "levels": int(levels),
-            "pre_smooth": pre_smooth if isinstance(pre_smooth, int) else list(pre_smooth),
-            "post_smooth": post_smooth if isinstance(post_smooth, int) else list(post_smooth),
-            "coarse_smooth": int(coarse_smooth),
-            "padding": padding,
-            "activation": activation,
-            "bias": bool(bias),
-            "dim": int(dim),
-        }
+        self.in_channels = int(in_channels)
         conv1 = nn.Conv2d if dim == 2 else nn.Conv3d
         self.dim = int(dim)
         self.cycles = nn.ModuleList()
@@ -318,19 +305,15 @@ class MgNO(nn.Module):
         self.act = _ACTIVATIONS[activation]()
         self.project = conv1(int(channels), int(out_channels), 1, bias=bias)
 
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (what a checkpoint stores to rebuild the model)."""
-        return dict(self._config)
-
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(batch, in_channels, *spatial)`` to ``(batch, out_channels, *spatial)``."""
-        if x.ndim != self.dim + 2 or x.shape[1] != self._config["in_channels"]:
+        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
             raise InvalidInputError(
-                f"MgNO expects (batch, {self._config['in_channels']}, <{self.dim} axes>), "
+                f"MgNO expects (batch, {self.in_channels}, <{self.dim} axes>), "
                 f"got shape {tuple(x.shape)}"
             )
         u = x

@@ -35,10 +35,11 @@ trajectory it is not zero but sits at a floor set by the finite differences in t
 stored grid (interactions with modes dropped by down-sampling are invisible) and the
 solver's own 2/3 truncation and time stepping; ``benchmarks/sfno_refiner.py`` reports it.
 
-The Spectral-Refiner (:func:`spectral_refine`) freezes a trained :class:`SFNO`, replaces its
-last spectral convolution by one that keeps every mode of the grid (trained low modes copied,
-small values elsewhere) and optimises only that layer, in float64, to minimise the estimator
-of its own prediction on a test batch. No ground truth is used.
+The Spectral-Refiner (:func:`spectral_refine`) freezes a trained spatio-temporal FNO
+(:class:`~neurosolve.operators.sfno.SFNO`), replaces its last spectral convolution by one
+that keeps every mode of the grid (trained low modes copied, small values elsewhere) and
+optimises only that layer, in float64, to minimise the estimator of its own prediction on a
+test batch. No ground truth is used.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from neurosolve._util.progress import progress_bar
 from neurosolve.errors import InvalidInputError
 
 __all__ = [
@@ -656,13 +657,7 @@ def spectral_refine(
     history = []
     best_pred, best_value, best_step = initial, math.inf, 0
     best_state = copy.deepcopy(refined.out_conv.state_dict())
-    iterator = range(int(steps) + 1)
-    show = progress and sys.stderr.isatty()
-    if show:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="refine", leave=False)
-    for step in iterator:
+    for step in progress_bar(range(int(steps) + 1), enabled=progress, desc="refine", leave=False):
         optimizer.zero_grad(set_to_none=True)
         pred, est = evaluate()
         history.append(est.detach().cpu().numpy())

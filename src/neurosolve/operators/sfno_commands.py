@@ -127,10 +127,10 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from neurosolve.data.store import H5Dataset
+    from neurosolve.operators import SFNO, FNO3d
     from neurosolve.operators.losses import relative_l2
     from neurosolve.operators.refine import relative_error
-    from neurosolve.operators.sfno import SFNO, FNO3d
-    from neurosolve.operators.training import ModelSpec, TrainConfig, Trainer, supervised_loss
+    from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
     train = H5Dataset(args.data)
     val = H5Dataset(args.val) if args.val is not None else None

@@ -4,7 +4,7 @@ A :class:`SpectralConv` multiplies the low Fourier modes of its input, channel-m
 them with learned complex weights, and transforms back. It works on any number of
 spatial axes (the last ``len(modes)`` axes of the input), on any grid size, and can
 resample its output to another grid (``out_shape``), which is how FNO-type models move
-between resolutions and how the SFNO changes its time length.
+between resolutions and how the spatio-temporal FNO (SFNO) changes its time length.
 
 Numerical choices
 -----------------

@@ -5,7 +5,7 @@ from torch.utils.data import TensorDataset
 
 from neurosolve.data.darcy import darcy_coefficient, darcy_system, solve_darcy
 from neurosolve.errors import InvalidInputError
-from neurosolve.operators.evaluation import (
+from neurosolve.harness.operator_eval import (
     darcy_krylov_evaluation,
     evaluate_operator,
     summarize_krylov,

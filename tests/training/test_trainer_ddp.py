@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from neurosolve.checkpoint import load_checkpoint
 from neurosolve.operators.losses import relative_l2
-from neurosolve.operators.training import TrainConfig, Trainer, supervised_loss
+from neurosolve.training import TrainConfig, Trainer, supervised_loss
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
 

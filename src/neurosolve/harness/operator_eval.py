@@ -1,4 +1,6 @@
-"""Evaluate trained operators: test errors, pictures, and the Krylov-style evaluation.
+"""Evaluate trained neural operators: test errors, pictures, and the Krylov-style evaluation.
+
+It sits in the harness, above the solvers, because the Krylov-style evaluation runs them.
 
 The Krylov-style evaluation measures a Darcy operator ``a -> u`` the way the harness
 measures solvers. For each test coefficient ``a`` it builds the discrete Darcy system
@@ -37,6 +39,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from neurosolve._util.io import atomic_write
+from neurosolve._util.progress import progress_bar
+from neurosolve._util.validate import integer
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.operators.losses import relative_h1, relative_l2
@@ -304,10 +309,7 @@ def plot_predictions(
             if i == 0:
                 ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    return path
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=90), suffix=".png")
 
 
 @torch.no_grad()
@@ -331,7 +333,7 @@ def evaluate_operator(
     ----------
     op : torch.nn.Module
         Maps inputs to outputs in physical units (e.g. from
-        :func:`neurosolve.operators.training.load_operator`).
+        :func:`neurosolve.operators.supervised.load_operator`).
     dataset : Dataset
         Items ``(x, y)``.
     batch_size : int, optional
@@ -356,10 +358,7 @@ def evaluate_operator(
         ``inference_seconds_per_sample`` (batch-1 forward) and, if asked, ``krylov``
         (:func:`summarize_krylov`) and ``krylov_records``.
     """
-    from tqdm.auto import tqdm
-
-    if int(batch_size) < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = integer(batch_size, "batch_size")
     device = resolve_device(device)
     op = op.to(device).eval()
     n = len(dataset)  # type: ignore[arg-type]
@@ -385,7 +384,7 @@ def evaluate_operator(
     if krylov_samples > 0:
         records = []
         count = min(int(krylov_samples), n)
-        for i in tqdm(range(count), desc="krylov evaluation", disable=not progress):
+        for i in progress_bar(range(count), enabled=progress, desc="krylov evaluation"):
             x, _ = dataset[i]
             pred = op(x.unsqueeze(0).to(device))[0, 0].double().cpu().numpy()
             a = x[0].double().cpu().numpy()

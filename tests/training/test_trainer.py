@@ -7,16 +7,10 @@ from torch.utils.data import TensorDataset
 
 from neurosolve.checkpoint import load_checkpoint
 from neurosolve.errors import InvalidInputError, TrainingDivergedError
+from neurosolve.operators import UnitGaussianNormalizer, load_operator
 from neurosolve.operators.losses import relative_l2
 from neurosolve.operators.mgno import MgNO
-from neurosolve.operators.training import (
-    ModelSpec,
-    TrainConfig,
-    Trainer,
-    UnitGaussianNormalizer,
-    load_operator,
-    supervised_loss,
-)
+from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
 
 def _smooth_data(n, size=12, seed=0):
