@@ -237,6 +237,10 @@ class FNO3d(BaseModel):
     torch.Size([2, 5, 16, 16])
     """
 
+    # Where the parameters are first put is no part of the model: a checkpoint must not
+    # rebuild it on a device that the loading machine may not have.
+    unrecorded = ("device",)
+
     def __init__(
         self,
         modes: Sequence[int] = (8, 8, 8),
@@ -260,9 +264,6 @@ class FNO3d(BaseModel):
             raise InvalidInputError(f"padding must be >= 0, got {padding}")
         self.padding = int(padding)
         self.fc_width = _positive(fc_width, "fc_width")
-        # where the parameters are first put is no part of the model: a checkpoint must not
-        # rebuild it on a device that the loading machine may not have
-        self.__dict__.get("_init_kwargs", {}).pop("device", None)
         self.lift = _pointwise(self.t_in + 3, self.width)
         self.spectral = nn.ModuleList(
             [

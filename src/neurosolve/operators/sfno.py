@@ -114,6 +114,10 @@ class SFNO(BaseModel):
     torch.Size([2, 7, 16, 16])
     """
 
+    # Where the parameters are first put is no part of the model: a checkpoint must not
+    # rebuild it on a device that the loading machine may not have.
+    unrecorded = ("device",)
+
     def __init__(
         self,
         modes: Sequence[int] = (12, 12, 5),
@@ -141,9 +145,6 @@ class SFNO(BaseModel):
         if int(time_padding) < 0:
             raise InvalidInputError(f"time_padding must be >= 0, got {time_padding}")
         self.time_padding = int(time_padding)
-        # where the parameters are first put is no part of the model: a checkpoint must not
-        # rebuild it on a device that the loading machine may not have
-        self.__dict__.get("_init_kwargs", {}).pop("device", None)
         channels_in = 1 + 5  # vorticity + positional encoding
         self.lift = _pointwise(channels_in, self.width)
         self.spectral = nn.ModuleList(
