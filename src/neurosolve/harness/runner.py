@@ -34,14 +34,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from neurosolve._util.progress import progress_bar
 from neurosolve.errors import InvalidInputError, UnknownNameError
 from neurosolve.harness.records import (
     BenchmarkResults,
@@ -58,6 +59,7 @@ __all__ = [
     "run_sequence",
     "run_suite",
     "check_methods",
+    "solver_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -218,7 +220,14 @@ def _sync(device: str | None) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
-def _solver_options(method: str, device: str | None, options: dict[str, Any] | None) -> dict:
+def solver_options(method: str, device: str | None, options: dict[str, Any] | None) -> dict:
+    """The factory options of ``method``: ``options`` plus ``device`` if the factory takes one.
+
+    Examples
+    --------
+    >>> solver_options("amg-sa", "cuda", {"strength": 0.25})
+    {'strength': 0.25}
+    """
     opts = dict(options or {})
     if device is not None and "device" not in opts and _accepts_device(method):
         opts["device"] = device
@@ -335,49 +344,94 @@ def measure_solve(
     b = np.asarray(system.b, dtype=np.float64)
     record = RunRecord(problem=name, method=method, n=int(system.A.shape[0]), nnz=int(system.A.nnz))
     threshold = stopping_threshold(float(np.linalg.norm(b)), rtol, atol)
-    opts = _solver_options(method, device, options)
-    memory_probe = None
+    opts = solver_options(method, device, options)
     try:
-        if warmup:
-            memory_probe = _MemoryProbe(device, trace=True)
-            with memory_probe:
-                _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
-                _sync(device)
-        stamps: list[float] = []
-
-        def stamp(*args: Any, **kwargs: Any) -> None:
-            stamps.append(time.perf_counter())
-
-        # On a GPU a callback would copy x_k to the host every iteration; there the
-        # residual times come from the method's own info["times"] (or are spread evenly).
-        callback = None if _is_cuda(device) else stamp
-
-        from neurosolve.solvers import make_solver
-
-        timed_probe = _MemoryProbe(device, trace=False)
-        with timed_probe:
-            _sync(device)
-            t0 = time.perf_counter()
-            solver = make_solver(method, system, **opts)
-            _sync(device)
-            t1 = time.perf_counter()
-            result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
-            _sync(device)
-            t2 = time.perf_counter()
-        x = _to_numpy(result.x)
-        if x.size != b.size:
-            raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
-        x = x.reshape(b.shape)
-        residuals = np.asarray(result.residuals, dtype=np.float64)
+        solve = _timed_solve(
+            system,
+            method,
+            b,
+            opts,
+            rtol=rtol,
+            atol=atol,
+            maxiter=maxiter,
+            warmup=warmup,
+            device=device,
+        )
     except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the run
         logger.warning("%s on %s failed: %s: %s", method, name, type(exc).__name__, exc)
         record.status = "error"
         record.error = f"{type(exc).__name__}: {exc}"
         record.reason = record.error
         return record, None
+    _fill_record(record, solve)
+    _recheck(record, system, b, solve.x, threshold)
+    logger.info(
+        "%s / %s: %s after %d iterations, true residual %.2e, setup %.3g s, solve %.3g s",
+        name,
+        method,
+        record.status,
+        record.iterations,
+        record.true_residual,
+        record.setup_seconds,
+        record.solve_seconds,
+    )
+    return record, solve.x
 
-    record.setup_seconds = t1 - t0
-    record.solve_seconds = t2 - t1
+
+@dataclass
+class _Solve:
+    """One timed setup + solve: the result, its ``x`` in float64, clocks and memory probes."""
+
+    result: Any
+    x: np.ndarray
+    residuals: np.ndarray
+    stamps: list[float]
+    t0: float
+    t1: float
+    t2: float
+    probes: list[_MemoryProbe]
+
+
+def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device) -> _Solve:
+    """The (optional) untimed warm-up, then the timed setup and solve."""
+    from neurosolve.solvers import make_solver
+
+    probes = []
+    if warmup:
+        probes.append(_MemoryProbe(device, trace=True))
+        with probes[-1]:
+            _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
+            _sync(device)
+    stamps: list[float] = []
+
+    def stamp(*args: Any, **kwargs: Any) -> None:
+        stamps.append(time.perf_counter())
+
+    # On a GPU a callback would copy x_k to the host every iteration; there the
+    # residual times come from the method's own info["times"] (or are spread evenly).
+    callback = None if _is_cuda(device) else stamp
+    probes.append(_MemoryProbe(device, trace=False))
+    with probes[-1]:
+        _sync(device)
+        t0 = time.perf_counter()
+        solver = make_solver(method, system, **opts)
+        _sync(device)
+        t1 = time.perf_counter()
+        result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        _sync(device)
+        t2 = time.perf_counter()
+    x = _to_numpy(result.x)
+    if x.size != b.size:
+        raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
+    residuals = np.asarray(result.residuals, dtype=np.float64)
+    return _Solve(result, x.reshape(b.shape), residuals, stamps, t0, t1, t2, probes)
+
+
+def _fill_record(record: RunRecord, solve: _Solve) -> None:
+    """Copy what the method reported (and the clocks and memory) into ``record``."""
+    result, residuals = solve.result, solve.residuals
+    record.setup_seconds = solve.t1 - solve.t0
+    record.solve_seconds = solve.t2 - solve.t1
     record.iterations = int(result.iterations)
     record.matvecs = int(result.matvecs)
     record.status = result.status.value
@@ -387,17 +441,23 @@ def measure_solve(
         residuals = residuals.max(axis=tuple(range(1, residuals.ndim)))
     record.residuals = [float(r) for r in residuals]
     record.residual_times = _residual_times(
-        len(record.residuals), stamps, (result.info or {}).get("times"), t0, t1, t2
+        len(record.residuals),
+        solve.stamps,
+        (result.info or {}).get("times"),
+        solve.t0,
+        solve.t1,
+        solve.t2,
     )
     record.condition_estimate = _condition_from_info(result.info or {})
-
-    probes = [p for p in (memory_probe, timed_probe) if p is not None and p.peak is not None]
+    probes = [p for p in solve.probes if p.peak is not None]
     if probes:
         best = max(probes, key=lambda p: p.peak)
         record.peak_memory_bytes = best.peak
         record.memory_method = best.method
 
-    # The recheck: the harness's own float64 residual with the scipy matrix.
+
+def _recheck(record: RunRecord, system, b: np.ndarray, x: np.ndarray, threshold: float) -> None:
+    """The harness's own float64 residual with the scipy matrix; flags any disagreement."""
     rnorm = float(np.linalg.norm(b - system.A @ x))
     bnorm = float(np.linalg.norm(b))
     record.true_residual = rnorm / bnorm if bnorm > 0 else rnorm
@@ -408,7 +468,7 @@ def measure_solve(
             f"claimed convergence but the true relative residual {record.true_residual:.3e} "
             f"misses the tolerance {threshold / bnorm if bnorm else threshold:.1e}"
         )
-        logger.warning("%s on %s: %s", method, name, record.flags[-1])
+        logger.warning("%s on %s: %s", record.method, record.problem, record.flags[-1])
     elif not record.claimed_converged and meets:
         record.flags.append(
             f"reported {record.status} although the true residual meets the tolerance"
@@ -422,17 +482,6 @@ def measure_solve(
                     f"the method's last reported residual {last:.3e} differs from the true "
                     f"residual {record.true_residual:.3e}"
                 )
-    logger.info(
-        "%s / %s: %s after %d iterations, true residual %.2e, setup %.3g s, solve %.3g s",
-        name,
-        method,
-        record.status,
-        record.iterations,
-        record.true_residual,
-        record.setup_seconds,
-        record.solve_seconds,
-    )
-    return record, x
 
 
 def _residual_times(count, stamps, method_times, t0, t1, t2) -> list[float]:
@@ -453,12 +502,6 @@ def _residual_times(count, stamps, method_times, t0, t1, t2) -> list[float]:
         return [setup] + [s - t0 for s in stamps]
     iters = max(count - 1, 1)
     return [setup + (t2 - t1) * k / iters for k in range(count)]
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled or not sys.stderr.isatty())
 
 
 def run_sequence(
@@ -495,7 +538,7 @@ def run_sequence(
     """
     methods = check_methods(methods)
     method_options = method_options or {}
-    bar = _bar or _progress(len(systems) * len(methods), progress, name)
+    bar = _bar or progress_bar(total=len(systems) * len(methods), enabled=progress, desc=name)
     out = []
     try:
         for method in methods:
@@ -588,7 +631,9 @@ def run_suite(
         options={"warmup": warmup, "method_options": method_options},
     )
     total = len(methods) * (len(suite.problems) + sum(s.frames for s in suite.sequences))
-    with contextlib.closing(_progress(total, progress, f"bench {suite.name}")) as bar:
+    with contextlib.closing(
+        progress_bar(total=total, enabled=progress, desc=f"bench {suite.name}")
+    ) as bar:
         for spec in suite.problems:
             bar.set_postfix_str(f"building {spec.id}", refresh=True)
             system = spec.build()
