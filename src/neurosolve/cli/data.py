@@ -121,6 +121,11 @@ def _add_generate(top: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any other keyword of the sample function (VALUE read as JSON, else as text)",
     )
+    _add_generator_options(gen)
+    gen.set_defaults(func=_generate)
+
+
+def _add_generator_options(gen: argparse.ArgumentParser) -> None:
     per_generator = gen.add_argument_group(
         "generator options (default: the generator's own; applies to the generators listed)"
     )
@@ -132,7 +137,6 @@ def _add_generate(top: argparse._SubParsersAction) -> None:
             metavar={int: "N", float: "X"}.get(kind, "NAME"),
             help=f"{text} [{', '.join(which)}]",
         )
-    gen.set_defaults(func=_generate)
 
 
 def _add_info(top: argparse._SubParsersAction) -> None:

@@ -2,7 +2,8 @@
 
 - :mod:`~neurosolve.harness.suites`: seeded problem and sequence specifications and the
   built-in suites; :mod:`~neurosolve.harness.suite_files` reads a suite from JSON or TOML.
-- :mod:`~neurosolve.harness.runner`: runs methods on problems and measures them.
+- :mod:`~neurosolve.harness.runner`: runs methods on problems and measures them
+  (:mod:`~neurosolve.harness.memory`: the peak-memory probe).
 - :mod:`~neurosolve.harness.records`: the result dataclasses and their JSON form.
 - :mod:`~neurosolve.harness.report`: markdown tables and residual plots.
 

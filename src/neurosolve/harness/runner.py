@@ -4,7 +4,7 @@ For every (problem, method) the runner
 
 1. optionally warms up (``warmup=True``): builds the solver and solves once, untimed,
    so first-call costs (imports, kernel compilation, allocator growth) are not charged
-   to the method; this pass also measures the peak memory (below);
+   to the method; this pass also measures the peak memory (with tracing, see below);
 2. builds the solver again and times it (``setup_seconds``: hierarchy, factorization,
    model load, geometry forward pass), then times ``solve`` (``solve_seconds``), with the
    same ``rtol``/``atol``/``maxiter`` for every method;
@@ -13,17 +13,8 @@ For every (problem, method) the runner
    only if ``||b - A x|| <= max(rtol ||b||, atol) * (1 + RECHECK_SLACK)``. A method that
    claims convergence but fails the recheck is recorded as NOT converged and flagged.
 
-Peak memory
------------
-Measured over setup + solve, as bytes above the level before the setup:
-
-- on CUDA: ``torch.cuda.max_memory_allocated`` (device memory held by torch tensors),
-  with the peak statistics reset before the setup;
-- on CPU: the larger of the ``tracemalloc`` peak (every numpy/scipy/pyamg array and
-  Python object; measured in the warm-up pass only, because tracing slows Python code)
-  and the growth of the process's resident-set high-water mark (``VmHWM``, reset through
-  ``/proc/self/clear_refs`` on Linux), which also sees torch's CPU allocations that
-  ``tracemalloc`` does not. ``memory_method`` in the record says which were available.
+Peak memory over setup + solve is measured by
+:class:`~neurosolve.harness.memory.MemoryProbe`.
 
 Errors raised by a method are recorded in its :class:`~neurosolve.harness.records.RunRecord`
 (``error``), never propagated: one broken method does not stop a benchmark.
@@ -35,7 +26,6 @@ import contextlib
 import logging
 import math
 import time
-import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +34,7 @@ import numpy as np
 
 from neurosolve._util.progress import progress_bar
 from neurosolve.errors import InvalidInputError, UnknownNameError
+from neurosolve.harness.memory import MemoryProbe
 from neurosolve.harness.records import (
     BenchmarkResults,
     RunRecord,
@@ -123,84 +114,6 @@ def _condition_from_info(info: dict[str, Any]) -> float | None:
         logger.info("no condition estimate: %s", exc)
         return None
     return float(value) if math.isfinite(value) else None
-
-
-class _MemoryProbe:
-    """Peak memory of a block (see the module docstring for what is measured)."""
-
-    def __init__(self, device: str | None, trace: bool) -> None:
-        self.cuda = bool(device) and str(device).startswith("cuda")
-        self._device_name = str(device) if device else "cpu"
-        self.trace = trace and not self.cuda
-        self.peak: int | None = None
-        self.method = ""
-
-    def __enter__(self) -> _MemoryProbe:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize(device=self._device())
-            torch.cuda.reset_peak_memory_stats(self._device())
-            self._cuda_base = torch.cuda.memory_allocated(self._device())
-            return self
-        self._rss_ok = _reset_rss_peak()
-        self._rss_base = _rss_bytes("VmRSS") if self._rss_ok else None
-        if self.trace:
-            self._was_tracing = tracemalloc.is_tracing()
-            if not self._was_tracing:
-                tracemalloc.start()
-            tracemalloc.reset_peak()
-            self._trace_base = tracemalloc.get_traced_memory()[0]
-        return self
-
-    def _device(self):
-        import torch
-
-        return torch.device(self._device_name)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize(device=self._device())
-            self.peak = int(torch.cuda.max_memory_allocated(self._device()) - self._cuda_base)
-            self.method = "cuda-max-allocated"
-            return
-        peaks, names = [], []
-        if self.trace:
-            peaks.append(tracemalloc.get_traced_memory()[1] - self._trace_base)
-            names.append("tracemalloc")
-            if not self._was_tracing:
-                tracemalloc.stop()
-        if self._rss_ok and self._rss_base is not None:
-            hwm = _rss_bytes("VmHWM")
-            if hwm is not None:
-                peaks.append(hwm - self._rss_base)
-                names.append("rss-hwm")
-        if peaks:
-            self.peak = int(max(0, max(peaks)))
-            self.method = "max(" + ", ".join(names) + ")" if len(names) > 1 else names[0]
-
-
-def _reset_rss_peak() -> bool:
-    # Writing "5" to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_bytes(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -389,7 +302,7 @@ class _Solve:
     t0: float
     t1: float
     t2: float
-    probes: list[_MemoryProbe]
+    probes: list[MemoryProbe]
 
 
 def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device) -> _Solve:
@@ -398,7 +311,7 @@ def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device
 
     probes = []
     if warmup:
-        probes.append(_MemoryProbe(device, trace=True))
+        probes.append(MemoryProbe(device, trace=True))
         with probes[-1]:
             _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
             _sync(device)
@@ -410,7 +323,7 @@ def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device
     # On a GPU a callback would copy x_k to the host every iteration; there the
     # residual times come from the method's own info["times"] (or are spread evenly).
     callback = None if _is_cuda(device) else stamp
-    probes.append(_MemoryProbe(device, trace=False))
+    probes.append(MemoryProbe(device, trace=False))
     with probes[-1]:
         _sync(device)
         t0 = time.perf_counter()
