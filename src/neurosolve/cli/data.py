@@ -94,7 +94,7 @@ def _add_generate(top: argparse._SubParsersAction) -> None:
     gen.add_argument("generator", metavar="GENERATOR", help="one of: " + ", ".join(names))
     gen.add_argument("--samples", type=int, required=True, metavar="N", help="dataset size")
     gen.add_argument("--resolution", type=int, metavar="R", help="grid cells per axis")
-    gen.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="seed")
     gen.add_argument("--out", required=True, metavar="FILE.h5", help="output file")
     gen.add_argument(
         "--shard",

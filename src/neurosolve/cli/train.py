@@ -240,13 +240,14 @@ def _add_space_time(train: argparse._SubParsersAction, kind: str) -> None:
         p, epochs=10, lr=1e-3, batch_size=8, schedule="onecycle", weight_decay=1e-4
     )
     m = p.add_argument_group("model")
+    modes = (12, 12, 5) if kind == "sfno" else (8, 8, 8)
     m.add_argument(
         "--modes",
         type=int,
         nargs=3,
-        default=(12, 12, 5) if kind == "sfno" else (8, 8, 8),
+        default=modes,
         metavar=("MX", "MY", "MT"),
-        help="Fourier modes in x, y, t",
+        help=f"Fourier modes in x, y, t (default: {' '.join(map(str, modes))})",
     )
     m.add_argument("--width", type=int, default=20)
     m.add_argument("--layers", type=int, default=4)
