@@ -249,7 +249,7 @@ def measure_solve(
     >>> x.shape == system.b.shape
     True
     """
-    from neurosolve.solvers.result import stopping_threshold
+    from neurosolve.solvers import stopping_threshold
 
     name = problem or getattr(system, "name", "") or "problem"
     if getattr(system, "b", None) is None:

@@ -182,26 +182,23 @@ class ProblemSpec:
         return system
 
     def _build_poisson(self):
-        from neurosolve.data import systems
+        from neurosolve.data import obstacle_flags, poisson
 
         flags = None
         if self.obstacles != "none":
             rng = np.random.default_rng([self.seed, _GEOMETRY_STREAM])
             kwargs = {} if self.obstacle_count is None else {"count": self.obstacle_count}
-            flags = systems.obstacle_flags(self.shape, self.obstacles, rng, **kwargs)
+            flags = obstacle_flags(self.shape, self.obstacles, rng, **kwargs)
         coefficient = None
         if self.contrast is not None:
             rng = np.random.default_rng([self.seed, _COEFFICIENT_STREAM])
             coefficient = contrast_coefficient(self.shape, self.contrast, rng)
-        system = systems.poisson(
-            self.shape, flags=flags, coefficient=coefficient, boundary=self.boundary
-        )
+        system = poisson(self.shape, flags=flags, coefficient=coefficient, boundary=self.boundary)
         system.b = self._make_rhs(system)
         return system
 
     def _build_file(self):
-        from neurosolve.data.grids import Grid
-        from neurosolve.data.systems import load_system
+        from neurosolve.data import Grid, load_system
 
         flags = None
         if self.flags_path is not None:
@@ -318,7 +315,7 @@ class SequenceSpec:
 
     def build(self) -> list:
         """Build every frame's system (``b`` set, ``name`` = ``<id>-f<k>``)."""
-        from neurosolve.data import systems
+        from neurosolve.data import poisson
 
         rng = np.random.default_rng([self.seed, _GEOMETRY_STREAM])
         all_flags = moving_obstacle_flags(
@@ -326,7 +323,7 @@ class SequenceSpec:
         )
         out = []
         for k, flags in enumerate(all_flags):
-            system = systems.poisson(self.shape, flags=flags, boundary=self.boundary)
+            system = poisson(self.shape, flags=flags, boundary=self.boundary)
             system.name = f"{self.id}-f{k}"
             rng = np.random.default_rng([self.seed, _RHS_STREAM, k])
             system.b = _make_rhs(system, self.rhs, rng, system.name)
