@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from neurosolve.cli import main
+from neurosolve.cli.options import parse_grid, parse_options
 from neurosolve.data.systems import poisson, save_system
 from neurosolve.errors import InvalidInputError
-from neurosolve.harness.commands import parse_grid, parse_options
 from neurosolve.harness.records import load_results
 from neurosolve.harness.suites import SUITES, ProblemSpec, SequenceSpec, Suite
 

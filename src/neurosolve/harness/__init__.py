@@ -1,5 +1,12 @@
 """The evaluation harness: problem suites, the benchmark runner, result records, reports.
 
+- :mod:`~neurosolve.harness.suites`: seeded problem and sequence specifications and the
+  built-in suites; :mod:`~neurosolve.harness.suite_files` reads a suite from JSON or TOML.
+- :mod:`~neurosolve.harness.runner`: runs methods on problems and measures them
+  (:mod:`~neurosolve.harness.memory`: the peak-memory probe).
+- :mod:`~neurosolve.harness.records`: the result dataclasses and their JSON form.
+- :mod:`~neurosolve.harness.report`: markdown tables and residual plots.
+
 Every method is measured the same way: setup and solve wall time, iterations, matvecs,
 peak memory, and the TRUE final relative residual recomputed by the harness in float64
 (a method that claims convergence it did not reach is recorded as not converged).
@@ -35,13 +42,13 @@ from neurosolve.harness.runner import (
     run_sequence,
     run_suite,
 )
+from neurosolve.harness.suite_files import load_suite
 from neurosolve.harness.suites import (
     SUITES,
     ProblemSpec,
     SequenceSpec,
     Suite,
     get_suite,
-    load_suite,
     suite_names,
 )
 

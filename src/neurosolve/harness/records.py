@@ -16,11 +16,11 @@ import json
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurosolve._util.io import atomic_write_text
 from neurosolve.errors import FileFormatError
 
 __all__ = [
@@ -326,19 +326,8 @@ def save_results(results: BenchmarkResults, path: str | Path) -> Path:
     >>> load_results(p).suite
     'demo'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results.to_dict(), indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_results(path: str | Path) -> BenchmarkResults:

@@ -15,10 +15,9 @@ directly; nothing here touches ``pyplot`` or the global backend.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from neurosolve._util.io import atomic_write, atomic_write_text
 from neurosolve.errors import InvalidInputError
 from neurosolve.harness.records import BenchmarkResults, RunRecord, save_results
 
@@ -133,17 +132,7 @@ def _figure(panels: int, width: float = 4.6, height: float = 3.4):
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
 
 
 def plot_residuals(results: BenchmarkResults, path: str | Path, *, x: str = "iteration") -> Path:
@@ -260,9 +249,7 @@ def write_report(results: BenchmarkResults, out_dir: str | Path) -> dict[str, Pa
     seq = sequence_table(results)
     if seq:
         text += f"\n{seq}\n"
-    md = out / "results.md"
-    md.write_text(text)
-    paths["markdown"] = md
+    paths["markdown"] = atomic_write_text(out / "results.md", text)
     if results.runs:
         paths["residuals_iteration"] = plot_residuals(
             results, out / "residuals_iteration.png", x="iteration"

@@ -4,7 +4,7 @@ For every (problem, method) the runner
 
 1. optionally warms up (``warmup=True``): builds the solver and solves once, untimed,
    so first-call costs (imports, kernel compilation, allocator growth) are not charged
-   to the method; this pass also measures the peak memory (below);
+   to the method; this pass also measures the peak memory (with tracing, see below);
 2. builds the solver again and times it (``setup_seconds``: hierarchy, factorization,
    model load, geometry forward pass), then times ``solve`` (``solve_seconds``), with the
    same ``rtol``/``atol``/``maxiter`` for every method;
@@ -13,17 +13,8 @@ For every (problem, method) the runner
    only if ``||b - A x|| <= max(rtol ||b||, atol) * (1 + RECHECK_SLACK)``. A method that
    claims convergence but fails the recheck is recorded as NOT converged and flagged.
 
-Peak memory
------------
-Measured over setup + solve, as bytes above the level before the setup:
-
-- on CUDA: ``torch.cuda.max_memory_allocated`` (device memory held by torch tensors),
-  with the peak statistics reset before the setup;
-- on CPU: the larger of the ``tracemalloc`` peak (every numpy/scipy/pyamg array and
-  Python object; measured in the warm-up pass only, because tracing slows Python code)
-  and the growth of the process's resident-set high-water mark (``VmHWM``, reset through
-  ``/proc/self/clear_refs`` on Linux), which also sees torch's CPU allocations that
-  ``tracemalloc`` does not. ``memory_method`` in the record says which were available.
+Peak memory over setup + solve is measured by
+:class:`~neurosolve.harness.memory.MemoryProbe`.
 
 Errors raised by a method are recorded in its :class:`~neurosolve.harness.records.RunRecord`
 (``error``), never propagated: one broken method does not stop a benchmark.
@@ -34,15 +25,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
-import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from neurosolve._util.progress import progress_bar
 from neurosolve.errors import InvalidInputError, UnknownNameError
+from neurosolve.harness.memory import MemoryProbe
 from neurosolve.harness.records import (
     BenchmarkResults,
     RunRecord,
@@ -58,6 +50,7 @@ __all__ = [
     "run_sequence",
     "run_suite",
     "check_methods",
+    "solver_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,84 +116,6 @@ def _condition_from_info(info: dict[str, Any]) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-class _MemoryProbe:
-    """Peak memory of a block (see the module docstring for what is measured)."""
-
-    def __init__(self, device: str | None, trace: bool) -> None:
-        self.cuda = bool(device) and str(device).startswith("cuda")
-        self._device_name = str(device) if device else "cpu"
-        self.trace = trace and not self.cuda
-        self.peak: int | None = None
-        self.method = ""
-
-    def __enter__(self) -> _MemoryProbe:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize(device=self._device())
-            torch.cuda.reset_peak_memory_stats(self._device())
-            self._cuda_base = torch.cuda.memory_allocated(self._device())
-            return self
-        self._rss_ok = _reset_rss_peak()
-        self._rss_base = _rss_bytes("VmRSS") if self._rss_ok else None
-        if self.trace:
-            self._was_tracing = tracemalloc.is_tracing()
-            if not self._was_tracing:
-                tracemalloc.start()
-            tracemalloc.reset_peak()
-            self._trace_base = tracemalloc.get_traced_memory()[0]
-        return self
-
-    def _device(self):
-        import torch
-
-        return torch.device(self._device_name)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize(device=self._device())
-            self.peak = int(torch.cuda.max_memory_allocated(self._device()) - self._cuda_base)
-            self.method = "cuda-max-allocated"
-            return
-        peaks, names = [], []
-        if self.trace:
-            peaks.append(tracemalloc.get_traced_memory()[1] - self._trace_base)
-            names.append("tracemalloc")
-            if not self._was_tracing:
-                tracemalloc.stop()
-        if self._rss_ok and self._rss_base is not None:
-            hwm = _rss_bytes("VmHWM")
-            if hwm is not None:
-                peaks.append(hwm - self._rss_base)
-                names.append("rss-hwm")
-        if peaks:
-            self.peak = int(max(0, max(peaks)))
-            self.method = "max(" + ", ".join(names) + ")" if len(names) > 1 else names[0]
-
-
-def _reset_rss_peak() -> bool:
-    # Writing "5" to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_bytes(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().double().numpy()
@@ -218,7 +133,14 @@ def _sync(device: str | None) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
-def _solver_options(method: str, device: str | None, options: dict[str, Any] | None) -> dict:
+def solver_options(method: str, device: str | None, options: dict[str, Any] | None) -> dict:
+    """The factory options of ``method``: ``options`` plus ``device`` if the factory takes one.
+
+    Examples
+    --------
+    >>> solver_options("amg-sa", "cuda", {"strength": 0.25})
+    {'strength': 0.25}
+    """
     opts = dict(options or {})
     if device is not None and "device" not in opts and _accepts_device(method):
         opts["device"] = device
@@ -327,7 +249,7 @@ def measure_solve(
     >>> x.shape == system.b.shape
     True
     """
-    from neurosolve.solvers.result import stopping_threshold
+    from neurosolve.solvers import stopping_threshold
 
     name = problem or getattr(system, "name", "") or "problem"
     if getattr(system, "b", None) is None:
@@ -335,49 +257,94 @@ def measure_solve(
     b = np.asarray(system.b, dtype=np.float64)
     record = RunRecord(problem=name, method=method, n=int(system.A.shape[0]), nnz=int(system.A.nnz))
     threshold = stopping_threshold(float(np.linalg.norm(b)), rtol, atol)
-    opts = _solver_options(method, device, options)
-    memory_probe = None
+    opts = solver_options(method, device, options)
     try:
-        if warmup:
-            memory_probe = _MemoryProbe(device, trace=True)
-            with memory_probe:
-                _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
-                _sync(device)
-        stamps: list[float] = []
-
-        def stamp(*args: Any, **kwargs: Any) -> None:
-            stamps.append(time.perf_counter())
-
-        # On a GPU a callback would copy x_k to the host every iteration; there the
-        # residual times come from the method's own info["times"] (or are spread evenly).
-        callback = None if _is_cuda(device) else stamp
-
-        from neurosolve.solvers import make_solver
-
-        timed_probe = _MemoryProbe(device, trace=False)
-        with timed_probe:
-            _sync(device)
-            t0 = time.perf_counter()
-            solver = make_solver(method, system, **opts)
-            _sync(device)
-            t1 = time.perf_counter()
-            result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
-            _sync(device)
-            t2 = time.perf_counter()
-        x = _to_numpy(result.x)
-        if x.size != b.size:
-            raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
-        x = x.reshape(b.shape)
-        residuals = np.asarray(result.residuals, dtype=np.float64)
+        solve = _timed_solve(
+            system,
+            method,
+            b,
+            opts,
+            rtol=rtol,
+            atol=atol,
+            maxiter=maxiter,
+            warmup=warmup,
+            device=device,
+        )
     except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the run
         logger.warning("%s on %s failed: %s: %s", method, name, type(exc).__name__, exc)
         record.status = "error"
         record.error = f"{type(exc).__name__}: {exc}"
         record.reason = record.error
         return record, None
+    _fill_record(record, solve)
+    _recheck(record, system, b, solve.x, threshold)
+    logger.info(
+        "%s / %s: %s after %d iterations, true residual %.2e, setup %.3g s, solve %.3g s",
+        name,
+        method,
+        record.status,
+        record.iterations,
+        record.true_residual,
+        record.setup_seconds,
+        record.solve_seconds,
+    )
+    return record, solve.x
 
-    record.setup_seconds = t1 - t0
-    record.solve_seconds = t2 - t1
+
+@dataclass
+class _Solve:
+    """One timed setup + solve: the result, its ``x`` in float64, clocks and memory probes."""
+
+    result: Any
+    x: np.ndarray
+    residuals: np.ndarray
+    stamps: list[float]
+    t0: float
+    t1: float
+    t2: float
+    probes: list[MemoryProbe]
+
+
+def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device) -> _Solve:
+    """The (optional) untimed warm-up, then the timed setup and solve."""
+    from neurosolve.solvers import make_solver
+
+    probes = []
+    if warmup:
+        probes.append(MemoryProbe(device, trace=True))
+        with probes[-1]:
+            _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
+            _sync(device)
+    stamps: list[float] = []
+
+    def stamp(*args: Any, **kwargs: Any) -> None:
+        stamps.append(time.perf_counter())
+
+    # On a GPU a callback would copy x_k to the host every iteration; there the
+    # residual times come from the method's own info["times"] (or are spread evenly).
+    callback = None if _is_cuda(device) else stamp
+    probes.append(MemoryProbe(device, trace=False))
+    with probes[-1]:
+        _sync(device)
+        t0 = time.perf_counter()
+        solver = make_solver(method, system, **opts)
+        _sync(device)
+        t1 = time.perf_counter()
+        result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        _sync(device)
+        t2 = time.perf_counter()
+    x = _to_numpy(result.x)
+    if x.size != b.size:
+        raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
+    residuals = np.asarray(result.residuals, dtype=np.float64)
+    return _Solve(result, x.reshape(b.shape), residuals, stamps, t0, t1, t2, probes)
+
+
+def _fill_record(record: RunRecord, solve: _Solve) -> None:
+    """Copy what the method reported (and the clocks and memory) into ``record``."""
+    result, residuals = solve.result, solve.residuals
+    record.setup_seconds = solve.t1 - solve.t0
+    record.solve_seconds = solve.t2 - solve.t1
     record.iterations = int(result.iterations)
     record.matvecs = int(result.matvecs)
     record.status = result.status.value
@@ -387,17 +354,23 @@ def measure_solve(
         residuals = residuals.max(axis=tuple(range(1, residuals.ndim)))
     record.residuals = [float(r) for r in residuals]
     record.residual_times = _residual_times(
-        len(record.residuals), stamps, (result.info or {}).get("times"), t0, t1, t2
+        len(record.residuals),
+        solve.stamps,
+        (result.info or {}).get("times"),
+        solve.t0,
+        solve.t1,
+        solve.t2,
     )
     record.condition_estimate = _condition_from_info(result.info or {})
-
-    probes = [p for p in (memory_probe, timed_probe) if p is not None and p.peak is not None]
+    probes = [p for p in solve.probes if p.peak is not None]
     if probes:
         best = max(probes, key=lambda p: p.peak)
         record.peak_memory_bytes = best.peak
         record.memory_method = best.method
 
-    # The recheck: the harness's own float64 residual with the scipy matrix.
+
+def _recheck(record: RunRecord, system, b: np.ndarray, x: np.ndarray, threshold: float) -> None:
+    """The harness's own float64 residual with the scipy matrix; flags any disagreement."""
     rnorm = float(np.linalg.norm(b - system.A @ x))
     bnorm = float(np.linalg.norm(b))
     record.true_residual = rnorm / bnorm if bnorm > 0 else rnorm
@@ -408,7 +381,7 @@ def measure_solve(
             f"claimed convergence but the true relative residual {record.true_residual:.3e} "
             f"misses the tolerance {threshold / bnorm if bnorm else threshold:.1e}"
         )
-        logger.warning("%s on %s: %s", method, name, record.flags[-1])
+        logger.warning("%s on %s: %s", record.method, record.problem, record.flags[-1])
     elif not record.claimed_converged and meets:
         record.flags.append(
             f"reported {record.status} although the true residual meets the tolerance"
@@ -422,17 +395,6 @@ def measure_solve(
                     f"the method's last reported residual {last:.3e} differs from the true "
                     f"residual {record.true_residual:.3e}"
                 )
-    logger.info(
-        "%s / %s: %s after %d iterations, true residual %.2e, setup %.3g s, solve %.3g s",
-        name,
-        method,
-        record.status,
-        record.iterations,
-        record.true_residual,
-        record.setup_seconds,
-        record.solve_seconds,
-    )
-    return record, x
 
 
 def _residual_times(count, stamps, method_times, t0, t1, t2) -> list[float]:
@@ -453,12 +415,6 @@ def _residual_times(count, stamps, method_times, t0, t1, t2) -> list[float]:
         return [setup] + [s - t0 for s in stamps]
     iters = max(count - 1, 1)
     return [setup + (t2 - t1) * k / iters for k in range(count)]
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled or not sys.stderr.isatty())
 
 
 def run_sequence(
@@ -495,7 +451,7 @@ def run_sequence(
     """
     methods = check_methods(methods)
     method_options = method_options or {}
-    bar = _bar or _progress(len(systems) * len(methods), progress, name)
+    bar = _bar or progress_bar(total=len(systems) * len(methods), enabled=progress, desc=name)
     out = []
     try:
         for method in methods:
@@ -588,7 +544,9 @@ def run_suite(
         options={"warmup": warmup, "method_options": method_options},
     )
     total = len(methods) * (len(suite.problems) + sum(s.frames for s in suite.sequences))
-    with contextlib.closing(_progress(total, progress, f"bench {suite.name}")) as bar:
+    with contextlib.closing(
+        progress_bar(total=total, enabled=progress, desc=f"bench {suite.name}")
+    ) as bar:
         for spec in suite.problems:
             bar.set_postfix_str(f"building {spec.id}", refresh=True)
             system = spec.build()

@@ -11,19 +11,13 @@ simulation where the geometry changes every time step (obstacles moving through 
 domain). Every frame is a new matrix, so every method pays its setup every frame.
 
 A :class:`Suite` groups problems and sequences under a name. Built-in suites are listed
-in :data:`SUITES`; :func:`load_suite` reads a suite from a small JSON or TOML file whose
-entries map one to one onto the dataclass fields::
-
-    {"name": "mine",
-     "problems": [{"shape": [32, 32, 32], "obstacles": "boxes", "seed": 1},
-                  {"kind": "file", "path": "system.mtx", "rhs_path": "b.npy"}],
-     "sequences": [{"shape": [32, 32, 32], "frames": 10}]}
+in :data:`SUITES`; :func:`neurosolve.harness.suite_files.load_suite` reads one from a JSON
+or TOML file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +34,6 @@ __all__ = [
     "Suite",
     "SUITES",
     "get_suite",
-    "load_suite",
     "suite_names",
 ]
 
@@ -189,26 +182,23 @@ class ProblemSpec:
         return system
 
     def _build_poisson(self):
-        from neurosolve.data import systems
+        from neurosolve.data import obstacle_flags, poisson
 
         flags = None
         if self.obstacles != "none":
             rng = np.random.default_rng([self.seed, _GEOMETRY_STREAM])
             kwargs = {} if self.obstacle_count is None else {"count": self.obstacle_count}
-            flags = systems.obstacle_flags(self.shape, self.obstacles, rng, **kwargs)
+            flags = obstacle_flags(self.shape, self.obstacles, rng, **kwargs)
         coefficient = None
         if self.contrast is not None:
             rng = np.random.default_rng([self.seed, _COEFFICIENT_STREAM])
             coefficient = contrast_coefficient(self.shape, self.contrast, rng)
-        system = systems.poisson(
-            self.shape, flags=flags, coefficient=coefficient, boundary=self.boundary
-        )
+        system = poisson(self.shape, flags=flags, coefficient=coefficient, boundary=self.boundary)
         system.b = self._make_rhs(system)
         return system
 
     def _build_file(self):
-        from neurosolve.data.grids import Grid
-        from neurosolve.data.systems import load_system
+        from neurosolve.data import Grid, load_system
 
         flags = None
         if self.flags_path is not None:
@@ -325,7 +315,7 @@ class SequenceSpec:
 
     def build(self) -> list:
         """Build every frame's system (``b`` set, ``name`` = ``<id>-f<k>``)."""
-        from neurosolve.data import systems
+        from neurosolve.data import poisson
 
         rng = np.random.default_rng([self.seed, _GEOMETRY_STREAM])
         all_flags = moving_obstacle_flags(
@@ -333,7 +323,7 @@ class SequenceSpec:
         )
         out = []
         for k, flags in enumerate(all_flags):
-            system = systems.poisson(self.shape, flags=flags, boundary=self.boundary)
+            system = poisson(self.shape, flags=flags, boundary=self.boundary)
             system.name = f"{self.id}-f{k}"
             rng = np.random.default_rng([self.seed, _RHS_STREAM, k])
             system.b = _make_rhs(system, self.rhs, rng, system.name)
@@ -368,7 +358,7 @@ class Suite:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form, the same layout :func:`load_suite` reads."""
+        """Plain-data form, the layout :func:`~neurosolve.harness.suite_files.load_suite` reads."""
         return {
             "name": self.name,
             "description": self.description,
@@ -507,104 +497,3 @@ def get_suite(name: str) -> Suite:
             f"unknown suite {name!r}; built-in suites: {', '.join(SUITES)} "
             "(or give a JSON/TOML suite file)"
         ) from None
-
-
-def _from_mapping(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise FileFormatError(f"{where}: expected a table/object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise FileFormatError(
-            f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(known))}"
-        )
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except InvalidInputError as exc:
-        raise FileFormatError(f"{where}: {exc}") from exc
-    except TypeError as exc:
-        raise FileFormatError(f"{where}: {exc}") from exc
-
-
-def load_suite(path: str | Path) -> Suite:
-    """Read a suite from a JSON (``.json``) or TOML (``.toml``) file.
-
-    Relative ``path``, ``rhs_path`` and ``flags_path`` entries of file problems are
-    resolved against the suite file's folder.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The suite file.
-
-    Returns
-    -------
-    Suite
-
-    Raises
-    ------
-    FileFormatError
-        If the file is missing, unparsable, or holds unknown fields or bad values.
-
-    Examples
-    --------
-    >>> import json, tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (folder / "s.json").write_text(json.dumps(
-    ...     {"name": "mine", "problems": [{"shape": [8, 8], "seed": 2}]}))
-    >>> [p.id for p in load_suite(folder / "s.json").problems]
-    ['poisson2d-8-s2']
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise FileFormatError(f"suite file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"cannot read suite file {path}: {exc}") from exc
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            raise FileFormatError("TOML suite files need Python >= 3.11; use JSON") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise FileFormatError(f"suite file {path} is not valid TOML: {exc}") from exc
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FileFormatError(f"suite file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise FileFormatError(f"suite file {path}: top level must be an object/table")
-    unknown = sorted(set(data) - {"name", "description", "problems", "sequences"})
-    if unknown:
-        raise FileFormatError(
-            f"suite file {path}: unknown field(s) {unknown}; "
-            "allowed: name, description, problems, sequences"
-        )
-    problems = []
-    for i, entry in enumerate(data.get("problems", [])):
-        if isinstance(entry, dict):
-            entry = dict(entry)
-            for key in ("path", "rhs_path", "flags_path"):
-                if isinstance(entry.get(key), str) and not Path(entry[key]).is_absolute():
-                    entry[key] = str(path.parent / entry[key])
-        problems.append(_from_mapping(ProblemSpec, entry, f"{path}: problems[{i}]"))
-    sequences = [
-        _from_mapping(SequenceSpec, entry, f"{path}: sequences[{i}]")
-        for i, entry in enumerate(data.get("sequences", []))
-    ]
-    if not problems and not sequences:
-        raise FileFormatError(f"suite file {path} lists no problems and no sequences")
-    try:
-        return Suite(
-            name=str(data.get("name", path.stem)),
-            problems=problems,
-            sequences=sequences,
-            description=str(data.get("description", "")),
-        )
-    except InvalidInputError as exc:
-        raise FileFormatError(f"suite file {path}: {exc}") from exc

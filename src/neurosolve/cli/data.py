@@ -1,6 +1,9 @@
 """Commands ``neurosolve generate``, ``neurosolve info`` and ``neurosolve merge``.
 
-This module stays light: numpy, h5py and torch are imported inside the commands.
+``generate`` writes a seeded, resumable HDF5 dataset with one of the generators of
+:mod:`neurosolve.data.generate` (every generator keyword is an option or a ``--param``),
+``info`` describes a dataset file and ``merge`` joins shard files into the file one process
+would have written. numpy, h5py and torch are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -10,7 +13,14 @@ import json
 import textwrap
 from typing import Any
 
-__all__ = ["add_commands"]
+from neurosolve.cli.options import (
+    RawDescriptionHelpFormatter,
+    add_device,
+    add_overwrite,
+    add_quiet,
+)
+
+__all__ = ["add_commands", "format_info"]
 
 # Generator options: flag -> (type, help, generators it applies to). Every option maps to
 # the sample function's keyword of the same name (dashes become underscores); options left
@@ -56,12 +66,18 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def add_commands(groups) -> None:
-    """Attach ``generate``, ``info`` and ``merge`` to the ``neurosolve`` parser."""
+def add_commands(top: argparse._SubParsersAction) -> None:
+    """Attach ``generate``, ``info`` and ``merge`` to the ``neurosolve`` subcommands."""
+    _add_generate(top)
+    _add_info(top)
+    _add_merge(top)
+
+
+def _add_generate(top: argparse._SubParsersAction) -> None:
     from neurosolve.data.generate import GENERATORS
 
     names = sorted(GENERATORS)
-    gen = groups.top.add_parser(
+    gen = top.add_parser(
         "generate",
         help="generate a PDE dataset as HDF5 (" + ", ".join(names) + ")",
         description=textwrap.fill(
@@ -73,12 +89,12 @@ def add_commands(groups) -> None:
         )
         + "\n\ngenerators:\n"
         + "\n".join(f"  {n:15s} {GENERATORS[n].description}" for n in names),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     gen.add_argument("generator", metavar="GENERATOR", help="one of: " + ", ".join(names))
     gen.add_argument("--samples", type=int, required=True, metavar="N", help="dataset size")
     gen.add_argument("--resolution", type=int, metavar="R", help="grid cells per axis")
-    gen.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="seed")
     gen.add_argument("--out", required=True, metavar="FILE.h5", help="output file")
     gen.add_argument(
         "--shard",
@@ -95,12 +111,9 @@ def add_commands(groups) -> None:
     gen.add_argument(
         "--dtype", choices=("float32", "float64"), default="float32", help="storage dtype"
     )
-    gen.add_argument(
-        "--device",
-        help="device for generators that simulate in torch (navier-stokes), e.g. cuda",
-    )
-    gen.add_argument("--overwrite", action="store_true", help="replace an existing FILE.h5")
-    gen.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_device(gen, None, "device for generators that simulate in torch (navier-stokes), e.g. cuda")
+    add_overwrite(gen)
+    add_quiet(gen, "no progress bar, no summary")
     gen.add_argument(
         "--param",
         action="append",
@@ -108,6 +121,11 @@ def add_commands(groups) -> None:
         metavar="KEY=VALUE",
         help="any other keyword of the sample function (VALUE read as JSON, else as text)",
     )
+    _add_generator_options(gen)
+    gen.set_defaults(func=_generate)
+
+
+def _add_generator_options(gen: argparse.ArgumentParser) -> None:
     per_generator = gen.add_argument_group(
         "generator options (default: the generator's own; applies to the generators listed)"
     )
@@ -119,9 +137,10 @@ def add_commands(groups) -> None:
             metavar={int: "N", float: "X"}.get(kind, "NAME"),
             help=f"{text} [{', '.join(which)}]",
         )
-    gen.set_defaults(func=_generate)
 
-    info = groups.top.add_parser(
+
+def _add_info(top: argparse._SubParsersAction) -> None:
+    info = top.add_parser(
         "info",
         help="show what a dataset file holds",
         description="Print a dataset file's generator, parameters, seed, version, array "
@@ -132,7 +151,9 @@ def add_commands(groups) -> None:
     info.add_argument("--no-stats", action="store_true", help="skip min/max/mean (fast)")
     info.set_defaults(func=_info)
 
-    merge = groups.top.add_parser(
+
+def _add_merge(top: argparse._SubParsersAction) -> None:
+    merge = top.add_parser(
         "merge",
         help="join shard files into one dataset",
         description="Join files written with 'neurosolve generate --shard i/n' into the file "
@@ -140,8 +161,8 @@ def add_commands(groups) -> None:
     )
     merge.add_argument("shards", nargs="+", metavar="SHARD.h5")
     merge.add_argument("--out", required=True, metavar="FILE.h5")
-    merge.add_argument("--overwrite", action="store_true", help="replace an existing FILE.h5")
-    merge.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_overwrite(merge)
+    add_quiet(merge, "no progress bar, no summary")
     merge.set_defaults(func=_merge)
 
 

@@ -1,0 +1,90 @@
+"""The ``neurosolve bench`` command: run solvers on a problem suite and write a report.
+
+Every method runs on every problem of a built-in suite (``--suite``) or of a suite file
+(``--problems``) under one stopping rule, rechecked by the harness in float64; the command
+writes ``results.json``, ``results.md`` and the residual plots of
+:func:`neurosolve.harness.report.write_report` to ``--out`` and prints the tables. The
+harness is imported inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurosolve.cli.options import (
+    add_device,
+    add_method_options,
+    add_quiet,
+    add_tolerances,
+    check_tolerances,
+    parse_options,
+)
+
+__all__ = ["DEFAULT_METHODS", "add_commands"]
+
+#: Methods ``bench`` runs when ``--methods`` is not given.
+DEFAULT_METHODS = "cg,ic-pcg,amg-sa,amg-sa-pcg,amg-rs-pcg"
+
+
+def add_commands(top: argparse._SubParsersAction) -> None:
+    """Register ``bench`` on the ``neurosolve`` subcommands."""
+    from neurosolve.harness.suites import suite_names
+
+    bench = top.add_parser(
+        "bench",
+        help="run solvers on a problem suite; write JSON, a table and residual plots",
+        description="Run every method on every problem of a suite under one stopping rule "
+        "(||b - Ax|| <= max(rtol ||b||, atol), rechecked by the harness in float64) and "
+        "write results.json, results.md and residual plots to --out.",
+    )
+    source = bench.add_mutually_exclusive_group()
+    source.add_argument(
+        "--suite",
+        default=None,
+        help=f"built-in suite: {', '.join(suite_names())} (default smoke)",
+    )
+    source.add_argument(
+        "--problems", type=Path, default=None, help="suite file (.json or .toml) to run instead"
+    )
+    bench.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated method names")
+    add_tolerances(bench)
+    bench.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    bench.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up solve")
+    add_device(bench, None, "torch device for torch methods (cuda)")
+    add_method_options(bench)
+    add_quiet(bench, "no progress bar, only results")
+    bench.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from neurosolve.harness.report import markdown_table, sequence_table, write_report
+    from neurosolve.harness.runner import check_methods, run_suite
+    from neurosolve.harness.suite_files import load_suite
+    from neurosolve.harness.suites import get_suite
+
+    check_tolerances(args)
+    methods = check_methods(args.methods.split(","))
+    suite = load_suite(args.problems) if args.problems else get_suite(args.suite or "smoke")
+    results = run_suite(
+        suite,
+        methods,
+        rtol=args.rtol,
+        atol=args.atol,
+        maxiter=args.maxiter,
+        warmup=not args.no_warmup,
+        device=args.device,
+        method_options=parse_options(args.option),
+        progress=not args.quiet,
+    )
+    paths = write_report(results, args.out)
+    if results.runs:
+        print(markdown_table(results))
+    seq = sequence_table(results)
+    if seq:
+        print()
+        print(seq)
+    print()
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0

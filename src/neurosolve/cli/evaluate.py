@@ -1,0 +1,153 @@
+"""The ``neurosolve evaluate`` command: test errors of a trained neural operator.
+
+It loads a run's ``model.pt`` and a dataset, prints the relative L2 and H1 errors and the
+inference time, draws input / truth / prediction / error, and for Darcy data adds the
+Krylov-style evaluation of :func:`neurosolve.harness.operator_eval.evaluate_operator`: the
+prediction's residual in the discrete system, its error against the exact discrete
+solution, and the CG / AMG-PCG iterations it saves as an initial guess. torch and the
+models are imported inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from neurosolve._util.progress import show_progress
+from neurosolve._util.validate import integer
+from neurosolve.cli.options import add_device, add_quiet
+from neurosolve.errors import InvalidInputError
+
+__all__ = ["add_commands"]
+
+
+def add_commands(top: argparse._SubParsersAction) -> None:
+    """Register ``evaluate`` on the ``neurosolve`` subcommands."""
+    p = top.add_parser(
+        "evaluate",
+        help="test errors of a trained operator (and its Krylov-style evaluation)",
+        description="Evaluate a trained operator (a run's model.pt) on a dataset: relative "
+        "L2 and H1 errors, a PNG of input/truth/prediction/error, and for Darcy data the "
+        "Krylov-style evaluation: residual of the prediction in the discrete system, error "
+        "against the exact discrete solution, and CG / AMG-PCG iterations saved when the "
+        "prediction is the initial guess.",
+    )
+    p.add_argument("model", metavar="MODEL.pt")
+    p.add_argument("--data", required=True, metavar="FILE.h5")
+    p.add_argument("--png", metavar="FILE.png", help="picture (default: next to MODEL.pt)")
+    p.add_argument("--json", metavar="FILE.json", help="write all numbers there")
+    p.add_argument(
+        "--krylov",
+        type=int,
+        default=10,
+        metavar="N",
+        help="Krylov-style evaluation on the first N samples (0: off)",
+    )
+    p.add_argument("--methods", default="cg,amg-sa-pcg", help="classical methods, comma list")
+    p.add_argument("--rtol", type=float, default=1e-8, help="tolerance of the classical solves")
+    p.add_argument("--batch-size", type=int, default=16)
+    add_device(p)
+    add_quiet(p)
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from neurosolve.checkpoint import load_checkpoint
+    from neurosolve.cli.datasets import load_dataset
+    from neurosolve.harness.operator_eval import evaluate_operator
+    from neurosolve.operators import load_operator
+
+    krylov = integer(args.krylov, "--krylov", minimum=0)
+    op = load_operator(args.model, map_location=args.device)
+    ckpt = load_checkpoint(args.model)
+    dataset, info = load_dataset(args.data)
+    expected = ckpt["kwargs"].get("in_channels")
+    if expected is not None and int(info["x_shape"][1]) != int(expected):
+        raise InvalidInputError(
+            f"{args.model} takes {expected} input channels; {args.data} has {info['x_shape'][1]}"
+        )
+    if krylov and info["generator"] != "darcy":
+        print(
+            f"note: Krylov-style evaluation needs Darcy data; {args.data} holds "
+            f"{info['generator']!r} data, skipped",
+            file=sys.stderr,
+        )
+        krylov = 0
+    f = float(info["params"].get("f", 1.0)) if isinstance(info.get("params"), dict) else 1.0
+    png = args.png or str(Path(args.model).with_name(Path(args.model).stem + "_evaluation.png"))
+    result = evaluate_operator(
+        op,
+        dataset,
+        batch_size=args.batch_size,
+        device=args.device,
+        krylov_samples=krylov,
+        krylov_methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        krylov_rtol=args.rtol,
+        f=f,
+        png=png,
+        progress=show_progress(not args.quiet),
+    )
+    _print_errors(args, op, ckpt, result)
+    if "krylov" in result:
+        _print_krylov(result["krylov"], args.rtol)
+    print(f"\nwrote {result['png']}")
+    if args.json:
+        from neurosolve._util.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_errors(args: argparse.Namespace, op: Any, ckpt: dict, result: dict) -> None:
+    params = sum(p.numel() for p in op.parameters())
+    epoch = (ckpt.get("extra") or {}).get("epoch")
+    print(
+        f"model: {ckpt['kind']} ({params:,} parameters) from {args.model}"
+        + (f" (epoch {epoch})" if epoch else "")
+    )
+    print(
+        f"test samples: {result['samples']}  relative L2: {result['rel_l2']:.4e}  "
+        f"relative H1: {result['rel_h1']:.4e} (finite differences; spectral "
+        f"{result['rel_h1_spectral']:.4e})"
+    )
+    print(
+        f"inference: {1e3 * result['inference_seconds_per_sample']:.2f} ms per sample "
+        f"(batch 1, {args.device})"
+    )
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def _print_krylov(k: dict[str, Any], rtol: float) -> None:
+    print(
+        f"\nKrylov-style evaluation on {k['samples']} samples (rtol {rtol:g}): "
+        f"prediction residual ||b-Au||/||b|| median {k['residual_median']:.3e}, "
+        f"error vs exact discrete solution median {k['error_median']:.3e}"
+    )
+    print(
+        "| method | iters from 0 | iters from prediction | saved | solve s from 0 | "
+        "solve s from prediction | iters to prediction's residual / error | "
+        "classical/operator time at prediction's residual / error |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, m in k["methods"].items():
+        print(
+            f"| {name} | {_fmt(m.get('iterations_cold'), '.1f')} | "
+            f"{_fmt(m.get('iterations_warm'), '.1f')} | "
+            f"{_fmt(m.get('iterations_saved'), '.1f')} | "
+            f"{_fmt(m.get('seconds_cold'))} | {_fmt(m.get('seconds_warm'))} | "
+            f"{_fmt(m.get('iterations_to_match'), '.1f')} / "
+            f"{_fmt(m.get('iterations_to_match_error'), '.1f')} | "
+            f"{_fmt(m.get('speedup_at_prediction_accuracy'))} / "
+            f"{_fmt(m.get('speedup_at_prediction_error'))} |"
+        )
