@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from neurosolve.data import systems
 from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
-from neurosolve.data.systems import (
+from neurosolve.data import (
     LinearSystem,
     check_spd_matrix,
     divergence_rhs,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neurosolve.cli import main
-from neurosolve.data.systems import poisson, save_system
+from neurosolve.data import poisson, save_system
 from neurosolve.errors import InvalidInputError
 from neurosolve.harness.commands import parse_grid, parse_options
 from neurosolve.harness.records import load_results

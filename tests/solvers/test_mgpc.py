@@ -10,7 +10,7 @@ import torch
 from neurosolve.checkpoint import save_checkpoint
 from neurosolve.data.geometry import contrast_coefficient
 from neurosolve.data.grids import FLUID
-from neurosolve.data.systems import obstacle_flags, poisson
+from neurosolve.data import obstacle_flags, poisson
 from neurosolve.errors import FileFormatError, InvalidInputError
 from neurosolve.solvers import make_solver, solve
 from neurosolve.solvers.mgpc import (

@@ -324,7 +324,7 @@ def register_generator(
 
 register_generator(
     "poisson",
-    "neurosolve.data.systems:poisson_samples",
+    "neurosolve.data.samples:poisson_samples",
     chunk=8,
     positive=("resolution", "rtol"),
     description="Poisson pressure systems with obstacles: (rhs, flags) -> solution",

@@ -189,7 +189,7 @@ class ProblemSpec:
         return system
 
     def _build_poisson(self):
-        from neurosolve.data import systems
+        from neurosolve import data as systems
 
         flags = None
         if self.obstacles != "none":
@@ -208,7 +208,7 @@ class ProblemSpec:
 
     def _build_file(self):
         from neurosolve.data.grids import Grid
-        from neurosolve.data.systems import load_system
+        from neurosolve.data import load_system
 
         flags = None
         if self.flags_path is not None:
@@ -247,7 +247,7 @@ def _make_rhs(system, kind: str, rng: np.random.Generator, label: str) -> np.nda
                 "(give 'grid', or use rhs 'random' or 'ones')"
             )
         return rng.standard_normal(n)
-    from neurosolve.data.systems import make_rhs
+    from neurosolve.data import make_rhs
 
     return np.asarray(make_rhs(system, kind, rng), dtype=np.float64)
 
@@ -325,7 +325,7 @@ class SequenceSpec:
 
     def build(self) -> list:
         """Build every frame's system (``b`` set, ``name`` = ``<id>-f<k>``)."""
-        from neurosolve.data import systems
+        from neurosolve import data as systems
 
         rng = np.random.default_rng([self.seed, _GEOMETRY_STREAM])
         all_flags = moving_obstacle_flags(
