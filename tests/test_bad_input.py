@@ -42,8 +42,8 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     import torch
 
     from neurosolve.checkpoint import build_model, save_checkpoint
-    from neurosolve.data.generate import generate
     from neurosolve.data import poisson, save_system
+    from neurosolve.data.generate import generate
 
     folder.mkdir(parents=True, exist_ok=True)
     p: dict[str, Path] = {}

@@ -9,8 +9,8 @@ import scipy.stats
 import torch
 
 from neurosolve.checkpoint import save_checkpoint
-from neurosolve.data.grids import FLUID, SOLID
 from neurosolve.data import obstacle_flags, poisson
+from neurosolve.data.grids import FLUID, SOLID
 from neurosolve.errors import FileFormatError, InvalidInputError
 from neurosolve.solvers.dcdm.network import DCDMNet, flags_channel
 from neurosolve.solvers.dcdm.ritz import lanczos, ritz_pairs, ritz_rhs, ritz_samples, stencil_fields

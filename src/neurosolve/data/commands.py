@@ -58,7 +58,7 @@ def _dest(flag: str) -> str:
 
 def add_commands(groups) -> None:
     """Attach ``generate``, ``info`` and ``merge`` to the ``neurosolve`` parser."""
-    from neurosolve.data.generate import GENERATORS
+    from neurosolve.data.generators import GENERATORS
 
     names = sorted(GENERATORS)
     gen = groups.top.add_parser(
@@ -186,7 +186,8 @@ def _shape(shape) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from neurosolve.data.generate import generate, get_generator
+    from neurosolve.data.generate import generate
+    from neurosolve.data.generators import get_generator
     from neurosolve.data.store import read_info
 
     get_generator(args.generator)  # unknown name: one clear line before anything else

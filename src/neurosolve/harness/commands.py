@@ -181,8 +181,8 @@ def _solve(args) -> int:
 
     import numpy as np
 
-    from neurosolve.data.grids import Grid
     from neurosolve.data import load_system
+    from neurosolve.data.grids import Grid
     from neurosolve.harness.runner import _solver_options, check_methods
     from neurosolve.solvers import make_solver
     from neurosolve.solvers.result import stopping_threshold

@@ -189,7 +189,7 @@ class ProblemSpec:
         return system
 
     def _build_poisson(self):
-        from neurosolve import data as systems
+        import neurosolve.data as systems
 
         flags = None
         if self.obstacles != "none":
@@ -207,8 +207,8 @@ class ProblemSpec:
         return system
 
     def _build_file(self):
-        from neurosolve.data.grids import Grid
         from neurosolve.data import load_system
+        from neurosolve.data.grids import Grid
 
         flags = None
         if self.flags_path is not None:
@@ -325,7 +325,7 @@ class SequenceSpec:
 
     def build(self) -> list:
         """Build every frame's system (``b`` set, ``name`` = ``<id>-f<k>``)."""
-        from neurosolve import data as systems
+        import neurosolve.data as systems
 
         rng = np.random.default_rng([self.seed, _GEOMETRY_STREAM])
         all_flags = moving_obstacle_flags(

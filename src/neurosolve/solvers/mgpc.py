@@ -1046,8 +1046,8 @@ def mgpc_samples(
     """
     from scipy.ndimage import gaussian_filter
 
-    from neurosolve.data.geometry import contrast_coefficient
     from neurosolve.data import obstacle_flags, poisson
+    from neurosolve.data.geometry import contrast_coefficient
 
     shape = (int(resolution),) * int(dim)
     xs, vs = [], []
