@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from neurosolve._util.validate import as_rng
+from neurosolve._util.validate import as_rng, integer, positive
 from neurosolve.data.grids import AIR, FLUID, SOLID, check_shape
 from neurosolve.errors import InvalidInputError
 
@@ -66,8 +66,7 @@ def contrast_coefficient(
     """
     from scipy.ndimage import gaussian_filter
 
-    if not (np.isfinite(contrast) and contrast > 0):
-        raise InvalidInputError(f"contrast must be a positive number, got {contrast!r}")
+    contrast = positive(contrast, "contrast")
     sigma = max(correlation * min(shape), 0.5)
     noise = gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
     return np.where(noise > np.median(noise), float(contrast), 1.0)
@@ -113,8 +112,7 @@ def moving_obstacle_flags(
     >>> len(flags), flags[0].shape, bool((flags[0] != flags[2]).any())
     (3, (16, 16), True)
     """
-    if frames < 1:
-        raise InvalidInputError(f"frames must be >= 1, got {frames}")
+    frames = integer(frames, "frames")
     ndim = len(shape)
     low, high = radius, 1.0 - radius
     centres = rng.uniform(low, high, size=(count, ndim))

@@ -185,8 +185,7 @@ def _operators(n: int, device: torch.device, dtype: torch.dtype):
     out_mask = maskf.clone()
     out_mask[0, 0] = 0.0  # u . grad w = div(u w) has zero mean; drop the rounding residue
     # without the 2/3 mask: the plain and the 3/2-padded products
-    inv = inv_lap
-    vel_grad_full = torch.stack((dy * inv, -dx * inv, dx, dy)).contiguous()
+    vel_grad_full = torch.stack((dy * inv_lap, -dx * inv_lap, dx, dy)).contiguous()
     out_mask_full = torch.ones_like(out_mask)
     out_mask_full[0, 0] = 0.0
     return {
