@@ -205,7 +205,7 @@ def part_2d(args, methods, options) -> list[dict]:
 
 def anisotropic_systems(args) -> list[tuple[str, object]]:
     """Stretched grids and layered media (right-hand sides from fixed seeds)."""
-    from neurosolve.data.systems import obstacle_flags, poisson
+    from neurosolve.data import obstacle_flags, poisson
 
     n2 = args.size_2d
     out = []

@@ -42,8 +42,8 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     import torch
 
     from neurosolve.checkpoint import build_model, save_checkpoint
+    from neurosolve.data import poisson, save_system
     from neurosolve.data.generate import generate
-    from neurosolve.data.systems import poisson, save_system
 
     folder.mkdir(parents=True, exist_ok=True)
     p: dict[str, Path] = {}
@@ -631,7 +631,7 @@ class ApiCase:
 def _solve_file(name: str, **kw):
     def call(p):
         from neurosolve import solvers
-        from neurosolve.data.systems import load_system
+        from neurosolve.data import load_system
 
         system = load_system(p[name])
         return solvers.solve(system, np.ones(system.n), **kw)
@@ -691,7 +691,7 @@ API_CASES: list[ApiCase] = [
         "api-garbage-mtx",
         "text file that is not Matrix Market",
         "load_system('garbage.mtx')",
-        lambda p: __import__("neurosolve.data.systems").data.systems.load_system(p["garbage"]),
+        lambda p: __import__("neurosolve.data").data.load_system(p["garbage"]),
         FileFormatError,
         "cannot read the matrix as Matrix Market",
     ),
@@ -806,7 +806,7 @@ def test_api_bad_input(case: ApiCase, inputs):
 def test_solve_api_indefinite_and_singular_never_claim_convergence(inputs):
     """The API returns a result that says why it stopped, never 'converged'."""
     from neurosolve import solvers
-    from neurosolve.data.systems import load_system
+    from neurosolve.data import load_system
     from neurosolve.solvers.result import Status, relative_residual
 
     for name, method in (("indefinite", "cg"), ("singular", "cg"), ("singular", "amg-sa-pcg")):

@@ -17,7 +17,8 @@ import torch
 
 from neurosolve.cli import main
 from neurosolve.data import store
-from neurosolve.data.generate import GENERATORS, generate_samples, register_generator
+from neurosolve.data.generate import generate_samples
+from neurosolve.data.generators import GENERATORS, register_generator
 
 
 def toy_samples(rngs, *, resolution=4, scale=1.0):
@@ -161,7 +162,7 @@ SLOW_SCRIPT = """
 import os, sys, time
 import numpy as np
 from neurosolve.cli import main
-from neurosolve.data.generate import register_generator
+from neurosolve.data.generators import register_generator
 
 MARKER = os.environ.get("SLOWTOY_MARKER")
 

@@ -10,15 +10,8 @@ import pytest
 import torch
 
 from neurosolve.data import store
-from neurosolve.data.generate import (
-    GENERATORS,
-    generate,
-    generate_samples,
-    get_generator,
-    parse_shard,
-    register_generator,
-    shard_range,
-)
+from neurosolve.data.generate import generate, generate_samples, parse_shard, shard_range
+from neurosolve.data.generators import GENERATORS, get_generator, register_generator
 from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
 
 

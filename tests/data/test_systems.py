@@ -12,9 +12,7 @@ import scipy.sparse.linalg as spla
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurosolve.data import systems
-from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
-from neurosolve.data.systems import (
+from neurosolve.data import (
     LinearSystem,
     check_spd_matrix,
     divergence_rhs,
@@ -27,7 +25,9 @@ from neurosolve.data.systems import (
     reference_solve,
     save_system,
     smooth_rhs,
+    systems,
 )
+from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
 from neurosolve.errors import FileFormatError, InvalidInputError
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from neurosolve.cli import main
 from neurosolve.cli.options import parse_grid, parse_options
-from neurosolve.data.systems import poisson, save_system
+from neurosolve.data import poisson, save_system
 from neurosolve.errors import InvalidInputError
 from neurosolve.harness.records import load_results
 from neurosolve.harness.suites import SUITES, ProblemSpec, SequenceSpec, Suite

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from neurosolve.data import poisson, save_system
 from neurosolve.data.geometry import contrast_coefficient, moving_obstacle_flags
 from neurosolve.data.grids import FLUID, SOLID
-from neurosolve.data.systems import poisson, save_system
 from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
 from neurosolve.harness.suite_files import load_suite
 from neurosolve.harness.suites import (

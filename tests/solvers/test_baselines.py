@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from neurosolve.data.systems import obstacle_flags, poisson
+from neurosolve.data import obstacle_flags, poisson
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers import make_solver, solve
 from neurosolve.solvers.baselines import IncompleteCholesky

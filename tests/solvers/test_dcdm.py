@@ -9,8 +9,8 @@ import scipy.stats
 import torch
 
 from neurosolve.checkpoint import save_checkpoint
+from neurosolve.data import obstacle_flags, poisson
 from neurosolve.data.grids import FLUID, SOLID
-from neurosolve.data.systems import obstacle_flags, poisson
 from neurosolve.errors import FileFormatError, InvalidInputError
 from neurosolve.solvers.dcdm.network import DCDMNet, flags_channel
 from neurosolve.solvers.dcdm.ritz import lanczos, ritz_pairs, ritz_rhs, ritz_samples, stencil_fields
@@ -356,7 +356,7 @@ def test_train_command_writes_a_loadable_model_curve_and_metrics(tmp_path, capsy
 
 def test_solve_command_on_an_exported_matrix_with_and_without_its_grid(tmp_path, capsys):
     from neurosolve.cli import main
-    from neurosolve.data.systems import save_system
+    from neurosolve.data import save_system
 
     system = obstacle_system((8, 8), 13)
     matrix = save_system(tmp_path / "exported.mtx", system.A)

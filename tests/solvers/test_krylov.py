@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurosolve.data.systems import obstacle_flags, poisson
+from neurosolve.data import obstacle_flags, poisson
 from neurosolve.errors import InvalidInputError, UnknownNameError
 from neurosolve.solvers import available, make_solver, register_method, solve
 from neurosolve.solvers.krylov import (

@@ -8,9 +8,9 @@ import scipy.sparse as sp
 import torch
 
 from neurosolve.checkpoint import save_checkpoint
+from neurosolve.data import obstacle_flags, poisson
 from neurosolve.data.geometry import contrast_coefficient
 from neurosolve.data.grids import FLUID
-from neurosolve.data.systems import obstacle_flags, poisson
 from neurosolve.errors import FileFormatError, InvalidInputError
 from neurosolve.solvers import make_solver, solve
 from neurosolve.solvers.mgpc import (

@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from neurosolve.data import LinearSystem, obstacle_flags, poisson
 from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
-from neurosolve.data.systems import LinearSystem, obstacle_flags, poisson
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.stencil import SparseOperator, StencilOperator
 

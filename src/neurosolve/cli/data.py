@@ -74,7 +74,7 @@ def add_commands(top: argparse._SubParsersAction) -> None:
 
 
 def _add_generate(top: argparse._SubParsersAction) -> None:
-    from neurosolve.data.generate import GENERATORS
+    from neurosolve.data.generators import GENERATORS
 
     names = sorted(GENERATORS)
     gen = top.add_parser(
@@ -207,7 +207,8 @@ def _shape(shape) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from neurosolve.data.generate import generate, get_generator
+    from neurosolve.data.generate import generate
+    from neurosolve.data.generators import get_generator
     from neurosolve.data.store import read_info
 
     get_generator(args.generator)  # unknown name: one clear line before anything else

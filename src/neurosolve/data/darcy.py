@@ -1,5 +1,10 @@
 """Darcy flow data: ``-div(a grad u) = f`` on the unit square, ``u = 0`` on the boundary.
 
+The coefficient families, the Darcy system and its solution, and the ``a -> u`` pairs of
+the FNO Darcy benchmark (:func:`darcy_samples`). It builds on :mod:`neurosolve.data.systems`
+only; :mod:`neurosolve.data.samples` uses its coefficients for variable-coefficient Poisson
+data.
+
 Coefficients ``a`` come from Gaussian random fields
 (:func:`neurosolve.data.random_fields.gaussian_random_field`, covariance
 ``(-Laplacian + tau^2)^(-alpha)``), in three kinds:
@@ -28,13 +33,14 @@ smoothed aggregation with CG above (:func:`neurosolve.data.systems.reference_sol
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
+from neurosolve._util.progress import progress_bar
+from neurosolve._util.validate import as_rng, real
 from neurosolve.data.grids import check_shape
-from neurosolve.data.systems import LinearSystem, _as_rng, poisson, reference_solve
+from neurosolve.data.systems import LinearSystem, poisson, reference_solve
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["COEFFICIENT_KINDS", "darcy_coefficient", "darcy_system", "solve_darcy", "darcy_samples"]
@@ -103,7 +109,7 @@ def darcy_coefficient(
         raise InvalidInputError(
             f"unknown Darcy coefficient kind {kind!r}; choose one of {COEFFICIENT_KINDS}"
         )
-    rng = _as_rng(rng)
+    rng = as_rng(rng)
     alpha, tau = _FIELD[kind]
     g = _normalized_grf(shape, rng, alpha, tau)
     if kind == "piecewise":
@@ -245,8 +251,6 @@ def darcy_samples(
     >>> x.shape, y.shape
     ((2, 1, 8, 8), (2, 1, 8, 8))
     """
-    from tqdm.auto import tqdm
-
     if dim not in (2, 3):
         raise InvalidInputError(f"dim must be 2 or 3, got {dim}")
     if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 2:
@@ -255,19 +259,13 @@ def darcy_samples(
         raise InvalidInputError(
             f"unknown Darcy coefficient kind {kind!r}; choose one of {COEFFICIENT_KINDS}"
         )
-    try:
-        f = float(f)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"forcing f must be a number, got {f!r}") from exc
-    if not math.isfinite(f):
-        raise InvalidInputError(f"forcing f must be finite, got {f}")
+    f = real(f, "forcing f")
     rngs = list(rngs)
     shape = (int(resolution),) * dim
     x = np.zeros((len(rngs), 1, *shape))
     y = np.zeros((len(rngs), 1, *shape))
-    show = progress and sys.stderr.isatty()
-    for k, rng in enumerate(tqdm(rngs, desc="darcy", disable=not show)):
-        a = darcy_coefficient(shape, kind, _as_rng(rng))
+    for k, rng in enumerate(progress_bar(rngs, enabled=progress, desc="darcy")):
+        a = darcy_coefficient(shape, kind, as_rng(rng))
         x[k, 0] = a
         y[k, 0] = solve_darcy(a, f, rtol=rtol)
     return x, y

@@ -20,7 +20,7 @@ import numpy as np
 
 from neurosolve.errors import InvalidInputError
 
-__all__ = ["FLUID", "SOLID", "AIR", "Grid", "check_shape"]
+__all__ = ["FLUID", "SOLID", "AIR", "Grid", "axis_slices", "check_shape"]
 
 AIR: int = 0
 FLUID: int = 1
@@ -56,6 +56,30 @@ def check_shape(shape, *, dims: tuple[int, ...] = (2, 3), minimum: int = 1) -> t
     if any(n < minimum for n in shape):
         raise InvalidInputError(f"every grid size must be >= {minimum}, got {shape}")
     return shape
+
+
+def axis_slices(ndim: int, axis: int) -> tuple[tuple, tuple, tuple, tuple]:
+    """Slices ``(lower, upper, first, last)`` of an ``ndim``-D array along ``axis``.
+
+    ``lower`` / ``upper`` select the two cells of every interior face (``[0:-1]`` and
+    ``[1:]``), ``first`` / ``last`` the first and the last slab (kept as axes of size 1).
+
+    Examples
+    --------
+    >>> lo, hi, first, last = axis_slices(2, 1)
+    >>> a = np.arange(6).reshape(2, 3)
+    >>> a[lo].tolist(), a[hi].tolist(), a[last].tolist()
+    ([[0, 1], [3, 4]], [[1, 2], [4, 5]], [[2], [5]])
+    """
+    lo = [slice(None)] * ndim
+    hi = [slice(None)] * ndim
+    first = [slice(None)] * ndim
+    last = [slice(None)] * ndim
+    lo[axis] = slice(0, -1)
+    hi[axis] = slice(1, None)
+    first[axis] = slice(0, 1)
+    last[axis] = slice(-1, None)
+    return tuple(lo), tuple(hi), tuple(first), tuple(last)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from neurosolve._util.validate import integer, positive, real
 from neurosolve.data.grids import check_shape
 from neurosolve.errors import InvalidInputError
 
@@ -38,20 +39,6 @@ __all__ = [
     "threshold_field",
     "as_generators",
 ]
-
-
-def _finite_number(value, name: str, *, positive: bool = False, nonnegative: bool = False):
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be a real number, got {value!r}") from exc
-    if not math.isfinite(value):
-        raise InvalidInputError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise InvalidInputError(f"{name} must be > 0, got {value}")
-    if nonnegative and value < 0:
-        raise InvalidInputError(f"{name} must be >= 0, got {value}")
-    return value
 
 
 def default_sigma(alpha: float, tau: float, dim: int) -> float:
@@ -123,11 +110,11 @@ def grf_eigenvalues(
     (0.0, 1.0)
     """
     shape = check_shape(shape, dims=(2, 3), minimum=2)
-    alpha = _finite_number(alpha, "alpha", positive=True)
-    tau = _finite_number(tau, "tau", nonnegative=True)
+    alpha = positive(alpha, "alpha")
+    tau = positive(tau, "tau", allow_zero=True)
     if sigma is None:
         sigma = default_sigma(alpha, tau, len(shape))
-    sigma = _finite_number(sigma, "sigma", positive=True)
+    sigma = positive(sigma, "sigma")
     k2 = _wavenumber_grid(shape, device, torch.float64)
     lam = sigma**2 * (4.0 * math.pi**2 * k2 + tau**2) ** (-alpha)
     lam.view(-1)[0] = 0.0  # zero-mean fields (also avoids 0 ** -alpha when tau == 0)
@@ -166,8 +153,7 @@ def as_generators(rng, batch: int | None) -> tuple[list[np.random.Generator], in
         return gens, len(gens)
     if batch is None:
         batch = 1
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise InvalidInputError(f"batch must be a positive integer, got {batch!r}")
+    batch = integer(batch, "batch")
     if rng is None or isinstance(rng, (int, np.integer)):
         rng = np.random.default_rng(rng)
     if not isinstance(rng, np.random.Generator):
@@ -294,9 +280,9 @@ def threshold_field(field, high: float = 12.0, low: float = 3.0, level: float = 
     >>> threshold_field(torch.tensor([0.5, -0.5]), high=1.0, low=1e-4, level=0.1)
     tensor([1.0000e+00, 1.0000e-04])
     """
-    high = _finite_number(high, "high")
-    low = _finite_number(low, "low")
-    level = _finite_number(level, "level")
+    high = real(high, "high")
+    low = real(low, "low")
+    level = real(level, "level")
     if isinstance(field, torch.Tensor):
         if not bool(torch.isfinite(field).all()):
             raise InvalidInputError("field contains NaN or Inf values")

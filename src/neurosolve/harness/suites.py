@@ -70,7 +70,7 @@ class ProblemSpec:
     shape : tuple of int
         Cells per axis (2 or 3 axes) of a generated problem.
     obstacles : {"none", "boxes", "spheres", "mixed"}
-        Solid obstacles placed by :func:`neurosolve.data.systems.obstacle_flags`.
+        Solid obstacles placed by :func:`neurosolve.data.geometry.obstacle_flags`.
     obstacle_count : int, optional
         Number of obstacles (the generator's default when omitted).
     contrast : float, optional
@@ -237,7 +237,7 @@ def _make_rhs(system, kind: str, rng: np.random.Generator, label: str) -> np.nda
                 "(give 'grid', or use rhs 'random' or 'ones')"
             )
         return rng.standard_normal(n)
-    from neurosolve.data.systems import make_rhs
+    from neurosolve.data import make_rhs
 
     return np.asarray(make_rhs(system, kind, rng), dtype=np.float64)
 

@@ -318,22 +318,16 @@ def _sobolev_from_rhat(g_hat: torch.Tensor, s: float, alpha: float) -> torch.Ten
 def _dealiased_advection(w_hat: torch.Tensor, n: int) -> torch.Tensor:
     """rfft2 coefficients of ``u . grad w``, dealiased by the 3/2 rule.
 
-    Velocity and gradient come from the solver's spectral helpers; the four fields are
-    evaluated on a grid ``m = ceil(3 n / 2)`` (spectral interpolation, Nyquist modes
-    dropped), multiplied there, and the product is truncated back to the modes
-    ``|k| < n / 2`` of the n-grid: the exact projection of the product of the band-limited
-    fields, with no aliasing.
+    The solver's advection term with zero padding to ``ceil(3 n / 2)``
+    (:func:`neurosolve.data.navier_stokes.advection_term` with ``dealias="3/2"``): the
+    exact projection of the product of the band-limited fields onto the modes
+    ``|k| < n / 2`` of the n-grid, with no aliasing.
     """
-    from neurosolve.data import navier_stokes as ns
+    from neurosolve.data.navier_stokes import advection_term
 
-    m = (3 * n + 1) // 2
-    u_hat, v_hat = ns.velocity_from_vorticity(w_hat)
-    wx_hat = ns.spectral_derivative(w_hat, (1, 0))
-    wy_hat = ns.spectral_derivative(w_hat, (0, 1))
-    fields = ns.irfft2(torch.stack([u_hat, v_hat, wx_hat, wy_hat]), n)
-    fine = ns.resample_spectral(fields, m)
-    product = fine[0] * fine[2] + fine[1] * fine[3]
-    return ns.rfft2(ns.resample_spectral(product, n))
+    if w_hat.shape[-2] != n:
+        raise InvalidInputError(f"expected coefficients of an {n}-grid, got {tuple(w_hat.shape)}")
+    return advection_term(w_hat, dealias="3/2")
 
 
 def _residual_hat(

@@ -878,7 +878,7 @@ class MGPCSolver:
 
     Examples
     --------
-    >>> from neurosolve.data.systems import obstacle_flags, poisson
+    >>> from neurosolve.data import obstacle_flags, poisson
     >>> system = poisson((16, 16, 16), flags=obstacle_flags((16,) * 3, "mixed", 1))
     >>> result = MGPCSolver(system).solve(np.ones(system.n), rtol=1e-8)
     >>> result.converged, result.iterations < 30
@@ -1046,8 +1046,8 @@ def mgpc_samples(
     """
     from scipy.ndimage import gaussian_filter
 
+    from neurosolve.data import obstacle_flags, poisson
     from neurosolve.data.geometry import contrast_coefficient
-    from neurosolve.data.systems import obstacle_flags, poisson
 
     shape = (int(resolution),) * int(dim)
     xs, vs = [], []

@@ -250,7 +250,7 @@ def _is_torch_operator(A: Any) -> bool:
 
 def _check_spd(matrix: sp.csr_matrix, name: str) -> sp.csr_matrix:
     try:
-        from neurosolve.data.systems import check_spd_matrix
+        from neurosolve.data import check_spd_matrix
     except ImportError:  # systems.py not there: fall back to the square/finite checks only
         logger.warning("neurosolve.data.systems.check_spd_matrix missing; symmetry unchecked")
         return matrix

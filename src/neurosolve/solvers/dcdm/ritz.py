@@ -292,7 +292,7 @@ def _fixed_geometry_basis(
 def _geometry_system(
     dim: int, resolution: int, geometry: str, rng: np.random.Generator, boundary: str
 ):
-    from neurosolve.data.systems import obstacle_flags, poisson
+    from neurosolve.data import obstacle_flags, poisson
 
     shape = (int(resolution),) * int(dim)
     flags = obstacle_flags(shape, geometry, rng)

@@ -202,7 +202,7 @@ def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
             f"{grid.num_unknowns} fluid cells; give the cell-flags file of the exporting code "
             "when it drops solid cells"
         )
-    from neurosolve.data.systems import check_spd_matrix
+    from neurosolve.data import check_spd_matrix
 
     return LinearSystem(A=check_spd_matrix(matrix, name="the DCDM matrix"), grid=grid)
 

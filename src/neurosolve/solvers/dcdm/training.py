@@ -147,7 +147,7 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def _register_generator() -> None:
     """Make the Ritz-sample generator known to :mod:`neurosolve.data.generate`."""
-    from neurosolve.data import generate as gen
+    from neurosolve.data import generators as gen
 
     if GENERATOR_NAME not in gen.GENERATORS:
         gen.register_generator(
