@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurosolve.checkpoint import BaseModel
 from neurosolve.data.grids import AIR, FLUID, SOLID
 from neurosolve.errors import InvalidInputError
 
@@ -124,7 +125,7 @@ class _ResidualPair(nn.Module):
         return y + self.act(self.conv2(self.act(self.conv1(y))))
 
 
-class DCDMNet(nn.Module):
+class DCDMNet(BaseModel):
     """Fully convolutional approximate inverse used by :class:`~neurosolve.solvers.dcdm.DCDMSolver`.
 
     Parameters
@@ -148,11 +149,16 @@ class DCDMNet(nn.Module):
     skip : bool
         Add the input residual to the output (not in the reference; see the module notes).
 
+    The constructor arguments are recorded by :class:`~neurosolve.checkpoint.BaseModel`
+    (:meth:`config`), so a checkpoint rebuilds the network.
+
     Examples
     --------
     >>> net = DCDMNet(dim=2, width=4, levels=1)
     >>> net(torch.zeros(2, 1, 9, 7)).shape
     torch.Size([2, 1, 9, 7])
+    >>> net.config()["width"]
+    4
     """
 
     def __init__(
@@ -190,16 +196,6 @@ class DCDMNet(nn.Module):
         self.width = int(width)
         self.levels = int(levels)
         self.in_channels = int(in_channels)
-        self.config = dict(
-            dim=self.dim,
-            width=self.width,
-            pairs=pairs,
-            levels=self.levels,
-            in_channels=self.in_channels,
-            kernel=int(kernel),
-            activation=activation,
-            skip=bool(skip),
-        )
         self.skip = bool(skip)
         conv = _Conv3d if dim == 3 else nn.Conv2d
         act = _ACTIVATIONS[activation]
@@ -249,4 +245,4 @@ class DCDMNet(nn.Module):
 
     def extra_repr(self) -> str:
         """The constructor arguments, shown by ``repr``."""
-        return ", ".join(f"{k}={v}" for k, v in self.config.items())
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())

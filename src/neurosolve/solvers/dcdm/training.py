@@ -21,66 +21,26 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from neurosolve._util.io import atomic_write
+from neurosolve._util.validate import integer
 from neurosolve.data.grids import FLUID
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.stencil import apply_stencil
 
-__all__ = ["apply_stencil", "dcdm_loss", "batch_inputs", "train_dcdm", "GENERATOR_NAME"]
+__all__ = ["dcdm_loss", "batch_inputs", "train_dcdm", "GENERATOR_NAME"]
 
 logger = logging.getLogger(__name__)
 
 #: Name under which the DCDM training-data generator is registered with the store.
 GENERATOR_NAME = "dcdm-ritz"
-
-
-def apply_stencil(coefficients: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample 5/7-point operators to full grid fields.
-
-    Parameters
-    ----------
-    coefficients : torch.Tensor, shape ``(B, 2 * d + 1, *grid)``
-        Channel 0 the diagonal, ``1 + 2a`` / ``2 + 2a`` the coefficients to the
-        neighbours at ``-1`` / ``+1`` along axis ``a`` (as
-        :func:`~neurosolve.solvers.dcdm.ritz.stencil_fields`).
-    u : torch.Tensor, shape ``(B, 1, *grid)``
-        Fields (values outside fluid cells are ignored when the coefficients are zero
-        there, as stored).
-
-    Returns
-    -------
-    torch.Tensor, shape ``(B, 1, *grid)``
-
-    Examples
-    --------
-    >>> c = torch.tensor([[[2.0, 2.0], [0.0, 0.0], [0.0, 0.0], [0.0, -1.0], [-1.0, 0.0]]])
-    >>> apply_stencil(c[..., None, :], torch.tensor([[[[1.0, 1.0]]]]))
-    tensor([[[[1., 1.]]]])
-    """
-    d = u.ndim - 2
-    if coefficients.shape[1] != 2 * d + 1 or coefficients.shape[2:] != u.shape[2:]:
-        raise InvalidInputError(
-            f"coefficients {tuple(coefficients.shape)} do not fit fields {tuple(u.shape)}"
-        )
-    padded = F.pad(u, (1, 1) * d)
-    shape = u.shape[2:]
-    out = coefficients[:, 0:1] * u
-    for a in range(d):
-        for channel, step in ((1 + 2 * a, -1), (2 + 2 * a, 1)):
-            index = [slice(None), slice(None)]
-            for ax in range(d):
-                lo = 1 + (step if ax == a else 0)
-                index.append(slice(lo, lo + shape[ax]))
-            out = out + coefficients[:, channel : channel + 1] * padded[tuple(index)]
-    return out
 
 
 def batch_inputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +94,8 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     inputs, fluid = batch_inputs(model, x)
     b = x[:, 0:1] * fluid
     f = model(inputs) * fluid
-    Af = apply_stencil(coefficients.to(f.dtype), f)
+    coefficients = coefficients.to(f.dtype)
+    Af = apply_stencil(coefficients[:, :1], coefficients[:, 1:], f)
     B = b.shape[0]
     fb = (f * b).reshape(B, -1).sum(dim=1)
     fAf = (f * Af).reshape(B, -1).sum(dim=1)
@@ -253,8 +214,7 @@ def train_dcdm(
                 f"parameter {name!r} of generator 'dcdm-ritz' must be positive, got {value}"
             )
     for name, value in (("samples", samples), ("val_samples", val_samples)):
-        if int(value) < 1:
-            raise InvalidInputError(f"{name} must be >= 1, got {value}")
+        integer(value, name)
     # Build and validate the model and the optimizer settings BEFORE any folder or data
     # exist, so bad parameters are refused at once and leave nothing behind.
     torch.manual_seed(seed)
@@ -295,15 +255,17 @@ def train_dcdm(
         dcdm_loss,
         config,
         run_dir,
-        model_spec=dict(kind="dcdm", kwargs=model.config),
+        model_spec=dict(kind="dcdm", kwargs=model.config()),
     )
     history = trainer.fit(H5Dataset(train_path), H5Dataset(val_path))
+    return {"model": _export_best(run_dir, out), "run_dir": run_dir, "history": history}
+
+
+def _export_best(run_dir: Path, out: Path) -> Path:
+    """Copy the trainer's best model ``run_dir/model.pt`` to ``out`` atomically."""
     best = run_dir / "model.pt"
     if not best.is_file():
         raise InvalidInputError(f"training finished without writing {best}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if best.resolve() != out.resolve():
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.copyfile(best, tmp)
-        os.replace(tmp, out)  # atomic: never a half-written model under its final name
-    return {"model": out, "run_dir": run_dir, "history": history}
+    if best.resolve() != out.resolve():  # never a half-written model under its final name
+        atomic_write(out, lambda tmp: shutil.copyfile(best, tmp))
+    return out

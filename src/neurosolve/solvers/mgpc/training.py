@@ -25,7 +25,7 @@ from neurosolve.solvers.mgpc.hierarchy import Hierarchy
 from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet
 from neurosolve.solvers.stencil import apply_stencil, stencil_from_csr
 
-__all__ = ["copy_best_model", "mgpc_loss", "mgpc_samples", "train_mgpc"]
+__all__ = ["mgpc_loss", "mgpc_samples", "train_mgpc"]
 
 logger = logging.getLogger(__name__)
 
@@ -265,26 +265,14 @@ def train_mgpc(
         model, _group_loss, config, run_dir, model_spec=dict(kind="mgpc", kwargs=model.config())
     )
     history = trainer.fit(train, val)
-    return {"model": copy_best_model(run_dir, out), "run_dir": run_dir, "history": history}
+    return {"model": _export_best(run_dir, out), "run_dir": run_dir, "history": history}
 
 
-def copy_best_model(run_dir: Path, out: Path) -> Path:
-    """Copy the trainer's best model ``run_dir/model.pt`` to ``out``, atomically.
-
-    Shared by the MGPC and DCDM training entries: the model appears under its final name
-    only when complete.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> copy_best_model(Path(tempfile.mkdtemp()), Path("m.pt"))
-    Traceback (most recent call last):
-    ...
-    neurosolve.errors.InvalidInputError: training finished without writing .../model.pt
-    """
+def _export_best(run_dir: Path, out: Path) -> Path:
+    """Copy the trainer's best model ``run_dir/model.pt`` to ``out`` atomically."""
     best = run_dir / "model.pt"
     if not best.is_file():
         raise InvalidInputError(f"training finished without writing {best}")
-    if best.resolve() != out.resolve():
+    if best.resolve() != out.resolve():  # never a half-written model under its final name
         atomic_write(out, lambda tmp: shutil.copyfile(best, tmp))
     return out
