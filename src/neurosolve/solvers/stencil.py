@@ -40,9 +40,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # The kernel
 # ---------------------------------------------------------------------------------------------
-def apply_stencil(
-    diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor
-) -> torch.Tensor:
+def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``A u`` for batches of 5/7-point stencils and fields.
 
     Parameters

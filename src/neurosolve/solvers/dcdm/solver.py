@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 #: Methods that solve a matrix without grid information (named in DCDM's refusal).
 GRID_FREE_METHODS = ("cg", "pcg-jacobi", "ic-pcg", "amg-sa-pcg", "amg-rs-pcg")
 
+
 def load_dcdm_model(
     path: str | Path | None = None, *, device: torch.device | str | None = None
 ) -> nn.Module:
