@@ -1,16 +1,9 @@
 r"""Lanczos with full reorthogonalization, Ritz vectors, and DCDM training right-hand sides.
 
-The DCDM paper trains on right-hand sides ``b = sum_j c_j q_j / ||.||`` built from Ritz
-vectors ``q_j`` of the training matrix, with larger weights ``c_j`` on the low end of the
-spectrum: the smooth, slowly converging error components are the ones the network must
-learn to remove. This module computes those Ritz pairs and draws such right-hand sides.
-
-Differences from the reference: the number of Lanczos steps, the size of the low end
-and its weight are parameters (reference: 10,000 steps, the lowest 5,500 Ritz vectors,
-weight 9), Ritz values are dropped *relative* to the largest one (reference: absolute
-``1e-8``, needed there because solid cells are zero rows of its matrix; here unknowns are
-fluid cells only), and :func:`ritz_samples` draws samples over many random geometries so
-that one model serves many domains.
+Right-hand sides are combinations of Ritz vectors of each training matrix weighted toward
+the low end of the spectrum (the smooth errors the network must learn to remove), stored
+with the matrix's stencil fields; see ``docs/dcdm.md`` for the choices and how they
+differ from the reference.
 """
 
 from __future__ import annotations

@@ -1,28 +1,9 @@
-r"""The deep conjugate-direction method (DCDM) of Kaneda et al. (ICML 2023).
+r"""The DCDM iteration: network search directions, A-orthogonalized, exact line search.
 
-Each iteration asks a network for a search direction ``q = f(r / |r|)`` that
-approximates ``A^{-1} r`` up to a constant, makes it A-orthogonal to the last ``k``
-search directions, and takes the exact line-search step in the A-norm:
-
-.. math::
-
-    q \leftarrow q - \sum_{j} \frac{q^T A p_j}{p_j^T A p_j} p_j, \qquad
-    \alpha = \frac{q^T r}{q^T A q}, \qquad x \leftarrow x + \alpha q, \qquad
-    r \leftarrow b - A x .
-
-The A-norm of the error never increases (each step minimizes it along ``q``), whatever
-the network returns; the network decides how fast it falls. The network runs in float32
-on full grid fields, the iteration in float64 on the unknowns (fluid cells).
-
-Differences from the reference:
-
-- the stopping rule is the package's common one on the TRUE residual,
-  ``||b - A x|| <= max(rtol ||b||, atol)`` (reference: ``||r|| <= tol ||r0||``);
-- the network input is the residual scaled to unit root-mean-square over the fluid cells
-  (reference: unit 2-norm), so the input magnitude does not depend on the grid size and
-  a model trained at one resolution sees familiar inputs at another;
-- optional cell-type channel (see :class:`~neurosolve.solvers.dcdm.network.DCDMNet`);
-- several right-hand sides can be solved at once (columns of ``b``).
+:class:`DCDMSolver` (method ``"dcdm"`` of :func:`neurosolve.solve`) holds one grid matrix
+and its network and solves any number of right-hand sides; the A-norm of the error never
+increases whatever the network returns. The iteration and its differences from the
+reference (Kaneda et al., ICML 2023) are written up in ``docs/dcdm.md``.
 """
 
 from __future__ import annotations

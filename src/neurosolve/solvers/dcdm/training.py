@@ -1,20 +1,9 @@
-r"""Training the DCDM network: the scale-invariant unsupervised loss and the train entry.
+r"""Training the DCDM network: the scale-invariant unsupervised loss and ``train_dcdm``.
 
-The loss of Kaneda et al. asks the network output ``f(b)`` to be a multiple of
-``A^{-1} b``, with the best multiple chosen in closed form:
-
-.. math::
-
-    L(b) = \frac{\|b - \alpha A f(b)\|_2^2}{\|b\|_2^2}, \qquad
-    \alpha = \frac{f(b)^T b}{f(b)^T A f(b)},
-
-so ``L`` does not change when ``f(b)`` is multiplied by any non-zero constant (the DCDM
-line search removes that constant). ``A`` is applied matrix-free and batched, one
-operator per sample (training data come from many geometries), through the stencil
-fields stored with every sample (:func:`~neurosolve.solvers.dcdm.ritz.stencil_fields`).
-
-The division by ``||b||^2`` differs from the reference (which normalizes ``b`` to unit
-norm in its data): it makes the loss independent of how the data were scaled.
+:func:`dcdm_loss` asks the network output to be a multiple of ``A^{-1} b`` (the best
+multiple in closed form, so the loss ignores the output's scale), applying each sample's
+operator by the one stencil kernel; :func:`train_dcdm` generates Ritz data and runs the
+shared trainer. The loss is written out in ``docs/dcdm.md``.
 """
 
 from __future__ import annotations
