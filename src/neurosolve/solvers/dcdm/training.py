@@ -210,7 +210,8 @@ def train_dcdm(
     kwargs = dict(
         dim=int(dim),
         width=int(width),
-        pairs=pairs if isinstance(pairs, int) else list(pairs),
+        # one entry per level, as the stored kwargs of the shipped model
+        pairs=[int(pairs)] * (int(levels) + 1) if isinstance(pairs, int) else list(pairs),
         levels=int(levels),
         in_channels=2 if flags_input else 1,
     )
