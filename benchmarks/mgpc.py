@@ -73,9 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def methods_and_options(args) -> tuple[list[str], dict[str, dict]]:
     methods = ["mgpc-pcg", "cg", "amg-rs-pcg", "amg-sa-pcg"]
     if not args.no_dcdm:
-        from neurosolve.solvers.dcdm.solver import shipped_model_path
+        from neurosolve.checkpoint import shipped_path
 
-        if shipped_model_path().is_file():
+        if shipped_path("dcdm").is_file():
             methods.append("dcdm")
     options = {m: dict(CHEAP) for m in methods if m != "dcdm"}
     if args.model:

@@ -14,13 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from neurosolve.solvers.mgpc import shipped_model_path, train_mgpc
+from neurosolve.checkpoint import shipped_path
+from neurosolve.solvers.mgpc import train_mgpc
 
 
 def main(argv=None) -> int:
     """Train and write the model; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=shipped_model_path())
+    p.add_argument("--out", type=Path, default=shipped_path("mgpc"))
     p.add_argument("--run-dir", type=Path, default=Path("runs/mgpc3d"))
     p.add_argument("--groups", type=int, default=128)
     p.add_argument("--epochs", type=int, default=12)

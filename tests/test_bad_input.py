@@ -116,10 +116,10 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     torch.save({"weights": torch.ones(3)}, p["foreign-pt"])
     p["random-pt"] = folder / "random.pt"
     p["random-pt"].write_bytes(np.random.default_rng(0).bytes(3000))
-    from neurosolve.solvers.dcdm.solver import shipped_model_path
+    from neurosolve.checkpoint import shipped_path
 
     p["dcdm-pt"] = folder / "dcdm3d.pt"
-    shutil.copyfile(shipped_model_path(), p["dcdm-pt"])
+    shutil.copyfile(shipped_path("dcdm"), p["dcdm-pt"])
     return p
 
 
@@ -641,7 +641,7 @@ def _solve_file(name: str, **kw):
 
 def _poisson(shape):
     def call(p):
-        from neurosolve.data.systems import poisson
+        from neurosolve.data import poisson
 
         return poisson(shape)
 

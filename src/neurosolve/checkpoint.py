@@ -62,7 +62,7 @@ MODELS: dict[str, str] = {
     "fno3d": "neurosolve.operators.fno:FNO3d",
     "sfno": "neurosolve.operators.sfno:SFNO",
     "dcdm": "neurosolve.solvers.dcdm.network:DCDMNet",
-    "mgpc": "neurosolve.solvers.mgpc:MGPCNet",
+    "mgpc": "neurosolve.solvers.mgpc.network:MGPCNet",
 }
 
 

@@ -15,7 +15,8 @@ from neurosolve.errors import FileFormatError, InvalidInputError
 from neurosolve.solvers.dcdm.network import DCDMNet, flags_channel
 from neurosolve.solvers.dcdm.ritz import lanczos, ritz_pairs, ritz_rhs, ritz_samples, stencil_fields
 from neurosolve.solvers.dcdm.solver import DCDMSolver, load_dcdm_model
-from neurosolve.solvers.dcdm.training import apply_stencil, dcdm_loss
+from neurosolve.solvers.dcdm.training import dcdm_loss
+from neurosolve.solvers.stencil import apply_stencil
 
 
 def obstacle_system(shape, seed):
@@ -125,7 +126,7 @@ def test_stencil_fields_apply_exactly_the_matrix(shape):
     coefficients = torch.from_numpy(stencil_fields(system.A, system.grid.flags))[None]
     u = np.random.default_rng(0).standard_normal(system.n)
     field = torch.from_numpy(system.grid.to_field(u))[None, None]
-    Au = apply_stencil(coefficients, field)[0, 0].numpy()
+    Au = apply_stencil(coefficients[:, :1], coefficients[:, 1:], field)[0, 0].numpy()
     np.testing.assert_allclose(system.grid.to_vector(Au), system.A @ u, rtol=1e-12, atol=1e-9)
     assert np.all(Au[~system.grid.fluid] == 0)
 
@@ -314,7 +315,7 @@ def test_checkpoint_round_trip_and_refusal_of_foreign_files(tmp_path):
     torch.manual_seed(0)
     net = DCDMNet(dim=2, width=4, levels=2, pairs=[1, 0, 2], in_channels=2)
     path = save_checkpoint(
-        tmp_path / "dcdm.pt", kind="dcdm", kwargs=net.config, state_dict=net.state_dict()
+        tmp_path / "dcdm.pt", kind="dcdm", kwargs=net.config(), state_dict=net.state_dict()
     )
     loaded = load_dcdm_model(path)
     x = torch.randn(1, 2, 9, 9)
@@ -364,7 +365,7 @@ def test_solve_command_on_an_exported_matrix_with_and_without_its_grid(tmp_path,
     np.save(flags, system.grid.flags)
     net = DCDMNet(dim=2, width=4, in_channels=2)
     model = save_checkpoint(
-        tmp_path / "net.pt", kind="dcdm", kwargs=net.config, state_dict=net.state_dict()
+        tmp_path / "net.pt", kind="dcdm", kwargs=net.config(), state_dict=net.state_dict()
     )
     common = ["solve", str(matrix), "--method", "dcdm", "--quiet"]
     option = ["--option", f"dcdm.model={model}"]
@@ -376,10 +377,10 @@ def test_solve_command_on_an_exported_matrix_with_and_without_its_grid(tmp_path,
 
 # ----------------------------------------------------------------------- shipped model
 def test_shipped_model_is_small_and_halves_cg_iterations_on_an_unseen_geometry():
+    from neurosolve.checkpoint import shipped_path
     from neurosolve.solvers import solve
-    from neurosolve.solvers.dcdm.solver import shipped_model_path
 
-    assert shipped_model_path().stat().st_size < 5 * 2**20
+    assert shipped_path("dcdm").stat().st_size < 5 * 2**20
     model = load_dcdm_model()
     assert model.dim == 3 and model.in_channels == 2
     system = obstacle_system((16, 16, 16), 7001)  # training geometries use seeds [0, i]

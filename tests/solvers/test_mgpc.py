@@ -16,7 +16,6 @@ from neurosolve.solvers import make_solver, solve
 from neurosolve.solvers.mgpc import (
     MGPCNet,
     MGPCSolver,
-    apply_stencil,
     coarsening_axes,
     galerkin_coarsen,
     load_mgpc_model,
@@ -25,7 +24,7 @@ from neurosolve.solvers.mgpc import (
     prolong,
     restrict,
 )
-from neurosolve.solvers.stencil import StencilOperator
+from neurosolve.solvers.stencil import StencilOperator, apply_stencil
 
 
 def obstacle_system(shape, seed, **kwargs):
@@ -221,8 +220,8 @@ def test_singular_pure_neumann_matrix_without_pinning(shape):
 
 
 def test_indefinite_matrix_is_refused_clearly():
+    from neurosolve.data import LinearSystem
     from neurosolve.data.grids import Grid
-    from neurosolve.data.systems import LinearSystem
 
     A = (poisson((16, 16)).A - 300.0 * sp.eye(256)).tocsr()  # diagonal stays positive
     assert A.diagonal().min() > 0
@@ -358,9 +357,9 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_shipped_model_is_small_and_trained():
-    from neurosolve.solvers.mgpc import shipped_model_path
+    from neurosolve.checkpoint import shipped_path
 
-    path = shipped_model_path()
+    path = shipped_path("mgpc")
     assert path.stat().st_size < 2 * 1024 * 1024
     net = load_mgpc_model()
     assert float(net.level_bias.detach().abs().sum()) > 0  # moved away from its initial value

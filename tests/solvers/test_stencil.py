@@ -10,7 +10,13 @@ import torch
 from neurosolve.data import LinearSystem, obstacle_flags, poisson
 from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.stencil import SparseOperator, StencilOperator
+from neurosolve.solvers.stencil import (
+    SparseOperator,
+    StencilOperator,
+    apply_stencil,
+    stencil_from_csr,
+    stencil_residual,
+)
 
 
 def _coefficient(shape, seed=5):
@@ -200,3 +206,33 @@ def test_rejects_bad_shapes():
         op.matvec(torch.zeros(15, dtype=torch.float64))
     with pytest.raises(InvalidInputError, match="dtype"):
         StencilOperator.from_system(poisson((4, 4)), dtype=torch.int64)
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (5, 6, 4)])
+def test_kernel_is_batched_over_matrices_and_fields(shape):
+    """One call applies G different matrices to K fields each, as G * K CSR products."""
+    systems = [_foreign_matrix(shape, seed=3), poisson(shape, coefficient=_coefficient(shape))]
+    arrays = [stencil_from_csr(system.A, system.grid) for system in systems]
+    diagonal = torch.from_numpy(np.stack([d for d, _ in arrays]))[:, None]
+    couplings = torch.from_numpy(np.stack([c for _, c in arrays]))
+    rng = np.random.default_rng(4)
+    x = [rng.standard_normal((3, system.n)) for system in systems]
+    u = torch.from_numpy(
+        np.stack([sys_.grid.to_field(v) for sys_, v in zip(systems, x, strict=True)])
+    )
+    out = apply_stencil(diagonal, couplings, u)
+    f = torch.randn(u.shape, dtype=torch.float64)
+    residual = stencil_residual(diagonal, couplings, u, f)
+    for g, system in enumerate(systems):
+        expected = (system.A @ x[g].T).T
+        scale = np.abs(system.A).max() * np.abs(x[g]).max()
+        got = system.grid.to_vector(out[g].numpy())
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14 * scale)
+    torch.testing.assert_close(residual, f - out, rtol=0, atol=1e-14 * float(out.abs().max()))
+
+
+def test_kernel_refuses_couplings_of_another_dimension():
+    with pytest.raises(InvalidInputError, match="expected 4 channels"):
+        apply_stencil(torch.ones(1, 1, 3, 3), torch.ones(1, 6, 3, 3), torch.ones(1, 1, 3, 3))
+    with pytest.raises(InvalidInputError, match="sparse"):
+        stencil_from_csr(np.eye(4), Grid((2, 2)))

@@ -95,7 +95,7 @@ def solve(
     Examples
     --------
     >>> import numpy as np
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> result = solve(system, np.ones(system.n), method="cg", rtol=1e-8)
     >>> result.converged, result.iterations > 0

@@ -351,7 +351,7 @@ class ScipyCG(_ScipyCGDriver):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> ScipyCG(system).solve(np.ones(system.n), rtol=1e-8).converged
     True
@@ -365,7 +365,7 @@ class ScipyJacobiCG(_ScipyCGDriver):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> ScipyJacobiCG(system).solve(np.ones(system.n), rtol=1e-8).converged
     True
@@ -617,7 +617,7 @@ class IC0PCG(_ScipyCGDriver):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> result = IC0PCG(system).solve(np.ones(system.n), rtol=1e-8)
     >>> result.converged, result.iterations < 40
@@ -818,7 +818,7 @@ class SmoothedAggregationAMG(_AMGSolver):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> SmoothedAggregationAMG(system).solve(np.ones(system.n), rtol=1e-8).converged
     True
@@ -833,7 +833,7 @@ class RugeStubenAMG(_AMGSolver):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> RugeStubenAMG(system).solve(np.ones(system.n), rtol=1e-8).converged
     True
@@ -848,7 +848,7 @@ class SmoothedAggregationPCG(_AMGPCG):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> SmoothedAggregationPCG(system).solve(np.ones(system.n), rtol=1e-8).converged
     True
@@ -863,7 +863,7 @@ class RugeStubenPCG(_AMGPCG):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> RugeStubenPCG(system).solve(np.ones(system.n), rtol=1e-8).converged
     True

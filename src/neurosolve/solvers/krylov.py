@@ -143,7 +143,7 @@ def as_torch_operator(
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> type(as_torch_operator(poisson((4, 4)))).__name__
     'StencilOperator'
     >>> type(as_torch_operator(poisson((4, 4)).A)).__name__
@@ -784,7 +784,7 @@ class CGSolver(_TorchKrylov):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((16, 16))
     >>> result = CGSolver(system).solve(np.ones(system.n), rtol=1e-8)
     >>> result.converged, result.final_residual <= 1e-8
@@ -826,7 +826,7 @@ class JacobiPCGSolver(_TorchKrylov):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((8, 8), coefficient=np.linspace(1, 100, 64).reshape(8, 8))
     >>> JacobiPCGSolver(system).solve(np.ones(system.n), rtol=1e-8).converged
     True
@@ -852,7 +852,7 @@ class FlexibleCGSolver(_TorchKrylov):
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((8, 8))
     >>> FlexibleCGSolver(system, preconditioner="jacobi").solve(np.ones(64), rtol=1e-8).converged
     True

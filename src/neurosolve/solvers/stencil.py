@@ -1,19 +1,15 @@
-"""Torch operators for the Krylov solvers: a matrix-free grid stencil and torch sparse CSR.
+"""The one 5/7-point stencil of the package: its coefficient layout, its kernel, its CSR reader.
 
-Both classes apply a fixed sparse SPD matrix ``A`` on CPU or CUDA, in float32 or float64,
-to one vector ``(n,)`` or a block ``(n, k)`` of unknowns (:meth:`matvec`). They share a
-small protocol the solvers in :mod:`neurosolve.solvers.krylov` use:
-
-- ``num_unknowns``, ``device``, ``dtype``;
-- ``to_internal(v)`` / ``from_internal(v)`` / ``apply_internal(v)``: a vector layout in which
-  the operator is cheapest (the stencil works on full grid fields, with zeros outside the
-  fluid, so a solver does not gather and scatter the unknowns on every product);
-- ``diagonal_internal()``: the diagonal in that layout (for Jacobi).
-
-:class:`StencilOperator` stores the diagonal and the ``2 * ndim`` neighbour coefficients of a
-5-point (2D) or 7-point (3D) matrix as dense arrays over the grid, extracted from the CSR
-matrix itself, so it reproduces *any* such matrix (variable coefficients, obstacles, matrices
-exported by other codes) exactly, and refuses matrices with entries off that pattern.
+A 5-point (2D) or 7-point (3D) matrix on a structured grid is stored as two dense arrays over
+the grid: the ``diagonal`` and the ``2 * ndim`` ``couplings``, where channel ``2 a`` holds
+``A[c, c - e_a]`` and channel ``2 a + 1`` holds ``A[c, c + e_a]`` (zero where that neighbour
+is outside the grid or not an unknown). Batched, as every field in the package, the arrays
+are ``(G, 1, *grid)`` and ``(G, 2 ndim, *grid)`` for ``G`` matrices, and fields are
+``(G, K, *grid)``. :func:`stencil_from_csr` reads the arrays from a CSR matrix (exactly, and
+refusing entries off the pattern), :func:`apply_stencil` and :func:`stencil_residual` are the
+one kernel (used by :class:`StencilOperator`, the MGPC hierarchy and DCDM's loss), and
+:class:`StencilOperator` / :class:`SparseOperator` are the torch operators of the Krylov
+solvers.
 """
 
 from __future__ import annotations
@@ -24,25 +20,193 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from neurosolve._util.validate import float_dtype
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 
-__all__ = ["SparseOperator", "StencilOperator"]
+__all__ = [
+    "SparseOperator",
+    "StencilOperator",
+    "apply_stencil",
+    "stencil_from_csr",
+    "stencil_residual",
+]
 
 
-def _as_device(device: Any) -> torch.device:
-    return resolve_device(device)
+# ---------------------------------------------------------------------------------------------
+# The kernel
+# ---------------------------------------------------------------------------------------------
+def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``A u`` for batches of 5/7-point stencils and fields.
+
+    Parameters
+    ----------
+    diagonal : torch.Tensor, shape ``(G, 1, *grid)``
+        Diagonal of ``A`` (zero outside the unknowns).
+    couplings : torch.Tensor, shape ``(G, 2 d, *grid)``
+        Channel ``2 a`` couples a cell to its neighbour at ``-e_a``, ``2 a + 1`` to ``+e_a``.
+    u : torch.Tensor, shape ``(G, K, *grid)``
+        ``K`` fields per matrix (``d = u.dim() - 2`` grid axes); ``G`` broadcasts.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(G, K, *grid)``
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 3), 2.0)
+    >>> c = torch.tensor([[[0.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]])
+    >>> apply_stencil(d, c, torch.ones(1, 1, 3))
+    tensor([[[1., 0., 1.]]])
+    """
+    return _add_couplings(diagonal * u, couplings, u, 1.0)
 
 
-def _check_float_dtype(dtype: torch.dtype) -> torch.dtype:
-    if dtype not in (torch.float32, torch.float64):
-        raise InvalidInputError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    return dtype
+def stencil_residual(
+    diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, f: torch.Tensor
+) -> torch.Tensor:
+    """``f - A u`` for the stencils of :func:`apply_stencil`, in one pass per coefficient.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 3), 2.0)
+    >>> c = torch.tensor([[[0.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]])
+    >>> stencil_residual(d, c, torch.ones(1, 1, 3), torch.ones(1, 1, 3))
+    tensor([[[0., 1., 0.]]])
+    """
+    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, u, -1.0)
 
 
+def _add_couplings(
+    out: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, value: float
+) -> torch.Tensor:
+    """``out += value * (off-diagonal part of A) u`` in place; returns ``out``.
+
+    The zero-padded form: ``u`` is padded by one zero cell on every side of every grid axis,
+    and each coupling is one fused multiply-add (``addcmul_``) of a full-size coefficient
+    array with a shifted full-size view of the padded field, so every term is the same
+    elementwise loop (the shape a compiler fuses into one pass). Per cell the terms are
+    added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a coupling to a cell
+    outside the grid multiplies the zero padding.
+    """
+    ndim = u.dim() - 2
+    if couplings.shape[1] != 2 * ndim:
+        raise InvalidInputError(
+            f"couplings of shape {tuple(couplings.shape)} do not fit {ndim}D fields "
+            f"{tuple(u.shape)}: expected {2 * ndim} channels"
+        )
+    padded = F.pad(u, (1, 1) * ndim)
+    shape = u.shape[2:]
+    inner = [slice(1, 1 + n) for n in shape]
+    for a in range(ndim):
+        for side, start in ((0, 0), (1, 2)):  # -e_a reads padded cell c, +e_a cell c + 2
+            index = list(inner)
+            index[a] = slice(start, start + shape[a])
+            view = padded[(slice(None), slice(None), *index)]
+            channel = 2 * a + side
+            out.addcmul_(couplings[:, channel : channel + 1], view, value=value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the stencil of a CSR matrix
+# ---------------------------------------------------------------------------------------------
+def stencil_from_csr(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Extract the stencil arrays of a 5/7-point matrix over the FLUID cells of ``grid``.
+
+    Every stored value is an entry of the matrix, bit for bit (duplicates summed, explicit
+    zeros dropped), so the arrays reproduce *any* such matrix (variable coefficients,
+    obstacles, matrices exported by other codes).
+
+    Parameters
+    ----------
+    matrix : scipy sparse matrix
+        One row per fluid cell of ``grid``, in C order.
+    grid : Grid
+        The grid and its cell flags.
+
+    Returns
+    -------
+    diagonal : numpy.ndarray, shape ``grid.shape``
+    couplings : numpy.ndarray, shape ``(2 * grid.ndim, *grid.shape)``
+        float64, zero outside the fluid (the layout of :func:`apply_stencil`, unbatched).
+
+    Raises
+    ------
+    InvalidInputError
+        Not a sparse matrix, NaN/Inf entries, not one row per fluid cell, or an entry that
+        is not the diagonal or a face neighbour (e.g. a 9-point matrix or a wrong grid).
+
+    Examples
+    --------
+    >>> A = sp.csr_matrix(np.array([[2.0, -1.0], [-1.0, 2.0]]))
+    >>> diagonal, couplings = stencil_from_csr(A, Grid((1, 2)))
+    >>> diagonal.tolist(), couplings[:, 0].tolist()
+    ([[2.0, 2.0]], [[0.0, 0.0], [0.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])
+    >>> stencil_from_csr(sp.eye(5).tocsr(), Grid((2, 2)))
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: matrix is 5x5 but the grid has 4 fluid cells...
+    """
+    rows, cols, vals = _csr_entries(matrix, grid)
+    # Work with linear cell indices: a face neighbour along axis a differs by +-stride_a,
+    # and must not wrap around (checked on the coordinate along a only).
+    cells = np.flatnonzero(grid.fluid.ravel())
+    rcell = cells[rows]
+    delta = cells[cols] - rcell
+    slot = np.full(rows.size, -1, dtype=np.int64)
+    is_diag = delta == 0
+    strides = [int(np.prod(grid.shape[a + 1 :])) for a in range(grid.ndim)]
+    for a, (stride, size) in enumerate(zip(strides, grid.shape, strict=True)):
+        for sign in (-1, 1):
+            m = np.flatnonzero((delta == sign * stride) & (slot < 0))
+            coord = (rcell[m] // stride) % size + sign
+            ok = m[(coord >= 0) & (coord < size)]
+            slot[ok] = 2 * a + (sign > 0)
+    bad = ~is_diag & (slot < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
+        cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
+        raise InvalidInputError(
+            f"matrix has {int(bad.sum())} entries off the {2 * grid.ndim + 1}-point stencil "
+            f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
+        )
+    diagonal = np.zeros(grid.num_cells)
+    diagonal[rcell[is_diag]] = vals[is_diag]
+    couplings = np.zeros((2 * grid.ndim, grid.num_cells))
+    face = ~is_diag
+    couplings[slot[face], rcell[face]] = vals[face]
+    return diagonal.reshape(grid.shape), couplings.reshape(2 * grid.ndim, *grid.shape)
+
+
+def _csr_entries(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and values of the non-zero entries, after the shape and finite checks."""
+    if not sp.issparse(matrix):
+        raise InvalidInputError(f"A must be a scipy sparse matrix, got {type(matrix).__name__}")
+    n = grid.num_unknowns
+    if matrix.shape != (n, n):
+        raise InvalidInputError(
+            f"matrix is {matrix.shape[0]}x{matrix.shape[1]} but the grid has {n} fluid cells "
+            f"(shape {grid.shape}); the grid does not match this matrix"
+        )
+    csr = sp.csr_matrix(matrix, dtype=np.float64)
+    csr.sum_duplicates()
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(csr.indptr))
+    keep = csr.data != 0
+    rows, cols, vals = rows[keep], csr.indices[keep].astype(np.int64), csr.data[keep]
+    if not np.isfinite(vals).all():
+        raise InvalidInputError("matrix has NaN/Inf entries")
+    return rows, cols, vals
+
+
+# ---------------------------------------------------------------------------------------------
+# Torch operators
+# ---------------------------------------------------------------------------------------------
 class StencilOperator(nn.Module):
     """Matrix-free 5/7-point operator on a structured grid, equal to a given CSR matrix.
 
@@ -53,9 +217,9 @@ class StencilOperator(nn.Module):
     diagonal : torch.Tensor
         ``(*shape)`` diagonal of ``A`` at each cell (zero outside the fluid).
     neighbours : torch.Tensor
-        ``(2 * ndim, *shape)``: entry ``2 * a + s`` at cell ``c`` is the coefficient of
-        ``A[c, c - e_a]`` (``s = 0``) or ``A[c, c + e_a]`` (``s = 1``); zero where the
-        neighbour is outside the grid or not fluid.
+        ``(2 * ndim, *shape)``: the couplings of :func:`apply_stencil` (entry ``2 * a + s``
+        at cell ``c`` is ``A[c, c - e_a]`` for ``s = 0``, ``A[c, c + e_a]`` for ``s = 1``;
+        zero where the neighbour is outside the grid or not fluid).
 
     Examples
     --------
@@ -87,7 +251,6 @@ class StencilOperator(nn.Module):
         cells = torch.from_numpy(np.flatnonzero(grid.fluid.ravel()))
         self.register_buffer("cells", cells.to(diagonal.device))
         self._all_fluid = bool(grid.fluid.all())
-        self._views: dict = {}
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -132,57 +295,13 @@ class StencilOperator(nn.Module):
         ...
         neurosolve.errors.InvalidInputError: matrix is 5x5 but the grid has 4 fluid cells...
         """
-        dtype = _check_float_dtype(dtype)
-        if not sp.issparse(A):
-            raise InvalidInputError(f"A must be a scipy sparse matrix, got {type(A).__name__}")
-        n = grid.num_unknowns
-        if A.shape != (n, n):
-            raise InvalidInputError(
-                f"matrix is {A.shape[0]}x{A.shape[1]} but the grid has {n} fluid cells "
-                f"(shape {grid.shape}); the grid does not match this matrix"
-            )
-        csr = sp.csr_matrix(A, dtype=np.float64)
-        csr.sum_duplicates()
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(csr.indptr))
-        keep = csr.data != 0
-        rows, cols, vals = rows[keep], csr.indices[keep].astype(np.int64), csr.data[keep]
-        if not np.isfinite(vals).all():
-            raise InvalidInputError("matrix has NaN/Inf entries")
-        # Work with linear cell indices: a face neighbour along axis a differs by
-        # +-stride_a, and must not wrap around (checked on the coordinate along a only).
-        cells = np.flatnonzero(grid.fluid.ravel())
-        rcell = cells[rows]
-        delta = cells[cols] - rcell
-        slot = np.full(rows.size, -1, dtype=np.int64)
-        is_diag = delta == 0
-        strides = [int(np.prod(grid.shape[a + 1 :])) for a in range(grid.ndim)]
-        for a, (stride, size) in enumerate(zip(strides, grid.shape, strict=True)):
-            for sign in (-1, 1):
-                m = np.flatnonzero((delta == sign * stride) & (slot < 0))
-                coord = (rcell[m] // stride) % size + sign
-                ok = m[(coord >= 0) & (coord < size)]
-                slot[ok] = 2 * a + (sign > 0)
-        bad = ~is_diag & (slot < 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
-            cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
-            raise InvalidInputError(
-                f"matrix has {int(bad.sum())} entries off the {2 * grid.ndim + 1}-point stencil "
-                f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
-            )
-        diagonal = np.zeros(grid.num_cells)
-        diagonal[rcell[is_diag]] = vals[is_diag]
-        neighbours = np.zeros((2 * grid.ndim, grid.num_cells))
-        face = ~is_diag
-        neighbours[slot[face], rcell[face]] = vals[face]
-        diagonal = diagonal.reshape(grid.shape)
-        neighbours = neighbours.reshape(2 * grid.ndim, *grid.shape)
-        device = _as_device(device)
+        dtype = float_dtype(dtype)
+        diagonal, couplings = stencil_from_csr(A, grid)
+        device = resolve_device(device)
         return cls(
             grid,
             torch.as_tensor(diagonal, dtype=dtype, device=device),
-            torch.as_tensor(neighbours, dtype=dtype, device=device),
+            torch.as_tensor(couplings, dtype=dtype, device=device),
         )
 
     # ----------------------------------------------------------------------------- protocol
@@ -201,43 +320,9 @@ class StencilOperator(nn.Module):
         """Floating-point type of the coefficients."""
         return self.diagonal.dtype
 
-    def _stencil(self, u: torch.Tensor, first: int, trailing: int) -> torch.Tensor:
-        """Apply on fields whose spatial axes are ``first .. first+ndim-1``.
-
-        ``trailing`` extra axes follow the spatial ones (batch-last layout); coefficients are
-        broadcast over leading and trailing axes. Every neighbour term is an in-place
-        ``addcmul`` on shifted views: no padded copy of ``u`` is made.
-        """
-        diagonal, terms = self._coefficient_views(trailing)
-        out = u * diagonal
-        for a, lo, hi in terms:
-            ax = first + a
-            size = u.shape[ax]
-            # A[c, c - e_a] u[c - e_a]: cells 1.. take values from cells 0..
-            out.narrow(ax, 1, size - 1).addcmul_(lo, u.narrow(ax, 0, size - 1))
-            out.narrow(ax, 0, size - 1).addcmul_(hi, u.narrow(ax, 1, size - 1))
-        return out
-
-    def _coefficient_views(self, trailing: int) -> tuple[torch.Tensor, list]:
-        """Broadcastable, pre-shifted coefficient views (cached; rebuilt after ``.to()``)."""
-        key = (trailing, self.diagonal.data_ptr(), self.neighbours.data_ptr())
-        cached = self._views.get(key)
-        if cached is None:
-            view = (*self.diagonal.shape, *([1] * trailing))
-            terms = []
-            for a in range(self.grid.ndim):
-                size = self.diagonal.shape[a]
-                if size < 2:
-                    continue
-                lo = self.neighbours[2 * a].view(view).narrow(a, 1, size - 1)
-                hi = self.neighbours[2 * a + 1].view(view).narrow(a, 0, size - 1)
-                terms.append((a, lo, hi))
-            cached = (self.diagonal.view(view), terms)
-            self._views = {
-                key: cached,
-                **{k: v for k, v in self._views.items() if k[1:] == key[1:]},
-            }
-        return cached
+    def _product(self, u: torch.Tensor) -> torch.Tensor:
+        """``A u`` for fields ``(B, 1, *shape)``, by :func:`apply_stencil`."""
+        return apply_stencil(self.diagonal[None, None], self.neighbours[None], u)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Apply ``A`` to full fields ``(B, *shape)`` or ``(B, 1, *shape)``.
@@ -254,8 +339,10 @@ class StencilOperator(nn.Module):
             )
         if u.dim() == len(shape) + 2 and u.shape[1] != 1:
             raise InvalidInputError(f"expected one channel, got {u.shape[1]}")
-        first = u.dim() - len(shape)
-        return self._stencil(u.to(self.dtype), first, 0)
+        u = u.to(self.dtype)
+        if u.dim() == len(shape) + 1:
+            return self._product(u[:, None])[:, 0]
+        return self._product(u)
 
     def to_internal(self, v: torch.Tensor) -> torch.Tensor:
         """Unknowns ``(n, k)`` -> flattened full fields ``(num_cells, k)``, zero off-fluid."""
@@ -271,9 +358,10 @@ class StencilOperator(nn.Module):
 
     def apply_internal(self, v: torch.Tensor) -> torch.Tensor:
         """``A v`` in the internal (full-field, batch-last) layout."""
-        shape = tuple(self.grid.shape)
-        u = v.reshape(*shape, *v.shape[1:])
-        return self._stencil(u, 0, v.dim() - 1).reshape(v.shape)
+        cells, k = v.shape[0], (v.shape[1] if v.dim() == 2 else 1)
+        u = v.reshape(cells, k).t().reshape(k, 1, *self.grid.shape)  # a view for k = 1
+        out = self._product(u).reshape(k, cells).t()
+        return out.contiguous().reshape(v.shape)
 
     def diagonal_internal(self) -> torch.Tensor:
         """The diagonal in the internal layout, ``(num_cells,)`` (zero off-fluid)."""
@@ -327,8 +415,8 @@ class SparseOperator:
     grid = None
 
     def __init__(self, A: Any, device: Any = None, dtype: torch.dtype = torch.float64) -> None:
-        self.dtype = _check_float_dtype(dtype)
-        self.device = _as_device(device)
+        self.dtype = float_dtype(dtype)
+        self.device = resolve_device(device)
         if not sp.issparse(A) or A.shape[0] != A.shape[1]:
             raise InvalidInputError("SparseOperator needs a square scipy sparse matrix")
         csr = sp.csr_matrix(A, dtype=np.float64)

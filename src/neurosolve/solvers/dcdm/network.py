@@ -1,32 +1,9 @@
 """The DCDM network: a small fully convolutional approximate inverse of a grid operator.
 
-The network maps a (normalized) residual field ``r`` to a field ``f(r)`` whose direction
-approximates ``A^{-1} r``; the DCDM iteration only uses that direction (the step length
-comes from an exact line search), so the network is trained "up to a constant".
-
-Architecture (the reference configuration is ``width=16, pairs=1, levels=1``):
-
-- a linear ``3^d`` convolution lifts the input channels to ``width`` channels;
-- on each level, ``pairs`` residual pairs ``y <- y + act(conv(act(conv(y))))``;
-- between levels, average pooling by 2 going down, nearest upsampling by 2 going up,
-  with the skip connection added (U-Net with additive skips);
-- a final per-cell linear ``1x1`` projection to one channel.
-
-Differences from the reference (Kaneda et al., ICML 2023):
-
-- The input may carry a second channel with the cell types (``in_channels=2``): the
-  reference sees only the residual, and its known weakness is geometries unlike the
-  training one. The flags enter as ``FLUID -> 1``, ``AIR -> 0``, ``SOLID -> -1`` so that
-  the zero padding at the domain boundary reads as air (a Dirichlet boundary).
-- Pooling uses ``ceil_mode`` and upsampling goes back to the exact skip size, so any grid
-  size works (the reference assumes sizes divisible by 2**levels).
-- The output is multiplied by the fluid mask, so non-unknown cells never carry values.
-- With ``skip=True`` (default) the input residual is added to the output and the final
-  projection starts at zero, so the network starts as the identity and learns a
-  correction of it: the untrained network gives exactly CG's directions (with ``k >= 1``),
-  where a random-weight network without the skip stagnates (its directions are nearly
-  orthogonal to the residual) and one with the skip but random projection converges
-  several times slower than CG.
+:class:`DCDMNet` maps a normalized residual field (and optionally the cell types, see
+:func:`flags_channel`) to a field whose direction approximates ``A^{-1} r``; a U-Net of
+residual convolution pairs that starts as the identity. Its architecture and how it
+differs from the reference (Kaneda et al., ICML 2023) are written up in ``docs/dcdm.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurosolve.checkpoint import BaseModel
 from neurosolve.data.grids import AIR, FLUID, SOLID
 from neurosolve.errors import InvalidInputError
 
@@ -124,7 +102,7 @@ class _ResidualPair(nn.Module):
         return y + self.act(self.conv2(self.act(self.conv1(y))))
 
 
-class DCDMNet(nn.Module):
+class DCDMNet(BaseModel):
     """Fully convolutional approximate inverse used by :class:`~neurosolve.solvers.dcdm.DCDMSolver`.
 
     Parameters
@@ -148,11 +126,16 @@ class DCDMNet(nn.Module):
     skip : bool
         Add the input residual to the output (not in the reference; see the module notes).
 
+    The constructor arguments are recorded by :class:`~neurosolve.checkpoint.BaseModel`
+    (:meth:`config`), so a checkpoint rebuilds the network.
+
     Examples
     --------
     >>> net = DCDMNet(dim=2, width=4, levels=1)
     >>> net(torch.zeros(2, 1, 9, 7)).shape
     torch.Size([2, 1, 9, 7])
+    >>> net.config()["width"]
+    4
     """
 
     def __init__(
@@ -190,16 +173,6 @@ class DCDMNet(nn.Module):
         self.width = int(width)
         self.levels = int(levels)
         self.in_channels = int(in_channels)
-        self.config = dict(
-            dim=self.dim,
-            width=self.width,
-            pairs=pairs,
-            levels=self.levels,
-            in_channels=self.in_channels,
-            kernel=int(kernel),
-            activation=activation,
-            skip=bool(skip),
-        )
         self.skip = bool(skip)
         conv = _Conv3d if dim == 3 else nn.Conv2d
         act = _ACTIVATIONS[activation]
@@ -249,4 +222,4 @@ class DCDMNet(nn.Module):
 
     def extra_repr(self) -> str:
         """The constructor arguments, shown by ``repr``."""
-        return ", ".join(f"{k}={v}" for k, v in self.config.items())
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())

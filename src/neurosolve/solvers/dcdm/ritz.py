@@ -1,16 +1,9 @@
 r"""Lanczos with full reorthogonalization, Ritz vectors, and DCDM training right-hand sides.
 
-The DCDM paper trains on right-hand sides ``b = sum_j c_j q_j / ||.||`` built from Ritz
-vectors ``q_j`` of the training matrix, with larger weights ``c_j`` on the low end of the
-spectrum: the smooth, slowly converging error components are the ones the network must
-learn to remove. This module computes those Ritz pairs and draws such right-hand sides.
-
-Differences from the reference: the number of Lanczos steps, the size of the low end
-and its weight are parameters (reference: 10,000 steps, the lowest 5,500 Ritz vectors,
-weight 9), Ritz values are dropped *relative* to the largest one (reference: absolute
-``1e-8``, needed there because solid cells are zero rows of its matrix; here unknowns are
-fluid cells only), and :func:`ritz_samples` draws samples over many random geometries so
-that one model serves many domains.
+Right-hand sides are combinations of Ritz vectors of each training matrix weighted toward
+the low end of the spectrum (the smooth errors the network must learn to remove), stored
+with the matrix's stencil fields; see ``docs/dcdm.md`` for the choices and how they
+differ from the reference.
 """
 
 from __future__ import annotations
@@ -223,13 +216,14 @@ def ritz_rhs(
 
 
 def stencil_fields(A: scipy.sparse.spmatrix, flags: np.ndarray) -> np.ndarray:
-    """The coefficients of a 5/7-point matrix over the fluid cells of a grid, as fields.
+    """The stencil of a 5/7-point matrix over the fluid cells of a grid, packed as fields.
 
-    Returns ``(2 * ndim + 1, *shape)`` float64 fields: channel 0 is the diagonal,
-    channel ``1 + 2a`` the coefficient to the neighbour at ``-1`` along axis ``a`` and
-    ``2 + 2a`` the one at ``+1``; every channel is zero outside fluid cells. This is the
-    per-sample operator stored in DCDM training data, applied by
-    :func:`neurosolve.solvers.dcdm.training.apply_stencil`.
+    Returns ``(2 * ndim + 1, *shape)`` float64 fields: channel 0 is the diagonal, channels
+    ``1 ..`` the couplings of :func:`~neurosolve.solvers.stencil.stencil_from_csr`
+    (``1 + 2a`` to the neighbour at ``-1`` along axis ``a``, ``2 + 2a`` to the one at
+    ``+1``); every channel is zero outside fluid cells. This is the per-sample operator
+    stored in DCDM training data: ``y[:, :1]`` and ``y[:, 1:]`` are the arguments of
+    :func:`~neurosolve.solvers.stencil.apply_stencil`.
 
     Examples
     --------
@@ -242,40 +236,12 @@ def stencil_fields(A: scipy.sparse.spmatrix, flags: np.ndarray) -> np.ndarray:
            [ 0., -1.],
            [-1.,  0.]])
     """
-    from neurosolve.data.grids import FLUID
+    from neurosolve.data.grids import Grid
+    from neurosolve.solvers.stencil import stencil_from_csr
 
     flags = np.asarray(flags)
-    shape = flags.shape
-    fluid = flags == FLUID
-    cells = np.flatnonzero(fluid.ravel())
-    A = scipy.sparse.coo_matrix(A)
-    if A.shape != (cells.size, cells.size):
-        raise InvalidInputError(
-            f"matrix of shape {A.shape} does not match the {cells.size} fluid cells of the grid"
-        )
-    ndim = len(shape)
-    out = np.zeros((2 * ndim + 1, int(np.prod(shape))))
-    ci, cj = cells[A.row], cells[A.col]
-    pi = np.array(np.unravel_index(ci, shape))
-    pj = np.array(np.unravel_index(cj, shape))
-    delta = pj - pi
-    done = np.zeros(A.nnz, dtype=bool)
-    diag = (delta == 0).all(axis=0)
-    np.add.at(out[0], ci[diag], A.data[diag])
-    done |= diag
-    for a in range(ndim):
-        others = np.delete(delta, a, axis=0)
-        straight = (others == 0).all(axis=0) if ndim > 1 else np.ones(A.nnz, bool)
-        for channel, step in ((1 + 2 * a, -1), (2 + 2 * a, 1)):
-            sel = straight & (delta[a] == step)
-            np.add.at(out[channel], ci[sel], A.data[sel])
-            done |= sel
-    if not done.all():
-        raise InvalidInputError(
-            "the matrix is not a 5/7-point stencil on this grid: it couples cells that are "
-            "not grid neighbours (check the grid shape and the lexicographic ordering)"
-        )
-    return out.reshape((2 * ndim + 1, *shape))
+    diagonal, couplings = stencil_from_csr(A, Grid(flags.shape, flags=flags))
+    return np.concatenate([diagonal[None], couplings])
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,38 +1,18 @@
-r"""The deep conjugate-direction method (DCDM) of Kaneda et al. (ICML 2023).
+r"""The DCDM iteration: network search directions, A-orthogonalized, exact line search.
 
-Each iteration asks a network for a search direction ``q = f(r / |r|)`` that
-approximates ``A^{-1} r`` up to a constant, makes it A-orthogonal to the last ``k``
-search directions, and takes the exact line-search step in the A-norm:
-
-.. math::
-
-    q \leftarrow q - \sum_{j} \frac{q^T A p_j}{p_j^T A p_j} p_j, \qquad
-    \alpha = \frac{q^T r}{q^T A q}, \qquad x \leftarrow x + \alpha q, \qquad
-    r \leftarrow b - A x .
-
-The A-norm of the error never increases (each step minimizes it along ``q``), whatever
-the network returns; the network decides how fast it falls. The network runs in float32
-on full grid fields, the iteration in float64 on the unknowns (fluid cells).
-
-Differences from the reference:
-
-- the stopping rule is the package's common one on the TRUE residual,
-  ``||b - A x|| <= max(rtol ||b||, atol)`` (reference: ``||r|| <= tol ||r0||``);
-- the network input is the residual scaled to unit root-mean-square over the fluid cells
-  (reference: unit 2-norm), so the input magnitude does not depend on the grid size and
-  a model trained at one resolution sees familiar inputs at another;
-- optional cell-type channel (see :class:`~neurosolve.solvers.dcdm.network.DCDMNet`);
-- several right-hand sides can be solved at once (columns of ``b``).
+:class:`DCDMSolver` (method ``"dcdm"`` of :func:`neurosolve.solve`) holds one grid matrix
+and its network and solves any number of right-hand sides; the A-norm of the error never
+increases whatever the network returns. The iteration and its differences from the
+reference (Kaneda et al., ICML 2023) are written up in ``docs/dcdm.md``.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +21,17 @@ import scipy.sparse
 import torch
 from torch import nn
 
+from neurosolve.checkpoint import load_shipped
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.base import Solver
 from neurosolve.solvers.result import SolveResult, Status, stopping_threshold
 
 __all__ = [
     "DCDMSolver",
     "dcdm",
     "load_dcdm_model",
-    "shipped_model_path",
     "network_input",
     "GRID_FREE_METHODS",
 ]
@@ -60,28 +41,15 @@ logger = logging.getLogger(__name__)
 #: Methods that solve a matrix without grid information (named in DCDM's refusal).
 GRID_FREE_METHODS = ("cg", "pcg-jacobi", "ic-pcg", "amg-sa-pcg", "amg-rs-pcg")
 
-SHIPPED_MODEL = "dcdm3d.pt"
-
-
-def shipped_model_path() -> Path:
-    """Path of the small 3D model shipped with the package.
-
-    Examples
-    --------
-    >>> shipped_model_path().name
-    'dcdm3d.pt'
-    """
-    return Path(str(resources.files("neurosolve") / "models" / SHIPPED_MODEL))
-
 
 def load_dcdm_model(
     path: str | Path | None = None, *, device: torch.device | str | None = None
 ) -> nn.Module:
-    """Load a DCDM network from a checkpoint (default: the shipped 3D model).
+    """Load a DCDM network (default: the shipped 3D model) through the shared model cache.
 
-    Loaded networks are cached per (file, modification time, device), so solvers built
-    for a sequence of matrices (one per time step) read the weights once; the returned
-    module is shared and must not be modified.
+    The network is cached per (file, modification time, device) by
+    :func:`neurosolve.checkpoint.load_shipped`; the returned module is shared and must not
+    be modified.
 
     Parameters
     ----------
@@ -90,11 +58,6 @@ def load_dcdm_model(
     device : torch.device or str, optional
         Where to put the network.
 
-    Returns
-    -------
-    torch.nn.Module
-        The network in eval mode.
-
     Raises
     ------
     FileFormatError
@@ -102,25 +65,10 @@ def load_dcdm_model(
 
     Examples
     --------
-    >>> net = load_dcdm_model()
-    >>> net.dim
+    >>> load_dcdm_model().dim
     3
     """
-    path = shipped_model_path() if path is None else Path(path)
-    if not path.is_file():
-        from neurosolve.errors import FileFormatError
-
-        raise FileFormatError(f"DCDM model {path} does not exist")
-    device = str(resolve_device(device))
-    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, device)
-
-
-@functools.lru_cache(maxsize=8)
-def _load_cached(path: str, mtime_ns: int, device: str) -> nn.Module:
-    from neurosolve.checkpoint import load_model
-
-    model, _ = load_model(path, kind="dcdm", map_location=device)
-    return model
+    return load_shipped("dcdm", path, device=device)
 
 
 def network_input(
@@ -168,7 +116,7 @@ def network_input(
 
 def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
     """Coerce the inputs to a LinearSystem with a grid, or refuse clearly."""
-    from neurosolve.data.systems import LinearSystem
+    from neurosolve.data import LinearSystem
 
     if isinstance(A, LinearSystem):
         system = A
@@ -216,7 +164,7 @@ def _refuse(what: str) -> None:
     )
 
 
-class DCDMSolver:
+class DCDMSolver(Solver):
     """DCDM for one matrix on a grid; reusable across right-hand sides.
 
     Parameters
@@ -249,7 +197,7 @@ class DCDMSolver:
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((8, 8, 8))
     >>> solver = DCDMSolver(system)
     >>> result = solver.solve(np.ones(system.n), rtol=1e-6)
@@ -257,6 +205,7 @@ class DCDMSolver:
     True
     """
 
+    name = "dcdm"
     #: Registry metadata: DCDM's network works on grid fields.
     needs_grid = True
     description = "DCDM: CNN search directions, A-orthogonalized, exact line search (learned)"
@@ -328,53 +277,88 @@ class DCDMSolver:
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
         return self.operator.matvec(x)
 
+    def aspreconditioner(self) -> Any:
+        """Refused: DCDM is not a linear map, so it cannot serve as ``M=``.
+
+        Raises
+        ------
+        InvalidInputError
+            Always.
+
+        Examples
+        --------
+        >>> from neurosolve.data import poisson
+        >>> DCDMSolver(poisson((4, 4, 4))).aspreconditioner()
+        Traceback (most recent call last):
+        ...
+        neurosolve.errors.InvalidInputError: dcdm cannot serve as a preconditioner: ...
+        """
+        raise InvalidInputError(
+            "dcdm cannot serve as a preconditioner: its network is a nonlinear map of the "
+            "residual (and each step depends on the previous directions), while M= needs a "
+            "fixed SPD linear map; use mgpc-pcg or amg-sa-pcg (amg-rs-pcg) for M="
+        )
+
     # -- solve --------------------------------------------------------------------------
-    def solve(
+    def _solve(
         self,
         b: np.ndarray | torch.Tensor,
         *,
-        x0: np.ndarray | torch.Tensor | None = None,
-        rtol: float = 1e-6,
-        atol: float = 0.0,
-        maxiter: int | None = None,
-        callback: Callable[[Any], None] | None = None,
+        x0: np.ndarray | torch.Tensor | None,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[Any], None] | None,
     ) -> SolveResult:
-        """Solve ``A x = b`` for one right-hand side ``(n,)`` or several ``(n, m)``.
+        """The DCDM iteration (default ``maxiter`` 500); ``info["network_calls"]``, ``k``.
 
-        Parameters
-        ----------
-        b : numpy.ndarray or torch.Tensor
-            Right-hand side(s); the solution comes back with the same type and device.
-        x0 : array, optional
-            Initial guess (default zero).
-        rtol, atol : float
-            Stop when ``||b - A x|| <= max(rtol ||b||, atol)`` (per column).
-        maxiter : int, optional
-            Iteration limit (default 500).
-        callback : callable, optional
-            Called as ``callback(x)`` after every iteration with the current iterate
-            (a float64 torch tensor on the solver's device).
-
-        Returns
-        -------
-        SolveResult
-            With true relative residual history, ``matvecs`` and
-            ``info["network_calls"]``.
+        ``callback(x)`` gets the current iterate as a float64 torch tensor on the solver's
+        device.
         """
+        B, single, restore = self._right_hand_sides(b)
+        maxiter = 500 if maxiter is None else int(maxiter)
+        start = time.perf_counter()
+        run = self._start(B, x0, rtol, atol)
+        while run.status is Status.MAXITER and run.iterations < maxiter:
+            status = self._step(run)
+            if status is None:
+                if callback is not None:
+                    callback(run.X[:, 0] if single else run.X)
+                status = run.decide()
+            if status is not None:
+                run.status = status
+        elapsed = time.perf_counter() - start
+        residuals = np.asarray(run.history)
+        return SolveResult(
+            x=restore(run.X[:, 0] if single else run.X),
+            status=run.status,
+            iterations=run.iterations,
+            residuals=residuals[:, 0] if single else residuals,
+            setup_seconds=self.setup_seconds,
+            solve_seconds=elapsed,
+            matvecs=run.matvecs,
+            info={"network_calls": run.calls, "k": self.k},
+        )
+
+    def _right_hand_sides(
+        self, b: np.ndarray | torch.Tensor
+    ) -> tuple[torch.Tensor, bool, Callable[[torch.Tensor], Any]]:
+        """``b`` as ``(n, m)`` columns, whether it was one vector, and how to give ``x`` back."""
         n = self.system.n
         is_numpy = not torch.is_tensor(b)
         b_t = torch.as_tensor(np.asarray(b) if is_numpy else b)
-        out_device, out_dtype = (None, None) if is_numpy else (b_t.device, b_t.dtype)
         if b_t.ndim not in (1, 2) or b_t.shape[0] != n:
             raise InvalidInputError(f"b must have shape ({n},) or ({n}, m), got {tuple(b_t.shape)}")
-        single = b_t.ndim == 1
         B = b_t.reshape(n, -1).to(device=self.device, dtype=self.dtype)
         if not torch.isfinite(B).all():
             raise InvalidInputError("b contains NaN or Inf")
-        maxiter = 500 if maxiter is None else int(maxiter)
-        if maxiter < 0:
-            raise InvalidInputError(f"maxiter must be >= 0, got {maxiter}")
-        start = time.perf_counter()
+        if is_numpy:
+            return B, b_t.ndim == 1, lambda x: x.cpu().numpy()
+        device, dtype = b_t.device, b_t.dtype
+        return B, b_t.ndim == 1, lambda x: x.to(device=device, dtype=dtype)
+
+    def _start(self, B: torch.Tensor, x0: Any, rtol: float, atol: float) -> _Run:
+        """The initial iterate, residual and stopping thresholds."""
         bnorm = torch.linalg.vector_norm(B, dim=0)
         thresholds = torch.tensor(
             [stopping_threshold(float(v), rtol, atol) for v in bnorm],
@@ -383,89 +367,96 @@ class DCDMSolver:
         )
         scale = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
         if x0 is None:
-            X = torch.zeros_like(B)
-            R = B.clone()
-            matvecs = 0
+            X, R, matvecs = torch.zeros_like(B), B.clone(), 0
         else:
             X = torch.as_tensor(np.asarray(x0) if not torch.is_tensor(x0) else x0)
-            X = X.reshape(n, -1).to(device=self.device, dtype=self.dtype).clone()
+            X = X.reshape(B.shape[0], -1).to(device=self.device, dtype=self.dtype).clone()
             if X.shape != B.shape:
                 raise InvalidInputError(f"x0 has shape {tuple(X.shape)}, b has {tuple(B.shape)}")
-            R = B - self._matvec(X)
-            matvecs = 1
-        rnorm = torch.linalg.vector_norm(R, dim=0)
-        history = [(rnorm / scale).cpu().numpy()]
-        directions: deque = deque(maxlen=self.k) if self.k > 0 else deque(maxlen=1)
-        status = Status.MAXITER
-        done = rnorm <= thresholds
-        best = rnorm.clone()
-        since_best = torch.zeros_like(rnorm, dtype=torch.long)
-        it = calls = 0
-        if bool(done.all()):
-            status = Status.CONVERGED
-        while status is Status.MAXITER and it < maxiter:
-            active = ~done
-            # converged columns get a zero direction: they stay where they are
-            q = self.direction(R) * active.to(self.dtype)
-            calls += 1
-            if self.k > 0:
-                for P, AP, pAp in directions:
-                    q = q - P * ((q * AP).sum(dim=0) / pAp)
-            Aq = self._matvec(q)
-            matvecs += 1
-            qAq = (q * Aq).sum(dim=0)
-            if not bool(torch.isfinite(qAq[active]).all()):
-                status = Status.NONFINITE
-                break
-            if bool((qAq[active] <= 0).any()):
-                status = Status.BREAKDOWN
-                break
-            alpha = torch.where(active, (q * R).sum(dim=0) / torch.where(active, qAq, 1.0), 0.0)
-            X = X + alpha * q
-            R = B - self._matvec(X)
-            matvecs += 1
-            it += 1
-            if self.k > 0:
-                directions.append((q, Aq, torch.where(active, qAq, 1.0)))
-            rnorm = torch.linalg.vector_norm(R, dim=0)
-            history.append((rnorm / scale).cpu().numpy())
-            if callback is not None:
-                callback(X[:, 0] if single else X)
-            if not bool(torch.isfinite(rnorm).all()):
-                status = Status.NONFINITE
-                break
-            done = done | (rnorm <= thresholds)
-            if bool(done.all()):
-                status = Status.CONVERGED
-                break
-            improved = rnorm < 0.99 * best
-            best = torch.where(improved, rnorm, best)
-            since_best = torch.where(improved, torch.zeros_like(since_best), since_best + 1)
-            if bool((since_best[~done] >= 100).any()):
-                status = Status.STAGNATION
-                break
-            if bool((rnorm[~done] > 1e8 * scale[~done]).any()):
-                status = Status.DIVERGED
-                break
-        elapsed = time.perf_counter() - start
-        x_out = X[:, 0] if single else X
-        if is_numpy:
-            x_out = x_out.cpu().numpy()
-        else:
-            x_out = x_out.to(device=out_device, dtype=out_dtype)
-        residuals = np.asarray(history)
-        if single:
-            residuals = residuals[:, 0]
-        return SolveResult(
-            x=x_out,
-            status=status,
-            iterations=it,
-            residuals=residuals,
-            setup_seconds=self.setup_seconds,
-            solve_seconds=elapsed,
-            matvecs=matvecs,
-            info={"network_calls": calls, "k": self.k},
+            R, matvecs = B - self._matvec(X), 1
+        run = _Run(B, X, R, thresholds, scale, deque(maxlen=max(self.k, 1)), matvecs=matvecs)
+        run.record(torch.linalg.vector_norm(R, dim=0))
+        run.best = run.rnorm.clone()
+        run.since_best = torch.zeros_like(run.rnorm, dtype=torch.long)
+        run.done = run.rnorm <= thresholds
+        if bool(run.done.all()):
+            run.status = Status.CONVERGED
+        return run
+
+    def _step(self, run: _Run) -> Status | None:
+        """One DCDM step: direction, A-orthogonalization, exact line search, true residual.
+
+        Returns a status when the step cannot be taken (NaN/Inf, ``q^T A q <= 0``).
+        """
+        active = ~run.done
+        # converged columns get a zero direction: they stay where they are
+        q = self.direction(run.R) * active.to(self.dtype)
+        run.calls += 1
+        if self.k > 0:
+            for P, AP, pAp in run.directions:
+                q = q - P * ((q * AP).sum(dim=0) / pAp)
+        Aq = self._matvec(q)
+        run.matvecs += 1
+        qAq = (q * Aq).sum(dim=0)
+        if not bool(torch.isfinite(qAq[active]).all()):
+            return Status.NONFINITE
+        if bool((qAq[active] <= 0).any()):
+            return Status.BREAKDOWN
+        safe = torch.where(active, qAq, 1.0)
+        alpha = torch.where(active, (q * run.R).sum(dim=0) / safe, 0.0)
+        run.X = run.X + alpha * q
+        run.R = run.B - self._matvec(run.X)
+        run.matvecs += 1
+        run.iterations += 1
+        if self.k > 0:
+            run.directions.append((q, Aq, safe))
+        run.record(torch.linalg.vector_norm(run.R, dim=0))
+        return None
+
+
+@dataclass
+class _Run:
+    """The state of one DCDM solve (columns are right-hand sides)."""
+
+    B: torch.Tensor
+    X: torch.Tensor
+    R: torch.Tensor
+    thresholds: torch.Tensor
+    scale: torch.Tensor
+    directions: deque
+    matvecs: int = 0
+    calls: int = 0
+    iterations: int = 0
+    status: Status = Status.MAXITER
+    history: list = field(default_factory=list)
+    rnorm: Any = None
+    done: Any = None
+    best: Any = None
+    since_best: Any = None
+
+    def record(self, rnorm: torch.Tensor) -> None:
+        """Keep the residual norms of the current iterate and their relative history."""
+        self.rnorm = rnorm
+        self.history.append((rnorm / self.scale).cpu().numpy())
+
+    def decide(self) -> Status | None:
+        """After a step: converged, stagnating (no 1% gain in 100 steps), diverged, or on."""
+        rnorm = self.rnorm
+        if not bool(torch.isfinite(rnorm).all()):
+            return Status.NONFINITE
+        self.done = self.done | (rnorm <= self.thresholds)
+        if bool(self.done.all()):
+            return Status.CONVERGED
+        improved = rnorm < 0.99 * self.best
+        self.best = torch.where(improved, rnorm, self.best)
+        self.since_best = torch.where(
+            improved, torch.zeros_like(self.since_best), self.since_best + 1
         )
+        if bool((self.since_best[~self.done] >= 100).any()):
+            return Status.STAGNATION
+        if bool((rnorm[~self.done] > 1e8 * self.scale[~self.done]).any()):
+            return Status.DIVERGED
+        return None
 
 
 def dcdm(
@@ -483,7 +474,7 @@ def dcdm(
 
     Examples
     --------
-    >>> from neurosolve.data.systems import poisson
+    >>> from neurosolve.data import poisson
     >>> system = poisson((8, 8, 8))
     >>> dcdm(system, np.ones(system.n)).converged
     True

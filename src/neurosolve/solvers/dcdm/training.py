@@ -1,86 +1,33 @@
-r"""Training the DCDM network: the scale-invariant unsupervised loss and the train entry.
+r"""Training the DCDM network: the scale-invariant unsupervised loss and ``train_dcdm``.
 
-The loss of Kaneda et al. asks the network output ``f(b)`` to be a multiple of
-``A^{-1} b``, with the best multiple chosen in closed form:
-
-.. math::
-
-    L(b) = \frac{\|b - \alpha A f(b)\|_2^2}{\|b\|_2^2}, \qquad
-    \alpha = \frac{f(b)^T b}{f(b)^T A f(b)},
-
-so ``L`` does not change when ``f(b)`` is multiplied by any non-zero constant (the DCDM
-line search removes that constant). ``A`` is applied matrix-free and batched, one
-operator per sample (training data come from many geometries), through the stencil
-fields stored with every sample (:func:`~neurosolve.solvers.dcdm.ritz.stencil_fields`).
-
-The division by ``||b||^2`` differs from the reference (which normalizes ``b`` to unit
-norm in its data): it makes the loss independent of how the data were scaled.
+:func:`dcdm_loss` asks the network output to be a multiple of ``A^{-1} b`` (the best
+multiple in closed form, so the loss ignores the output's scale), applying each sample's
+operator by the one stencil kernel; :func:`train_dcdm` generates Ritz data and runs the
+shared trainer. The loss is written out in ``docs/dcdm.md``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from neurosolve._util.validate import integer
 from neurosolve.data.grids import FLUID
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.stencil import apply_stencil
 
-__all__ = ["apply_stencil", "dcdm_loss", "batch_inputs", "train_dcdm", "GENERATOR_NAME"]
+__all__ = ["dcdm_loss", "batch_inputs", "train_dcdm", "GENERATOR_NAME"]
 
 logger = logging.getLogger(__name__)
 
 #: Name under which the DCDM training-data generator is registered with the store.
 GENERATOR_NAME = "dcdm-ritz"
-
-
-def apply_stencil(coefficients: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample 5/7-point operators to full grid fields.
-
-    Parameters
-    ----------
-    coefficients : torch.Tensor, shape ``(B, 2 * d + 1, *grid)``
-        Channel 0 the diagonal, ``1 + 2a`` / ``2 + 2a`` the coefficients to the
-        neighbours at ``-1`` / ``+1`` along axis ``a`` (as
-        :func:`~neurosolve.solvers.dcdm.ritz.stencil_fields`).
-    u : torch.Tensor, shape ``(B, 1, *grid)``
-        Fields (values outside fluid cells are ignored when the coefficients are zero
-        there, as stored).
-
-    Returns
-    -------
-    torch.Tensor, shape ``(B, 1, *grid)``
-
-    Examples
-    --------
-    >>> c = torch.tensor([[[2.0, 2.0], [0.0, 0.0], [0.0, 0.0], [0.0, -1.0], [-1.0, 0.0]]])
-    >>> apply_stencil(c[..., None, :], torch.tensor([[[[1.0, 1.0]]]]))
-    tensor([[[[1., 1.]]]])
-    """
-    d = u.ndim - 2
-    if coefficients.shape[1] != 2 * d + 1 or coefficients.shape[2:] != u.shape[2:]:
-        raise InvalidInputError(
-            f"coefficients {tuple(coefficients.shape)} do not fit fields {tuple(u.shape)}"
-        )
-    padded = F.pad(u, (1, 1) * d)
-    shape = u.shape[2:]
-    out = coefficients[:, 0:1] * u
-    for a in range(d):
-        for channel, step in ((1 + 2 * a, -1), (2 + 2 * a, 1)):
-            index = [slice(None), slice(None)]
-            for ax in range(d):
-                lo = 1 + (step if ax == a else 0)
-                index.append(slice(lo, lo + shape[ax]))
-            out = out + coefficients[:, channel : channel + 1] * padded[tuple(index)]
-    return out
 
 
 def batch_inputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +81,8 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     inputs, fluid = batch_inputs(model, x)
     b = x[:, 0:1] * fluid
     f = model(inputs) * fluid
-    Af = apply_stencil(coefficients.to(f.dtype), f)
+    coefficients = coefficients.to(f.dtype)
+    Af = apply_stencil(coefficients[:, :1], coefficients[:, 1:], f)
     B = b.shape[0]
     fb = (f * b).reshape(B, -1).sum(dim=1)
     fAf = (f * Af).reshape(B, -1).sum(dim=1)
@@ -221,7 +169,7 @@ def train_dcdm(
         Network (see :class:`~neurosolve.solvers.dcdm.network.DCDMNet`);
         ``flags_input`` adds the cell-type channel.
     epochs, batch_size, lr, schedule, seed, device
-        Optimization (Adam; see ``neurosolve.operators.training.TrainConfig``).
+        Optimization (Adam; see ``neurosolve.training.TrainConfig``).
     run_dir : path-like, optional
         Folder for data, checkpoints and curves.
     progress : bool
@@ -233,8 +181,8 @@ def train_dcdm(
         ``{"model": Path, "run_dir": Path, "history": ...}``.
     """
     from neurosolve.data.store import H5Dataset
-    from neurosolve.operators.training import TrainConfig, Trainer
     from neurosolve.solvers.dcdm.network import DCDMNet
+    from neurosolve.training import TrainConfig, Trainer
 
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
@@ -253,15 +201,15 @@ def train_dcdm(
                 f"parameter {name!r} of generator 'dcdm-ritz' must be positive, got {value}"
             )
     for name, value in (("samples", samples), ("val_samples", val_samples)):
-        if int(value) < 1:
-            raise InvalidInputError(f"{name} must be >= 1, got {value}")
+        integer(value, name)
     # Build and validate the model and the optimizer settings BEFORE any folder or data
     # exist, so bad parameters are refused at once and leave nothing behind.
     torch.manual_seed(seed)
     kwargs = dict(
         dim=int(dim),
         width=int(width),
-        pairs=pairs if isinstance(pairs, int) else list(pairs),
+        # one entry per level, as the stored kwargs of the shipped model
+        pairs=[int(pairs)] * (int(levels) + 1) if isinstance(pairs, int) else list(pairs),
         levels=int(levels),
         in_channels=2 if flags_input else 1,
     )
@@ -295,15 +243,7 @@ def train_dcdm(
         dcdm_loss,
         config,
         run_dir,
-        model_spec=dict(kind="dcdm", kwargs=model.config),
+        model_spec=dict(kind="dcdm", kwargs=model.config()),
     )
     history = trainer.fit(H5Dataset(train_path), H5Dataset(val_path))
-    best = run_dir / "model.pt"
-    if not best.is_file():
-        raise InvalidInputError(f"training finished without writing {best}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if best.resolve() != out.resolve():
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.copyfile(best, tmp)
-        os.replace(tmp, out)  # atomic: never a half-written model under its final name
-    return {"model": out, "run_dir": run_dir, "history": history}
+    return {"model": trainer.export_best(out), "run_dir": run_dir, "history": history}

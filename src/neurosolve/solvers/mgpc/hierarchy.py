@@ -1,0 +1,478 @@
+"""The MGPC multigrid hierarchy: aggregation transfers, Galerkin coarse stencils, the cycle.
+
+A plain :class:`Level` record per grid (as pyamg's ``MultilevelSolver.level``) holds a
+level's stencil in the layout of :mod:`neurosolve.solvers.stencil`, its smoother weights
+and the bounds that keep the cycle SPD; :class:`Hierarchy` builds the levels for one or
+several matrices and applies the symmetric W- or V-cycle ``M``. Why ``M`` is SPD for every
+geometry and every network output is proven in ``docs/mgpc.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet
+from neurosolve.solvers.stencil import apply_stencil, stencil_residual
+
+__all__ = [
+    "Hierarchy",
+    "Level",
+    "coarsening_axes",
+    "coarsest_inverse",
+    "galerkin_coarsen",
+    "prolong",
+    "restrict",
+]
+
+W_BOUND = 1.96  # a W-step damps its coarse iteration so that tau * lambda_max <= 1.96 < 2
+
+
+def _factors(ndim: int, axes: Sequence[bool] | None) -> list[int]:
+    """Coarsening factor (2 or 1) per spatial axis; ``axes=None`` coarsens every axis."""
+    if axes is None:
+        return [2] * ndim
+    if len(axes) != ndim:
+        raise InvalidInputError(f"axes must have one entry per grid axis ({ndim}), got {axes}")
+    return [2 if c else 1 for c in axes]
+
+
+def _pad_even(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Zero-pad the coarsened spatial axes (from axis 2) at their end to even sizes."""
+    pads: list[int] = []
+    for size, f in zip(reversed(x.shape[2:]), reversed(factors), strict=True):
+        pads.extend((0, size % f))
+    return F.pad(x, pads) if any(pads) else x
+
+
+def _block_sum(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Sum over blocks of ``factors`` cells: ``(G, C, *S) -> (G, C, *S / factors)``."""
+    G, C, *S = x.shape
+    coarse = [s // f for s, f in zip(S, factors, strict=True)]
+    if len(S) in (2, 3):  # pooling kernels with divisor 1: exact sums, much faster
+        pool = F.avg_pool2d if len(S) == 2 else F.avg_pool3d
+        k = tuple(factors)
+        return pool(x.reshape(G * C, 1, *S), k, stride=k, divisor_override=1).reshape(G, C, *coarse)
+    view = [G, C]
+    for c, f in zip(coarse, factors, strict=True):
+        view.extend((c, f))
+    return x.reshape(view).sum(dim=tuple(range(3, 3 + 2 * len(S), 2)))
+
+
+def restrict(
+    u: torch.Tensor, fine_shape: Sequence[int], axes: Sequence[bool] | None = None
+) -> torch.Tensor:
+    """``R u``: sum of the fine values over each coarse cell (``u`` zero off-fluid).
+
+    ``axes`` says which axes are coarsened (by 2); the default coarsens all of them.
+
+    Examples
+    --------
+    >>> restrict(torch.ones(1, 1, 5), (5,))
+    tensor([[[2., 2., 1.]]])
+    >>> restrict(torch.ones(1, 1, 2, 4), (2, 4), axes=(False, True))
+    tensor([[[[2., 2.],
+              [2., 2.]]]])
+    """
+    factors = _factors(u.dim() - 2, axes)
+    return _block_sum(_pad_even(u, factors), factors)
+
+
+def prolong(
+    uc: torch.Tensor,
+    fine_shape: Sequence[int],
+    fine_fluid: torch.Tensor,
+    axes: Sequence[bool] | None = None,
+) -> torch.Tensor:
+    """``P uc = R^T uc``: every fine fluid cell takes the value of its coarse cell.
+
+    Examples
+    --------
+    >>> prolong(torch.tensor([[[1.0, 2.0, 3.0]]]), (5,), torch.ones(1, 1, 5))
+    tensor([[[1., 1., 2., 2., 3.]]])
+    """
+    G, K, *S = uc.shape
+    factors = _factors(len(S), axes)
+    expanded, full, view = [G, K], [G, K], [G, K]
+    for s, f in zip(S, factors, strict=True):
+        expanded.extend((s, f))
+        full.append(f * s)
+        view.extend((s, 1))
+    out = uc.reshape(view).expand(expanded).reshape(full)  # one copy, every axis at once
+    index = (slice(None), slice(None), *(slice(0, s) for s in fine_shape))
+    return out[index] * fine_fluid
+
+
+def galerkin_coarsen(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    fluid: torch.Tensor,
+    axes: Sequence[bool] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Galerkin coarse stencil ``R A R^T`` of the aggregation restriction.
+
+    A fine coupling inside a block adds (twice, both directions) to the coarse diagonal; a
+    coupling across a block face adds to the coarse coupling of the two blocks. The result
+    is again a 5/7-point stencil, exactly equal to ``R A R^T``.
+
+    Parameters
+    ----------
+    diagonal, couplings : torch.Tensor
+        Fine stencil, shapes ``(G, 1, *S)`` and ``(G, 2 d, *S)`` (the layout of
+        :func:`~neurosolve.solvers.stencil.apply_stencil`).
+    fluid : torch.Tensor
+        Fine fluid mask ``(G, 1, *S)`` (float or bool).
+    axes : sequence of bool, optional
+        Which axes to coarsen by 2 (blocks of 2 cells along them, 1 along the others);
+        default all (``2^d`` blocks). See :func:`coarsening_axes`.
+
+    Returns
+    -------
+    diagonal, couplings, fluid : torch.Tensor
+        Coarse stencil on the coarse grid (``ceil(S / 2)`` cells along coarsened axes) and
+        its fluid mask (float).
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 4), 2.0)
+    >>> nb = torch.tensor([[[0.0, -1.0, -1.0, -1.0], [-1.0, -1.0, -1.0, 0.0]]])
+    >>> dc, nc, fc = galerkin_coarsen(d, nb, torch.ones(1, 1, 4))
+    >>> dc.flatten().tolist(), nc[0].tolist()
+    ([2.0, 2.0], [[0.0, -1.0], [-1.0, 0.0]])
+    """
+    ndim = diagonal.dim() - 2
+    factors = _factors(ndim, axes)
+    d = _pad_even(diagonal, factors)
+    nb = _pad_even(couplings, factors)
+    coarse_diag = _block_sum(d, factors)
+    coarse_hi = []
+    for a in range(ndim):
+        hi = nb[:, 2 * a + 1 : 2 * a + 2]
+        ax = 2 + a
+        if factors[a] == 1:  # every coupling along an uncoarsened axis joins two blocks
+            coarse_hi.append(_block_sum(hi, factors))
+            continue
+        size = hi.shape[ax]
+        parity = torch.arange(size, device=hi.device) % 2
+        shape = [1] * hi.dim()
+        shape[ax] = size
+        parity = parity.reshape(shape).to(hi.dtype)
+        coarse_diag = coarse_diag + 2.0 * _block_sum(hi * (1.0 - parity), factors)  # inside
+        coarse_hi.append(_block_sum(hi * parity, factors))  # to the next block along +e_a
+    parts = []
+    for a in range(ndim):
+        ax = 2 + a
+        hi = coarse_hi[a]
+        size = hi.shape[ax]
+        lo = torch.zeros_like(hi)
+        if size > 1:
+            lo.narrow(ax, 1, size - 1).copy_(hi.narrow(ax, 0, size - 1))
+        parts.extend((lo, hi))
+    fl = _pad_even(fluid.to(diagonal.dtype), factors)
+    coarse_fluid = (_block_sum(fl, factors) > 0).to(diagonal.dtype)
+    return coarse_diag, torch.cat(parts, dim=1), coarse_fluid
+
+
+def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bool, ...]:
+    """Axes to coarsen: those whose mean share of the couplings is ``>= threshold`` x the top.
+
+    ``couplings`` has shape ``(G, 2 d, *S)``; every cell's couplings count once, as shares.
+    Isotropic problems (equal spacing, obstacles, coefficient jumps) coarsen every axis;
+    on stretched grids or anisotropic coefficients only the strongly coupled axes are
+    coarsened (semi-coarsening), until the Galerkin couplings even out: each aggregation
+    along an axis halves its coupling relative to the others. Axes of one cell are never
+    coarsened.
+
+    Examples
+    --------
+    >>> from neurosolve.data import poisson
+    >>> from neurosolve.solvers.stencil import StencilOperator
+    >>> op = StencilOperator.from_system(poisson((16, 16), spacing=(1.0, 4.0)))
+    >>> coarsening_axes(op.neighbours[None])
+    (True, False)
+    """
+    shape = couplings.shape[2:]
+    ndim = len(shape)
+    nb = couplings.abs()
+    pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, *S): coupling of each cell along each axis
+    total = pair.sum(dim=1, keepdim=True)
+    coupled = total > 0
+    share = torch.where(coupled, pair / torch.where(coupled, total, 1.0), 0.0)
+    cells = max(float(coupled.sum()), 1.0)
+    # every cell counts once (scale-free: a high-coefficient region does not dominate)
+    per_axis = [float(share[:, a].sum()) / cells for a in range(ndim)]
+    top = max(per_axis)
+    return tuple(
+        int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top) for a in range(ndim)
+    )
+
+
+def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
+    """Exactly symmetric inverse of SPD matrices ``(G, N, N)``, pseudo-inverse if singular.
+
+    Computed in float64 whatever the input precision, returned in the input's dtype.
+
+    A pure-Neumann (or otherwise singular, positive semi-definite) matrix handed over
+    without a pinned cell has singular Galerkin coarse matrices; their Cholesky factor
+    does not exist, and the pseudo-inverse (eigenvalues below ``N eps`` times the largest
+    treated as zero) keeps the cycle symmetric and ``M`` positive definite (the smoothers
+    above the coarsest level are), so PCG converges for consistent right-hand sides as
+    plain CG does.
+
+    Raises
+    ------
+    InvalidInputError
+        If a matrix is indefinite (then so is the fine matrix it was coarsened from).
+
+    Examples
+    --------
+    >>> neumann = torch.tensor([[[1.0, -1.0], [-1.0, 1.0]]], dtype=torch.float64)
+    >>> coarsest_inverse(neumann)  # pseudo-inverse of the 2-cell Neumann Laplacian
+    tensor([[[ 0.2500, -0.2500],
+             [-0.2500,  0.2500]]], dtype=torch.float64)
+    >>> coarsest_inverse(torch.tensor([[[1.0, 2.0], [2.0, 1.0]]]))
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: the matrix is not positive semi-definite: ...
+    """
+    out_dtype = dense.dtype
+    dense = dense.to(torch.float64)  # at most max_coarse cells: float64 costs nothing here
+    factor, info = torch.linalg.cholesky_ex(dense)
+    pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
+    # a singular matrix may still factor, with a rounding-sized last pivot: not usable
+    tiny = pivots.amin(dim=-1) <= 1e-12 * pivots.amax(dim=-1)
+    if bool((info == 0).all()) and not bool(tiny.any()):
+        inverse = torch.cholesky_inverse(factor)
+    else:
+        eig, vec = torch.linalg.eigh(dense)
+        top = eig.abs().amax(dim=-1, keepdim=True)
+        cutoff = dense.shape[-1] * torch.finfo(dense.dtype).eps * top
+        if bool((eig < -cutoff * 1e3).any()):
+            worst = float((eig / top).min())
+            raise InvalidInputError(
+                "the matrix is not positive semi-definite: its Galerkin coarse matrix has "
+                f"the eigenvalue {worst:.3g} x its largest"
+            )
+        keep = eig > cutoff
+        inv_eig = torch.where(keep, 1.0 / torch.where(keep, eig, 1.0), 0.0)
+        inverse = (vec * inv_eig.unsqueeze(-2)) @ vec.transpose(-1, -2)
+    inverse = inverse.to(out_dtype)
+    return 0.5 * (inverse + inverse.transpose(-1, -2))  # exactly symmetric; one GEMM per visit
+
+
+def _dense_matrix(
+    diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor
+) -> torch.Tensor:
+    """Dense ``(G, N, N)`` matrix of a stencil on N cells; identity rows off the fluid."""
+    G = diagonal.shape[0]
+    S = diagonal.shape[2:]
+    n = int(math.prod(S))
+    eye = torch.eye(n, dtype=diagonal.dtype, device=diagonal.device)
+    basis = eye.reshape(n, *S).unsqueeze(0).expand(G, n, *S)
+    cols = apply_stencil(diagonal, couplings, basis).reshape(G, n, n)  # column j = A e_j
+    mat = cols.transpose(1, 2)
+    off = 1.0 - fluid.reshape(G, n)
+    return mat + torch.diag_embed(off)
+
+
+@dataclass
+class Level:
+    """One grid level: stencil, fluid mask, smoother weights, over-correction factor."""
+
+    diagonal: torch.Tensor
+    couplings: torch.Tensor
+    fluid: torch.Tensor
+    weights: torch.Tensor | None = None  # (G, nu, *S): w_k = theta_k / sum_j |a_ij|
+    scale: torch.Tensor | None = None  # 0-d: s of the correction from this (coarse) level
+    axes: tuple[bool, ...] | None = None  # axes coarsened on the way to the next level
+    gamma: int = 1  # cycle index of the step to the next level (2: W, 1: V)
+    tau: float = 1.0  # damping of the W-step's coarse iteration (1 unless needed for SPD)
+    bound: float = 1.0  # proven upper bound of lambda_max(B A) on this level
+    inverse: torch.Tensor | None = None  # coarsest level only: (G, N, N), exactly symmetric
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Grid shape."""
+        return tuple(self.diagonal.shape[2:])
+
+
+class Hierarchy:
+    """The multigrid hierarchy of one or several (``G``) matrices and its cycle ``M``.
+
+    Built by :meth:`build`; :meth:`apply` applies ``M`` to ``(G, K, *S)`` fields.
+
+    Parameters
+    ----------
+    levels : list of Level
+        Finest first; every level but the last has smoother weights, every level but the
+        first an over-correction factor, the last its exact (dense, symmetric) inverse.
+    gamma : int
+        Cycle index: 1 for a V-cycle, 2 for a W-cycle.
+
+    Examples
+    --------
+    >>> from neurosolve.data import poisson
+    >>> from neurosolve.solvers.stencil import StencilOperator
+    >>> op = StencilOperator.from_system(poisson((32, 32)))
+    >>> h = Hierarchy.build(MGPCNet(width=4, layers=1), op.diagonal[None, None],
+    ...                     op.neighbours[None], op.fluid_mask[None, None].double())
+    >>> [lvl.shape for lvl in h.levels], h.gamma
+    ([(32, 32), (16, 16)], 2)
+    >>> r = torch.ones(1, 1, 32, 32, dtype=torch.float64)
+    >>> h.apply(r).shape
+    torch.Size([1, 1, 32, 32])
+    """
+
+    def __init__(self, levels: list[Level], gamma: int = 2) -> None:
+        if gamma not in CYCLES.values():
+            raise InvalidInputError(f"gamma must be 1 (V-cycle) or 2 (W-cycle), got {gamma!r}")
+        self.levels = levels
+        self.gamma = int(gamma)
+
+    @classmethod
+    def build(
+        cls,
+        net: MGPCNet,
+        diagonal: torch.Tensor,
+        couplings: torch.Tensor,
+        fluid: torch.Tensor,
+        *,
+        max_coarse: int = 512,
+        max_levels: int = 12,
+    ) -> Hierarchy:
+        """Coarsen by Galerkin products and evaluate the network on every level.
+
+        ``diagonal``, ``couplings`` and ``fluid`` are the fine stencils ``(G, 1, *S)``,
+        ``(G, 2 d, *S)`` and their fluid masks ``(G, 1, *S)``; the coarsest level has at
+        most ``max_coarse`` cells (or the hierarchy has ``max_levels`` levels).
+        """
+        if max_coarse < 1 or max_levels < 1:
+            raise InvalidInputError("max_coarse and max_levels must be positive")
+        gamma = CYCLES[net.cycle]
+        levels = _coarsen(
+            Level(diagonal, couplings, fluid.to(diagonal.dtype)), gamma, max_coarse, max_levels
+        )
+        _set_smoothers(net, levels)
+        _set_bounds(levels)
+        last = levels[-1]
+        last.inverse = coarsest_inverse(_dense_matrix(last.diagonal, last.couplings, last.fluid))
+        return cls(levels, gamma)
+
+    @property
+    def num_levels(self) -> int:
+        """Number of levels including the finest."""
+        return len(self.levels)
+
+    @property
+    def lambda_bound(self) -> float:
+        """Proven upper bound of the eigenvalues of ``M A`` (see ``docs/mgpc.md``)."""
+        return self.levels[0].bound
+
+    def apply(self, r: torch.Tensor, level: int = 0) -> torch.Tensor:
+        """``M r`` for residual fields ``r`` of shape ``(G, K, *S)`` (zero off-fluid)."""
+        lvl = self.levels[level]
+        if level == len(self.levels) - 1:
+            G, K = r.shape[:2]
+            flat = r.reshape(G, K, -1).transpose(1, 2)
+            x = torch.bmm(lvl.inverse, flat).transpose(1, 2).reshape(r.shape)
+            return x * lvl.fluid
+        d, c, w = lvl.diagonal, lvl.couplings, lvl.weights
+        steps = w.shape[1]
+        x = w[:, 0:1] * r
+        for k in range(1, steps):  # pre-smoothing W_1 .. W_nu
+            x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, c, x, r))
+        x = x + self._coarse_correction(stencil_residual(d, c, x, r), level)
+        for k in reversed(range(steps)):  # post-smoothing W_nu .. W_1 (the adjoint order)
+            x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, c, x, r))
+        return x
+
+    def _coarse_correction(self, res: torch.Tensor, level: int) -> torch.Tensor:
+        """``s^2 P Bt_c R res``: one (V) or two (W, damped by ``tau``) coarse cycles."""
+        lvl, nxt = self.levels[level], self.levels[level + 1]
+        rc = restrict(res, lvl.shape, lvl.axes)
+        ec = self.apply(rc, level + 1)
+        if lvl.gamma == 2:  # W-step: two (damped if tau < 1) stationary steps on the coarse level
+            if lvl.tau != 1.0:
+                ec = lvl.tau * ec
+            again = self.apply(stencil_residual(nxt.diagonal, nxt.couplings, ec, rc), level + 1)
+            ec = ec + (again if lvl.tau == 1.0 else lvl.tau * again)
+        return prolong(ec * nxt.scale.square(), lvl.shape, lvl.fluid, lvl.axes)
+
+    def matvec_equivalents(self) -> float:
+        """Cost of one application of ``M`` in fine-grid products with ``A``.
+
+        Counts stencil applications weighted by level size and by how often the cycle
+        visits the level (``2^l`` times in a W-cycle with full coarsening): ``2 nu`` per
+        visit of a smoothed level and one coarse residual per W-step. Diagonal scalings,
+        restriction, prolongation and the coarsest (dense) solves are not counted.
+
+        Examples
+        --------
+        >>> from neurosolve.data import poisson
+        >>> from neurosolve.solvers.stencil import StencilOperator
+        >>> op = StencilOperator.from_system(poisson((32, 32, 32)))
+        >>> h = Hierarchy.build(MGPCNet(), op.diagonal[None, None], op.neighbours[None],
+        ...                     op.fluid_mask[None, None].double())
+        >>> [lvl.shape for lvl in h.levels]
+        [(32, 32, 32), (16, 16, 16), (8, 8, 8)]
+        >>> h.matvec_equivalents()  # 6 * (1 + 2/8) + (1/8 + 2/64)
+        7.65625
+        """
+        fine = math.prod(self.levels[0].shape)
+        total, visits = 0.0, 1
+        for i, lvl in enumerate(self.levels[:-1]):
+            total += visits * 2 * lvl.weights.shape[1] * math.prod(lvl.shape) / fine
+            coarse = math.prod(self.levels[i + 1].shape)
+            total += visits * (lvl.gamma - 1) * coarse / fine
+            visits *= lvl.gamma
+        return total
+
+
+def _coarsen(finest: Level, gamma: int, max_coarse: int, max_levels: int) -> list[Level]:
+    """The levels down to at most ``max_coarse`` cells; marks where the W-steps are."""
+    levels = [finest]
+    anchor = math.prod(finest.shape)  # cells of the level after the last W-step
+    while len(levels) < max_levels and math.prod(levels[-1].shape) > max_coarse:
+        prev = levels[-1]
+        axes = coarsening_axes(prev.couplings)
+        if not any(axes):
+            break
+        coarse = galerkin_coarsen(prev.diagonal, prev.couplings, prev.fluid, axes)
+        prev.axes = axes
+        cells = math.prod(coarse[0].shape[2:])
+        # W-steps only where the grid has shrunk >= 3x since the last one: every step
+        # under full coarsening, every other one under semi-coarsening (bounded cost)
+        if gamma == 2 and 3 * cells <= anchor:
+            prev.gamma, anchor = 2, cells
+        levels.append(Level(*coarse))
+    return levels
+
+
+def _set_smoothers(net: MGPCNet, levels: list[Level]) -> None:
+    """Smoother weights ``w_k = theta_k / sum_j |a_ij|`` and over-correction factors."""
+    dtype, device = levels[0].diagonal.dtype, levels[0].diagonal.device
+    for i, lvl in enumerate(levels):
+        if i < len(levels) - 1:
+            theta, _ = net(lvl.diagonal, lvl.couplings, lvl.fluid, level=i)
+            rowsum = lvl.diagonal.abs() + lvl.couplings.abs().sum(dim=1, keepdim=True)
+            inv = torch.where(lvl.fluid > 0, 1.0 / rowsum.clamp(min=1e-300), 0.0)
+            lvl.weights = theta.to(dtype) * inv * lvl.fluid
+        if i > 0:
+            lvl.scale = net.over_correction(i).to(dtype=dtype, device=device)
+
+
+def _set_bounds(levels: list[Level]) -> None:
+    """The proven bounds of ``lambda_max(B A)`` per level and the W-step damping ``tau``."""
+    for i in range(len(levels) - 2, -1, -1):  # coarsest first
+        lvl, child = levels[i], levels[i + 1]
+        s2 = float(child.scale.detach()) ** 2
+        if lvl.gamma == 2:
+            lvl.tau = min(1.0, W_BOUND / child.bound)
+            lvl.bound = max(1.0, s2)
+        else:
+            lvl.bound = max(1.0, s2 * child.bound)

@@ -1,0 +1,235 @@
+"""MGPC as a solver: the cycle as a preconditioner on unknown vectors, and its PCG.
+
+:class:`MGPCSolver` (method ``"mgpc-pcg"`` of :func:`neurosolve.solve`) reads the stencil of
+the matrix, builds the :class:`~neurosolve.solvers.mgpc.hierarchy.Hierarchy` with the
+trained network once (its setup) and runs the torch PCG of :mod:`neurosolve.solvers.krylov`
+with the cycle as ``M``; :meth:`MGPCSolver.aspreconditioner` hands ``M`` to scipy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurosolve._util.validate import float_dtype
+from neurosolve.checkpoint import load_shipped
+from neurosolve.devices import resolve_device
+from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.base import Solver
+from neurosolve.solvers.mgpc.hierarchy import Hierarchy
+from neurosolve.solvers.mgpc.network import MGPCNet
+from neurosolve.solvers.result import SolveResult
+
+__all__ = ["MGPCPreconditioner", "MGPCSolver", "load_mgpc_model"]
+
+
+def load_mgpc_model(
+    path: str | Path | MGPCNet | None = None, *, device: torch.device | str | None = None
+) -> MGPCNet:
+    """Load an MGPC network (default: the shipped model) through the shared model cache.
+
+    Parameters
+    ----------
+    path : path-like or MGPCNet, optional
+        A checkpoint of kind ``"mgpc"`` (``neurosolve train mgpc`` writes one), or a network
+        (returned as is, moved to ``device``).
+    device : torch.device or str, optional
+        Where to put the network.
+
+    Raises
+    ------
+    FileFormatError
+        Missing file, not a neurosolve checkpoint, or another model kind.
+
+    Examples
+    --------
+    >>> load_mgpc_model().smoothing_steps >= 1
+    True
+    """
+    if isinstance(path, MGPCNet):
+        return path.to(device) if device is not None else path
+    return load_shipped("mgpc", path, device=device)
+
+
+class MGPCPreconditioner:
+    """``M`` of one matrix as a callable on unknown vectors ``(n,)`` / ``(n, k)``.
+
+    Scatters the unknowns to full grid fields, applies the cycle, gathers back.
+    """
+
+    def __init__(self, hierarchy: Hierarchy, cells: torch.Tensor, shape: tuple[int, ...]):
+        self.hierarchy = hierarchy
+        self.cells = cells
+        self.shape = shape
+        self.num_cells = int(math.prod(shape))
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        """``M u`` for ``u`` of shape ``(n,)`` or ``(n, k)``."""
+        single = u.dim() == 1
+        in_dtype = u.dtype
+        cols = u.reshape(u.shape[0], -1).to(self.hierarchy.levels[0].diagonal.dtype)
+        full = cols.new_zeros((self.num_cells, cols.shape[1]))
+        full[self.cells] = cols
+        fields = full.t().reshape(1, cols.shape[1], *self.shape)
+        with torch.no_grad():
+            out = self.hierarchy.apply(fields)
+        out = out.reshape(cols.shape[1], -1).t()[self.cells].to(in_dtype)
+        return out[:, 0] if single else out
+
+
+class MGPCSolver(Solver):
+    """PCG preconditioned by the learned multigrid cycle (method ``"mgpc-pcg"``).
+
+    Setup (timed in ``setup_seconds``): the stencil of ``A`` is read from the matrix, the
+    Galerkin coarse stencils are formed, the network runs once per level, and the coarsest
+    matrix is factorized. The solve is the torch PCG of :mod:`neurosolve.solvers.krylov`
+    (true-residual stopping rule; Lanczos coefficients in ``info`` give the condition
+    estimate ``info["condition_estimate"]`` of ``M A``).
+
+    Parameters
+    ----------
+    A : LinearSystem
+        A 5/7-point SPD system with its grid (any size, 2D or 3D, any flags/coefficients).
+    model : path-like or MGPCNet, optional
+        Trained network (default: the shipped model).
+    device, dtype
+        Where and in which precision to run (default CPU, float64).
+    max_coarse : int
+        The coarsest grid has at most this many cells (solved exactly by a dense Cholesky
+        factor; 512 cells, 8^3, costs less than visiting two more tiny levels, which the
+        W-cycle would do many times).
+    history : {"true", "recurrence", "cheap"}
+        Residual history mode of the PCG (see :mod:`neurosolve.solvers.krylov`).
+
+    Other Parameters
+    ----------------
+    **options
+        Passed to :class:`~neurosolve.solvers.krylov.PCGSolver` (``max_replacements``,
+        ``stagnation_window``, ...).
+
+    Examples
+    --------
+    >>> from neurosolve.data import obstacle_flags, poisson
+    >>> system = poisson((16, 16, 16), flags=obstacle_flags((16,) * 3, "mixed", 1))
+    >>> result = MGPCSolver(system).solve(np.ones(system.n), rtol=1e-8)
+    >>> result.converged, result.iterations < 30
+    (True, True)
+    """
+
+    name = "mgpc-pcg"
+    description = "PCG with the learned SPD multigrid (W-cycle) preconditioner (MGPC)."
+    needs_grid = True
+
+    def __init__(
+        self,
+        A: Any,
+        *,
+        model: str | Path | MGPCNet | None = None,
+        device: Any = None,
+        dtype: torch.dtype | str = torch.float64,
+        max_coarse: int = 512,
+        history: str = "true",
+        **options: Any,
+    ) -> None:
+        from neurosolve.solvers.krylov import PCGSolver
+        from neurosolve.solvers.registry import prepare_system
+        from neurosolve.solvers.stencil import StencilOperator
+
+        dtype = float_dtype(dtype)
+        prepared = prepare_system(A)
+        if prepared.grid is None or prepared.matrix is None:
+            raise InvalidInputError(
+                "mgpc-pcg needs a 5/7-point matrix with its grid (a LinearSystem from "
+                "neurosolve.data.systems, or a file loaded with grid=...); for a bare matrix "
+                "use cg, ic-pcg, amg-sa-pcg or amg-rs-pcg"
+            )
+        device = resolve_device(device)
+        net = load_mgpc_model(model, device=device)
+        t0 = time.perf_counter()
+        op = StencilOperator.from_matrix(prepared.matrix, prepared.grid, device=device, dtype=dtype)
+        with torch.no_grad():
+            self.hierarchy = Hierarchy.build(
+                net,
+                op.diagonal[None, None],
+                op.neighbours[None],
+                op.fluid_mask[None, None].to(dtype),
+                max_coarse=max_coarse,
+            )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.model_setup_seconds = time.perf_counter() - t0
+        self.preconditioner = MGPCPreconditioner(self.hierarchy, op.cells, tuple(op.grid.shape))
+        self.pcg = PCGSolver(
+            op,
+            preconditioner=self.preconditioner,
+            device=device,
+            dtype=dtype,
+            check_symmetry=False,
+            history=history,
+            **options,
+        )
+        self.setup_seconds = self.model_setup_seconds + self.pcg.setup_seconds
+        self.n = op.num_unknowns
+
+    def _solve(
+        self,
+        b: Any,
+        *,
+        x0: Any,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[Any], None] | None,
+    ) -> SolveResult:
+        """MGPC-preconditioned CG.
+
+        ``info`` adds ``levels``, ``cycle``, ``cycle_matvec_equivalents`` and, for one
+        right-hand side, ``condition_estimate`` (of ``M A``, from Lanczos).
+        """
+        from neurosolve.solvers.krylov import condition_estimate
+
+        result = self.pcg.solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        result.setup_seconds = self.setup_seconds
+        info = result.info
+        info["method"] = "mgpc-pcg"
+        info["levels"] = self.hierarchy.num_levels
+        info["cycle"] = "V" if self.hierarchy.gamma == 1 else "W"
+        info["cycle_matvec_equivalents"] = self.hierarchy.matvec_equivalents()
+        try:
+            info["condition_estimate"] = float(condition_estimate(info))
+        except (InvalidInputError, ValueError, np.linalg.LinAlgError):
+            pass
+        return result
+
+    def aspreconditioner(self) -> Any:
+        """``M`` as a scipy ``LinearOperator`` on the unknowns (host round trip per use).
+
+        Examples
+        --------
+        >>> from neurosolve.data import poisson
+        >>> M = MGPCSolver(poisson((8, 8))).aspreconditioner()
+        >>> M.shape
+        (64, 64)
+        """
+        import scipy.sparse.linalg as spla
+
+        dev = self.hierarchy.levels[0].diagonal.device
+        dt = self.hierarchy.levels[0].diagonal.dtype
+
+        def matmat(v: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(np.asarray(v, dtype=np.float64), device=dev, dtype=dt)
+            return self.preconditioner(t).cpu().double().numpy()
+
+        return spla.LinearOperator((self.n, self.n), matvec=matmat, matmat=matmat, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return (
+            f"MGPCSolver(n={self.n}, levels={self.hierarchy.num_levels}, "
+            f"setup={self.setup_seconds:.3g}s, {self.pcg!r})"
+        )
