@@ -900,8 +900,8 @@ class MGPCSolver:
         **options: Any,
     ) -> None:
         from neurosolve.solvers.krylov import PCGSolver
-        from neurosolve.solvers.registry import prepare_system
         from neurosolve.solvers.stencil import StencilOperator
+        from neurosolve.solvers.system import prepare_system
 
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype, None)
