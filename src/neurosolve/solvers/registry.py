@@ -5,15 +5,12 @@ Methods are looked up by name. Built-in methods live in :data:`BUILTIN_METHODS`,
 ``import neurosolve.solvers`` stays cheap and learned methods (``dcdm``, ``mgpc-pcg``) join
 by adding one line to that table. :func:`register_method` adds methods at run time.
 
-A *factory* is any callable ``factory(A, **options)`` returning a solver object with
-
-- ``solve(b, *, x0=None, rtol=1e-6, atol=0.0, maxiter=None, callback=None) -> SolveResult``,
-- a ``setup_seconds`` attribute (hierarchy, factorization or model load time),
-
-reusable across right-hand sides. A factory may carry the attributes ``description`` (one
-line; default: the first line of its docstring) and ``needs_grid`` (default ``False``).
-
-Input checks live in :mod:`neurosolve.solvers.system`.
+A *factory* is any callable ``factory(A, **options)`` returning a solver object: the
+built-in ones are subclasses of :class:`~neurosolve.solvers.base.Solver`, the contract
+(``solve(b, *, x0, rtol, atol, maxiter, callback) -> SolveResult`` and ``setup_seconds``);
+a run-time factory may return any object that provides the same. A factory may carry the
+attributes ``description`` (one line; default: the first line of its docstring) and
+``needs_grid`` (default ``False``). Input checks live in :mod:`neurosolve.solvers.system`.
 """
 
 from __future__ import annotations
@@ -37,12 +34,12 @@ __all__ = [
 #: Built-in methods: name -> "module:attr" of the factory (imported lazily).
 #: Owners of learned methods add their line here (one line each).
 BUILTIN_METHODS: dict[str, str] = {
-    # torch Krylov methods (neurosolve.solvers.krylov)
+    # torch Krylov methods (neurosolve.solvers.krylov package)
     "cg": "neurosolve.solvers.krylov:CGSolver",
     "pcg": "neurosolve.solvers.krylov:PCGSolver",
     "pcg-jacobi": "neurosolve.solvers.krylov:JacobiPCGSolver",
     "fcg": "neurosolve.solvers.krylov:FlexibleCGSolver",
-    # scipy / pyamg baselines (neurosolve.solvers.baselines)
+    # scipy / pyamg baselines (neurosolve.solvers.baselines package)
     "scipy-cg": "neurosolve.solvers.baselines:ScipyCG",
     "scipy-cg-jacobi": "neurosolve.solvers.baselines:ScipyJacobiCG",
     "ic-pcg": "neurosolve.solvers.baselines:IC0PCG",
@@ -172,8 +169,9 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
 
     Returns
     -------
-    object
-        Has ``solve(b, *, x0, rtol, atol, maxiter, callback)`` and ``setup_seconds``.
+    Solver
+        A :class:`~neurosolve.solvers.base.Solver` (or, for a run-time registration, an
+        object with its ``solve`` and ``setup_seconds``).
 
     Examples
     --------
