@@ -26,6 +26,7 @@ from neurosolve.solvers.base import Solver
 from neurosolve.solvers.registry import (
     available,
     describe,
+    get_factory,
     make_solver,
     needs_grid,
     register_method,
@@ -48,6 +49,7 @@ __all__ = [
     "available",
     "check_vector",
     "describe",
+    "get_factory",
     "make_solver",
     "needs_grid",
     "prepare_system",

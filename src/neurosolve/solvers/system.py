@@ -25,6 +25,7 @@ __all__ = ["PreparedSystem", "check_vector", "prepare_system"]
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class PreparedSystem:
     """A checked operator, in the forms solvers need.

@@ -185,7 +185,6 @@ class _AMGPCG(_Hierarchy, ScipyCGDriver):
         return self._M
 
 
-
 class SmoothedAggregationAMG(_AMGSolver):
     """pyamg smoothed-aggregation AMG as a standalone V-cycle solver.
 

@@ -175,7 +175,6 @@ class ScipyCGDriver(Baseline):
         return x, final, None
 
 
-
 class ScipyCG(ScipyCGDriver):
     """scipy.sparse.linalg.cg without preconditioner, driven to the true-residual rule.
 

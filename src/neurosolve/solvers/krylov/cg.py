@@ -13,10 +13,11 @@ history modes are documented in :mod:`neurosolve.solvers.krylov`.
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,8 +61,8 @@ def _host(values: list[torch.Tensor]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
-class Variant:
-    """What distinguishes one CG method from another; the base class is plain (P)CG.
+class Variant(abc.ABC):
+    """What distinguishes one CG method from another: the strategy of a :class:`Run`.
 
     Parameters
     ----------
@@ -72,7 +73,7 @@ class Variant:
     """
 
     #: The step lengths are Lanczos coefficients (kept in ``info`` as alphas / betas).
-    lanczos = True
+    lanczos: ClassVar[bool] = False
 
     def __init__(self, precond: Preconditioner, single: bool) -> None:
         self.precond, self.single = precond, single
@@ -81,37 +82,62 @@ class Variant:
         """``z = M r`` (``r`` itself without a preconditioner)."""
         return r if self.precond is None else self.precond(r, self.single)
 
+    @abc.abstractmethod
     def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
         """The inner products of the step length: ``p^T A p`` first, then any others."""
-        return [_coldot(p, Ap)]
 
+    @abc.abstractmethod
     def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
         """The step length's numerator from ``step_dots`` (host) and ``r_k^T z_k``."""
-        return rz
 
+    @abc.abstractmethod
     def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
-        """Inner products of the new preconditioned residual that ``beta`` needs."""
-        return []
+        """Inner products of the new preconditioned residual that :meth:`beta` needs."""
 
+    @abc.abstractmethod
     def beta(
         self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
     ) -> np.ndarray | None:
-        """``beta_k`` per column (``dots``: the values of ``residual_dots``)."""
-        return rz_new / rz_safe
+        """``beta_k`` per column (``dots``: the values of ``residual_dots``), or None."""
 
     def direction(
         self, run: Run, z: torch.Tensor, Ap: torch.Tensor, pAp: np.ndarray, beta: Any
     ) -> torch.Tensor:
-        """The next search direction ``p = z + beta p`` (``run.p`` may be updated in place)."""
+        """The next search direction ``p = z + beta p`` (``run.p`` is updated in place)."""
         beta = np.where(run.active_h, beta, 0.0)
         return run.p.mul_(run.on_device(beta)).add_(z)
 
     def restart(self) -> None:
         """Forget the directions kept across iterations (on a restart)."""
+        return None  # a recurrence keeps only p, which the restart replaces
 
 
-#: CG and PCG (the preconditioner, if any, is a fixed SPD map): Fletcher-Reeves ``beta``.
-ConjugateGradient = Variant
+class ConjugateGradient(Variant):
+    """CG and PCG (the preconditioner, if any, a fixed SPD map).
+
+    ``alpha = r^T z / p^T A p`` and ``beta = r_{k+1}^T z_{k+1} / r_k^T z_k``; the step
+    lengths are the Lanczos coefficients of the (preconditioned) operator.
+    """
+
+    lanczos = True
+
+    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
+        """``p^T A p``."""
+        return [_coldot(p, Ap)]
+
+    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
+        """``r^T z``, kept from the previous iteration."""
+        return rz
+
+    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
+        """None needed."""
+        return []
+
+    def beta(
+        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
+    ) -> np.ndarray | None:
+        """``r_{k+1}^T z_{k+1} / r_k^T z_k``."""
+        return rz_new / rz_safe
 
 
 class PolakRibiere(Variant):
@@ -120,8 +146,6 @@ class PolakRibiere(Variant):
     ``alpha = p^T r / p^T A p`` and ``beta = z_{k+1}^T (r_{k+1} - r_k) / (z_k^T r_k)``, with
     ``r_{k+1} - r_k = -alpha A p_k`` (no copy of ``r_k`` needed).
     """
-
-    lanczos = False
 
     def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
         """``p^T A p`` and ``p^T r``."""

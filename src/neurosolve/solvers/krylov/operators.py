@@ -144,4 +144,3 @@ def float64_twin(op: Any, prepared: PreparedSystem) -> Any:
     if prepared.matrix is not None:
         return SparseOperator(prepared.matrix, device=op.device, dtype=torch.float64)
     return _LinearOperatorAdapter(prepared.operator, op.device, torch.float64)
-

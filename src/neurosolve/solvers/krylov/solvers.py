@@ -18,7 +18,13 @@ import torch
 from neurosolve._util.validate import float_dtype, integer
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.base import Solver
-from neurosolve.solvers.krylov.cg import PolakRibiere, Run, TruncatedFlexible, Variant
+from neurosolve.solvers.krylov.cg import (
+    ConjugateGradient,
+    PolakRibiere,
+    Run,
+    TruncatedFlexible,
+    Variant,
+)
 from neurosolve.solvers.krylov.operators import as_torch_operator, float64_twin
 from neurosolve.solvers.krylov.preconditioners import make_preconditioner
 from neurosolve.solvers.result import SolveResult
@@ -88,7 +94,7 @@ class _TorchKrylov(Solver):
 
     def variant(self, single: bool) -> Variant:
         """The iteration's strategy for one solve: CG with this solver's preconditioner."""
-        return Variant(self.precond, single)
+        return ConjugateGradient(self.precond, single)
 
     def _solve(
         self,
@@ -321,4 +327,3 @@ def fcg(
     """
     solver = FlexibleCGSolver(A, preconditioner=M, **options)
     return solver.solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
-
