@@ -114,7 +114,8 @@ class SolveInfo(Mapping):
     reads like a read-only mapping of its set fields (``info["times"]``,
     ``info.get("condition_estimate")``, ``"alphas" in info``, ``dict(info)``), where an unset
     field counts as absent. Build a modified copy with :func:`dataclasses.replace` or
-    :meth:`SolveResult.with_info`.
+    :meth:`SolveResult.with_info`. (Item assignment, ``info["levels"] = 3``, still works but
+    is deprecated and internal: it is kept only until every producer builds its record.)
 
     Attributes
     ----------

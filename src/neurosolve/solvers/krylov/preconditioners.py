@@ -41,65 +41,81 @@ def make_preconditioner(
     if isinstance(M, str):
         if M != "jacobi":
             raise InvalidInputError(f"unknown preconditioner {M!r}; use 'jacobi' or an object")
-        d = op.diagonal_internal().to(device=device, dtype=dtype)
-        if bool((d < 0).any()):
-            raise InvalidInputError("Jacobi needs a positive diagonal; A has negative entries")
-        inv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0).unsqueeze(1)
-        return (lambda v, single: v * inv), "jacobi"
-
-    def on_unknowns(fn: Callable[[torch.Tensor], torch.Tensor], squeeze: bool):
-        def apply(v: torch.Tensor, single: bool) -> torch.Tensor:
-            u = op.from_internal(v)
-            arg = u[:, 0] if (single and squeeze) else u
-            out = fn(arg)
-            if not isinstance(out, torch.Tensor):
-                out = torch.as_tensor(np.asarray(out))
-            out = out.to(device=device, dtype=dtype).reshape(u.shape)
-            return op.to_internal(out)
-
-        return apply
-
+        return _jacobi(op, device, dtype), "jacobi"
     if hasattr(M, "aspreconditioner") and not isinstance(M, spla.LinearOperator):
         M = M.aspreconditioner()
+    fn, squeeze, label = _action(M, op.num_unknowns, device, dtype)
+    return _on_unknowns(fn, op, squeeze, device, dtype), label
+
+
+Apply = Callable[[torch.Tensor], Any]
+
+
+def _jacobi(op: Any, device: torch.device, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+    """``v -> D^{-1} v`` on the internal layout (zero where the diagonal is zero)."""
+    d = op.diagonal_internal().to(device=device, dtype=dtype)
+    if bool((d < 0).any()):
+        raise InvalidInputError("Jacobi needs a positive diagonal; A has negative entries")
+    inv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0).unsqueeze(1)
+    return lambda v, single: v * inv
+
+
+def _action(M: Any, n: int, device: torch.device, dtype: torch.dtype) -> tuple[Apply, bool, str]:
+    """``M`` as a function on ``(n, k)`` blocks of unknowns, with its label.
+
+    The flag says whether the function wants an ``(n,)`` vector for a single column (a user
+    callable or network) rather than the ``(n, 1)`` block.
+    """
     if isinstance(M, torch.Tensor):
-        if M.dim() != 2 or M.shape[0] != M.shape[1] or M.shape[0] != op.num_unknowns:
+        if M.dim() != 2 or M.shape[0] != M.shape[1] or M.shape[0] != n:
             raise InvalidInputError(
-                f"preconditioner matrix has shape {tuple(M.shape)}; expected "
-                f"({op.num_unknowns}, {op.num_unknowns})"
+                f"preconditioner matrix has shape {tuple(M.shape)}; expected ({n}, {n})"
             )
         Mt = M.to(device=device, dtype=dtype)
-        return on_unknowns(lambda u: Mt @ u, squeeze=False), "matrix"
+        return (lambda u: Mt @ u), False, "matrix"
     if sp.issparse(M) or isinstance(M, np.ndarray):
-        if M.shape != (op.num_unknowns, op.num_unknowns):
+        if M.shape != (n, n):
             raise InvalidInputError(
-                f"preconditioner matrix has shape {M.shape}; expected "
-                f"({op.num_unknowns}, {op.num_unknowns})"
+                f"preconditioner matrix has shape {M.shape}; expected ({n}, {n})"
             )
         if sp.issparse(M):
-            Ms = SparseOperator(M, device=device, dtype=dtype)
-            return on_unknowns(Ms.apply_internal, squeeze=False), "matrix"
+            return SparseOperator(M, device=device, dtype=dtype).apply_internal, False, "matrix"
         Md = torch.as_tensor(M, device=device, dtype=dtype)
-        return on_unknowns(lambda u: Md @ u, squeeze=False), "matrix"
+        return (lambda u: Md @ u), False, "matrix"
     if isinstance(M, spla.LinearOperator):
-        if M.shape != (op.num_unknowns, op.num_unknowns):
-            raise InvalidInputError(
-                f"preconditioner has shape {M.shape}; expected ({op.num_unknowns}, "
-                f"{op.num_unknowns})"
-            )
+        if M.shape != (n, n):
+            raise InvalidInputError(f"preconditioner has shape {M.shape}; expected ({n}, {n})")
 
         def host(u: torch.Tensor) -> torch.Tensor:
             out = M.matmat(u.detach().cpu().double().numpy())
             return torch.as_tensor(np.asarray(out))
 
-        return on_unknowns(host, squeeze=False), "linear-operator"
+        return host, False, "linear-operator"
     if isinstance(M, nn.Module) or callable(M):
 
         def call(u: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 return M(u)
 
-        return on_unknowns(call, squeeze=True), type(M).__name__
+        return call, True, type(M).__name__
     raise InvalidInputError(
         "preconditioner must be None, 'jacobi', a matrix (scipy/numpy/torch), a "
         f"LinearOperator, an object with .aspreconditioner(), or a callable; got {type(M).__name__}"
     )
+
+
+def _on_unknowns(
+    fn: Apply, op: Any, squeeze: bool, device: torch.device, dtype: torch.dtype
+) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+    """``fn`` on the unknowns, wrapped to take and return the operator's internal layout."""
+
+    def apply(v: torch.Tensor, single: bool) -> torch.Tensor:
+        u = op.from_internal(v)
+        arg = u[:, 0] if (single and squeeze) else u
+        out = fn(arg)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(np.asarray(out))
+        out = out.to(device=device, dtype=dtype).reshape(u.shape)
+        return op.to_internal(out)
+
+    return apply
