@@ -1,14 +1,19 @@
 """neurosolve: learned PDE solvers measured against classical ones.
 
-The package has four parts:
+The package is built in layers, each importing only from those below it:
 
 - :mod:`neurosolve.data`: generators of sparse SPD systems and operator-learning datasets
   (Poisson, Darcy, Navier-Stokes), stored in HDF5.
-- :mod:`neurosolve.solvers`: Krylov methods in torch, scipy / pyamg baselines and the deep
-  conjugate-direction method (DCDM), all behind :func:`neurosolve.solve`.
-- :mod:`neurosolve.operators`: neural operators (MgNO, FNO, SFNO), the Spectral-Refiner and
-  the shared trainer.
+- :mod:`neurosolve.training`: the shared trainer (configuration, resumable state, DDP).
+- :mod:`neurosolve.operators`: neural operators (MgNO, FNO, the spatio-temporal FNO) and
+  the Spectral-Refiner.
+- :mod:`neurosolve.solvers`: Krylov methods in torch, scipy / pyamg baselines and the learned
+  methods (DCDM, MGPC), all behind :func:`neurosolve.solve` and :func:`neurosolve.make_solver`.
 - :mod:`neurosolve.harness`: problem suites, benchmark runner, tables and plots.
+- :mod:`neurosolve.cli`: the ``neurosolve`` command.
+
+This module is the facade: the error types, the version, and :func:`solve` /
+:func:`make_solver`, imported on first use so that ``import neurosolve`` stays cheap.
 """
 
 from __future__ import annotations
@@ -29,14 +34,21 @@ __all__ = [
     "NeurosolveError",
     "TrainingDivergedError",
     "UnknownNameError",
+    "make_solver",
     "solve",
 ]
 
+_LAZY = ("make_solver", "solve")  # from neurosolve.solvers, imported on first use
+
 
 def __getattr__(name: str):
-    # Lazy so that `import neurosolve` stays cheap and free of import cycles.
-    if name == "solve":
-        from neurosolve.solvers import solve
+    # Lazy so that `import neurosolve` stays cheap (no torch, scipy) and free of cycles.
+    if name in _LAZY:
+        import neurosolve.solvers
 
-        return solve
+        return getattr(neurosolve.solvers, name)
     raise AttributeError(f"module 'neurosolve' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -10,8 +10,11 @@ Every method, classical or learned, is reached by name (see :func:`available`), 
   ``ic-pcg``, ``amg-sa``, ``amg-rs``, ``amg-sa-pcg``, ``amg-rs-pcg``;
 - learned methods registered by their modules (e.g. ``dcdm``).
 
-Solver objects (:func:`make_solver`) split setup from solve, so a hierarchy, a factorization
-or a trained network is built once and reused across right-hand sides.
+Solver objects (:func:`make_solver`, subclasses of :class:`~neurosolve.solvers.base.Solver`)
+split setup from solve, so a hierarchy, a factorization or a trained network is built once and
+reused across right-hand sides. :func:`prepare_system` (in :mod:`neurosolve.solvers.system`)
+is the one input check every method starts with; :mod:`neurosolve.solvers.registry` maps
+names to methods.
 """
 
 from __future__ import annotations
@@ -19,21 +22,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from neurosolve.solvers.base import Solver
 from neurosolve.solvers.registry import (
     available,
     describe,
+    get_factory,
     make_solver,
     needs_grid,
-    prepare_system,
     register_method,
 )
-from neurosolve.solvers.result import SolveResult, Status, relative_residual, stopping_threshold
+from neurosolve.solvers.result import (
+    SolveInfo,
+    SolveResult,
+    Status,
+    relative_residual,
+    stopping_threshold,
+)
+from neurosolve.solvers.system import PreparedSystem, check_vector, prepare_system
 
 __all__ = [
+    "PreparedSystem",
+    "SolveInfo",
     "SolveResult",
+    "Solver",
     "Status",
     "available",
+    "check_vector",
     "describe",
+    "get_factory",
     "make_solver",
     "needs_grid",
     "prepare_system",

@@ -12,6 +12,7 @@ import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.result import SolveResult, stopping_threshold
 
@@ -70,7 +71,8 @@ class Solver(abc.ABC):
         -------
         SolveResult
             ``x``, ``status`` (with its ``message``), ``iterations``, the relative residual
-            history, setup and solve times, and the method's statistics in ``info``.
+            history, setup and solve times, and the method's statistics in ``info`` (a
+            :class:`~neurosolve.solvers.result.SolveInfo`).
 
         Raises
         ------
@@ -78,13 +80,8 @@ class Solver(abc.ABC):
             Bad tolerances, ``maxiter``, ``b`` or ``x0`` (shape, NaN/Inf).
         """
         stopping_threshold(1.0, rtol, atol)  # validates rtol / atol
-        if maxiter is not None and (
-            isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 0
-        ):
-            import numpy as np
-
-            if not (isinstance(maxiter, np.integer) and maxiter >= 0):
-                raise InvalidInputError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+        if maxiter is not None:
+            maxiter = integer(maxiter, "maxiter", minimum=0)
         return self._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
 
     @abc.abstractmethod

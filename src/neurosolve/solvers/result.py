@@ -11,14 +11,16 @@ curves of different methods can be drawn on one plot.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SolveResult", "Status", "stopping_threshold", "relative_residual"]
+__all__ = ["SolveInfo", "SolveResult", "Status", "stopping_threshold", "relative_residual"]
 
 
 class Status(enum.Enum):
@@ -36,6 +38,54 @@ class Status(enum.Enum):
         """A sentence saying what happened and what to try next."""
         return _MESSAGES[self]
 
+    @property
+    def severity(self) -> int:
+        """Rank of the status, 0 the most severe.
+
+        The order is NONFINITE, BREAKDOWN, DIVERGED, STAGNATION, MAXITER, CONVERGED; a
+        batch whose columns stopped for different reasons reports the most severe.
+
+        Examples
+        --------
+        >>> Status.BREAKDOWN.severity < Status.MAXITER.severity < Status.CONVERGED.severity
+        True
+        """
+        return _SEVERITY.index(self)
+
+    @classmethod
+    def from_severity(cls, rank: int) -> Status:
+        """The status of rank ``rank`` (the inverse of :attr:`severity`).
+
+        Examples
+        --------
+        >>> Status.from_severity(Status.DIVERGED.severity)
+        <Status.DIVERGED: 'diverged'>
+        """
+        return _SEVERITY[int(rank)]
+
+    @classmethod
+    def worst(cls, statuses: Iterable[Status]) -> Status:
+        """The most severe of ``statuses`` (``CONVERGED`` when there are none).
+
+        Examples
+        --------
+        >>> Status.worst([Status.CONVERGED, Status.MAXITER, Status.STAGNATION])
+        <Status.STAGNATION: 'stagnation'>
+        >>> Status.worst([])
+        <Status.CONVERGED: 'converged'>
+        """
+        return min(statuses, key=lambda s: s.severity, default=cls.CONVERGED)
+
+
+# Most severe first; Status.severity is the position in this tuple.
+_SEVERITY = (
+    Status.NONFINITE,
+    Status.BREAKDOWN,
+    Status.DIVERGED,
+    Status.STAGNATION,
+    Status.MAXITER,
+    Status.CONVERGED,
+)
 
 _MESSAGES = {
     Status.CONVERGED: "converged: the true residual meets max(rtol*||b||, atol)",
@@ -54,6 +104,147 @@ _MESSAGES = {
     Status.DIVERGED: "diverged: the residual grew far above its initial value",
     Status.NONFINITE: "NaN or Inf appeared in the iteration (check A, b and the preconditioner)",
 }
+
+
+@dataclass(eq=False)
+class SolveInfo(Mapping):
+    """Statistics of one solve, beyond what every method reports in :class:`SolveResult`.
+
+    Each method fills the fields that apply to it; the others stay ``None``. The record
+    reads like a read-only mapping of its set fields (``info["times"]``,
+    ``info.get("condition_estimate")``, ``"alphas" in info``, ``dict(info)``), where an unset
+    field counts as absent. Build a modified copy with :func:`dataclasses.replace` or
+    :meth:`SolveResult.with_info`.
+
+    Attributes
+    ----------
+    method : str
+        Registry name of the method that produced the result.
+    times : numpy.ndarray or list of numpy.ndarray
+        Seconds since the start of the solve at each entry of ``residuals`` (a list, one
+        array per column, for baselines solving a block column by column).
+    column_status : list of str
+        ``Status`` value of each column of a block.
+    column_iterations : list of int
+        Iterations of each column of a block.
+    residual_replacements : list of int
+        Torch Krylov methods: residual replacements per column (recurrence residual replaced
+        by the true one after a false convergence).
+    first_replacement : list of int
+        Torch Krylov methods: iteration of each column's first replacement (-1 if none).
+    history : str
+        Torch Krylov methods: the residual history mode, ``"true"`` or ``"recurrence"``.
+    verification_matvecs : int
+        Torch Krylov methods: products with ``A`` spent on true-residual checks.
+    device, dtype, operator, preconditioner : str
+        Torch Krylov methods: where and in which precision the iteration ran, the class of
+        the operator and the label of the preconditioner.
+    threshold : float or numpy.ndarray
+        Torch Krylov methods: the absolute stopping threshold (per column for a block).
+    alphas, betas : numpy.ndarray
+        CG and PCG: Lanczos coefficients (step lengths, ``(iterations,)`` or
+        ``(iterations, k)``, NaN after a column stopped); see
+        :func:`~neurosolve.solvers.krylov.condition_estimate`.
+    restarts : int
+        Baselines: restarts of the library's iteration after a false convergence.
+    pyamg_residuals : numpy.ndarray
+        Standalone AMG: pyamg's own residual history (absolute norms).
+    levels : int
+        Multigrid methods: levels of the hierarchy.
+    operator_complexity : float
+        Standalone AMG: the hierarchy's operator complexity.
+    cycle : str
+        Multigrid methods: ``"V"``, ``"W"`` or ``"F"``.
+    cycle_matvec_equivalents : float
+        MGPC: the cost of one cycle in products with ``A``.
+    condition_estimate : float
+        Estimate of the condition number of the (preconditioned) operator.
+    network_calls : int
+        Learned methods: evaluations of the network.
+    k : int
+        DCDM: directions kept for A-orthogonalization.
+    extra : dict
+        Method-specific values without a field of their own (read through the same keys).
+    """
+
+    method: str | None = None
+    times: Any = None
+    column_status: list[str] | None = None
+    column_iterations: list[int] | None = None
+    residual_replacements: list[int] | None = None
+    first_replacement: list[int] | None = None
+    history: str | None = None
+    verification_matvecs: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    operator: str | None = None
+    preconditioner: str | None = None
+    threshold: Any = None
+    alphas: np.ndarray | None = None
+    betas: np.ndarray | None = None
+    restarts: int | None = None
+    pyamg_residuals: np.ndarray | None = None
+    levels: int | None = None
+    operator_complexity: float | None = None
+    cycle: str | None = None
+    cycle_matvec_equivalents: float | None = None
+    condition_estimate: float | None = None
+    network_calls: int | None = None
+    k: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SolveInfo:
+        """A record from ``{key: value}``; keys without a field go to :attr:`extra`.
+
+        Examples
+        --------
+        >>> info = SolveInfo.from_mapping({"method": "cg", "custom": 3})
+        >>> info.method, info["custom"], sorted(info)
+        ('cg', 3, ['custom', 'method'])
+        """
+        if isinstance(values, SolveInfo):
+            return values
+        names = _INFO_FIELDS
+        known = {key: value for key, value in values.items() if key in names}
+        extra = {key: value for key, value in values.items() if key not in names}
+        return cls(**known, extra=extra)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _INFO_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                return value
+        elif key in self.extra:
+            return self.extra[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        for name in _INFO_FIELDS:
+            if getattr(self, name) is not None:
+                yield name
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        if key in _INFO_FIELDS:
+            return getattr(self, key) is not None  # type: ignore[arg-type]
+        return key in self.extra
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={_short(self[key])}" for key in self)
+        return f"SolveInfo({shown})"
+
+
+_INFO_FIELDS = frozenset(f.name for f in dataclasses.fields(SolveInfo)) - {"extra"}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, np.ndarray) and value.size > 4:
+        return f"<array {value.shape}>"
+    return repr(value)
 
 
 @dataclass
@@ -75,8 +266,9 @@ class SolveResult:
         Wall time of the setup (hierarchy, factorization, model load) and of the solve.
     matvecs : int
         Products with ``A`` performed during the solve.
-    info : dict
-        Method-specific extras (e.g. preconditioner applications, Lanczos coefficients).
+    info : SolveInfo
+        Method-specific statistics (Lanczos coefficients, per-column status, timings...).
+        A plain mapping given here is turned into a :class:`SolveInfo`.
     """
 
     x: Any
@@ -86,7 +278,25 @@ class SolveResult:
     setup_seconds: float = 0.0
     solve_seconds: float = 0.0
     matvecs: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: SolveInfo = field(default_factory=SolveInfo)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.info, SolveInfo):
+            self.info = SolveInfo.from_mapping(self.info or {})
+
+    def with_info(self, **fields: Any) -> SolveResult:
+        """A copy of the result whose :attr:`info` has ``fields`` set (the rest kept).
+
+        Examples
+        --------
+        >>> r = SolveResult(x=0.0, status=Status.CONVERGED, iterations=0,
+        ...                 residuals=np.zeros(1), info={"method": "cg"})
+        >>> r2 = r.with_info(method="mgpc-pcg", levels=3)
+        >>> r2.info["method"], r2.info["levels"], r.info["method"]
+        ('mgpc-pcg', 3, 'cg')
+        """
+        info = dataclasses.replace(self.info, extra=dict(self.info.extra), **fields)
+        return dataclasses.replace(self, info=info)
 
     @property
     def converged(self) -> bool:

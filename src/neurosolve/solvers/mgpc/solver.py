@@ -138,7 +138,7 @@ class MGPCSolver(Solver):
         **options: Any,
     ) -> None:
         from neurosolve.solvers.krylov import PCGSolver
-        from neurosolve.solvers.registry import prepare_system
+        from neurosolve.solvers.system import prepare_system
         from neurosolve.solvers.stencil import StencilOperator
 
         dtype = float_dtype(dtype)
@@ -195,16 +195,18 @@ class MGPCSolver(Solver):
         from neurosolve.solvers.krylov import condition_estimate
 
         result = self.pcg.solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
-        result.setup_seconds = self.setup_seconds
-        info = result.info
-        info["method"] = "mgpc-pcg"
-        info["levels"] = self.hierarchy.num_levels
-        info["cycle"] = "V" if self.hierarchy.gamma == 1 else "W"
-        info["cycle_matvec_equivalents"] = self.hierarchy.matvec_equivalents()
         try:
-            info["condition_estimate"] = float(condition_estimate(info))
+            condition: float | None = float(condition_estimate(result.info))
         except (InvalidInputError, ValueError, np.linalg.LinAlgError):
-            pass
+            condition = None
+        result = result.with_info(
+            method="mgpc-pcg",
+            levels=self.hierarchy.num_levels,
+            cycle="V" if self.hierarchy.gamma == 1 else "W",
+            cycle_matvec_equivalents=self.hierarchy.matvec_equivalents(),
+            condition_estimate=condition,
+        )
+        result.setup_seconds = self.setup_seconds
         return result
 
     def aspreconditioner(self) -> Any:

@@ -1,0 +1,207 @@
+"""What every host baseline shares: input checks, column-by-column batching, the result.
+
+A baseline subclasses :class:`Baseline`, builds its preconditioner or hierarchy in
+:meth:`Baseline._setup` (timed as ``setup_seconds``) and solves one column in
+:meth:`Baseline._solve_one`, returning a :class:`Column`; :meth:`Baseline._solve` checks
+``b`` and ``x0``, moves tensors to the host in float64, solves a block ``(n, k)`` column
+after column, and assembles the :class:`~neurosolve.solvers.result.SolveResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from neurosolve._util.validate import integer
+from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.base import Solver
+from neurosolve.solvers.result import SolveInfo, SolveResult, Status
+from neurosolve.solvers.system import check_vector, prepare_system
+
+__all__ = ["Baseline", "Column"]
+
+
+@dataclass
+class Column:
+    """The outcome of one column (one right-hand side) of a baseline solve.
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        The solution.
+    status : Status
+        Why the column stopped.
+    iterations : int
+        Krylov steps or multigrid cycles.
+    residuals : list of float or numpy.ndarray
+        Relative residual history (first entry: the initial guess, last: the true final one).
+    matvecs : int
+        Products with ``A``.
+    times : list of float or numpy.ndarray
+        Seconds since the start of the column at each entry of ``residuals``.
+    restarts : int
+        Restarts after a false convergence of the library's iteration.
+    stats : dict
+        Further :class:`~neurosolve.solvers.result.SolveInfo` fields of the method.
+    """
+
+    x: np.ndarray
+    status: Status = Status.MAXITER
+    iterations: int = 0
+    residuals: Any = field(default_factory=list)
+    matvecs: int = 0
+    times: Any = field(default_factory=list)
+    restarts: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def zero(cls, b: np.ndarray) -> Column:
+        """The exact answer ``x = 0`` of a zero right-hand side."""
+        return cls(np.zeros_like(b), Status.CONVERGED, 0, [0.0], 0, [0.0], 0)
+
+
+class Baseline(Solver):
+    """Shared validation, batching and result assembly of the host baselines.
+
+    Parameters
+    ----------
+    A : LinearSystem, scipy sparse matrix, LinearOperator or ndarray
+        SPD operator (checked once, at construction).
+    history : {"true", "cheap"}
+        ``"true"``: record ``||b - A x_k|| / ||b||`` every iteration; ``"cheap"``: only the
+        first and final entries (use for timings).
+    max_restarts : int
+        Restarts from the returned ``x`` when the library met its tolerance but the true
+        residual did not (then ``Status.STAGNATION``).
+    check_symmetry : bool
+        Check symmetry / positive diagonal of ``A`` at construction.
+    """
+
+    name: ClassVar[str] = "baseline"
+
+    def __init__(
+        self,
+        A: Any,
+        *,
+        history: str = "true",
+        max_restarts: int = 3,
+        check_symmetry: bool = True,
+    ) -> None:
+        if history not in ("true", "cheap"):
+            raise InvalidInputError(f"history must be 'true' or 'cheap', got {history!r}")
+        self.max_restarts = integer(max_restarts, "max_restarts", minimum=0)
+        self.prepared = prepare_system(A, check_symmetry=check_symmetry)
+        t = time.perf_counter()  # setup_seconds: operator/preconditioner build, not checks
+        self.A = (
+            self.prepared.matrix if self.prepared.matrix is not None else (self.prepared.operator)
+        )
+        self.n = self.prepared.n
+        self.history = history
+        self._setup()
+        self.setup_seconds = time.perf_counter() - t
+
+    def _setup(self) -> None:
+        """Build preconditioner / hierarchy (timed as setup)."""
+
+    def _matrix(self) -> sp.csr_matrix:
+        if self.prepared.matrix is None:
+            raise InvalidInputError(
+                f"{self.name} needs an explicit sparse matrix, not a LinearOperator"
+            )
+        return self.prepared.matrix
+
+    def _true_norm(self, x: np.ndarray, b: np.ndarray) -> float:
+        return float(np.linalg.norm(b - self.A @ x))
+
+    def _solve(
+        self,
+        b: Any,
+        *,
+        x0: Any,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[Any], None] | None,
+    ) -> SolveResult:
+        # Host float64; a block is solved column by column; callback gets numpy arrays.
+        is_torch = type(b).__module__.startswith("torch")
+        device = b.device if is_torch else None
+        b, x0 = self._host_inputs(b, x0)
+        t0 = time.perf_counter()
+        if b.ndim == 1:
+            col = self._solve_one(b, x0, rtol, atol, maxiter, callback)
+            x, status, iterations, matvecs = col.x, col.status, col.iterations, col.matvecs
+            residuals = np.asarray(col.residuals)
+            info = SolveInfo(method=self.name, times=col.times, restarts=col.restarts, **col.stats)
+        else:
+            cols = [
+                self._solve_one(
+                    b[:, j], None if x0 is None else x0[:, j], rtol, atol, maxiter, callback
+                )
+                for j in range(b.shape[1])
+            ]
+            x = np.stack([c.x for c in cols], axis=1)
+            residuals = _stack_histories([c.residuals for c in cols])
+            status = Status.worst(c.status for c in cols)
+            iterations = max(c.iterations for c in cols)
+            matvecs = sum(c.matvecs for c in cols)
+            info = SolveInfo(
+                method=self.name,
+                column_status=[c.status.value for c in cols],
+                column_iterations=[c.iterations for c in cols],
+                times=[c.times for c in cols],
+            )
+        if is_torch:
+            import torch
+
+            x = torch.as_tensor(x, device=device)
+        return SolveResult(
+            x=x,
+            status=status,
+            iterations=int(iterations),
+            residuals=residuals,
+            setup_seconds=self.setup_seconds,
+            solve_seconds=time.perf_counter() - t0,
+            matvecs=int(matvecs),
+            info=info,
+        )
+
+    def _host_inputs(self, b: Any, x0: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """``b`` and ``x0`` checked and on the host in float64."""
+        b = check_vector(b, self.n, name="b")
+        if type(b).__module__.startswith("torch"):
+            b = b.detach().cpu().double().numpy()
+        if x0 is not None:
+            x0 = check_vector(x0, self.n, name="x0")
+            if type(x0).__module__.startswith("torch"):
+                x0 = x0.detach().cpu().double().numpy()
+            if x0.shape != b.shape:
+                raise InvalidInputError(f"x0 has shape {x0.shape} but b has shape {b.shape}")
+        return b, x0
+
+    def _solve_one(
+        self,
+        b: np.ndarray,
+        x0: np.ndarray | None,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[np.ndarray], None] | None,
+    ) -> Column:
+        raise NotImplementedError  # each concrete baseline defines its iteration
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.n}, setup={self.setup_seconds:.3g}s)"
+
+
+def _stack_histories(histories: list[Any]) -> np.ndarray:
+    """Column histories as one ``(length, k)`` array, short ones padded with their last value."""
+    length = max(len(h) for h in histories)
+    return np.stack(
+        [np.concatenate([h, np.full(length - len(h), h[-1])]) for h in histories], axis=1
+    )

@@ -1,0 +1,599 @@
+"""The conjugate-gradient iteration shared by CG, PCG and flexible CG, in small steps.
+
+One :class:`Run` is one (batched) solve: :meth:`Run.start` forms the initial residual and
+direction, :meth:`Run.step` does one iteration (step length, update, residual statistics,
+:meth:`Run.decide` on every column, residual replacement, next direction), and
+:meth:`Run.finish` assembles the :class:`~neurosolve.solvers.result.SolveResult`. What differs
+between the methods lives in a :class:`Variant` strategy: how the step length's numerator is
+formed, the extra inner products a method needs, ``beta`` and the next search direction
+(:class:`ConjugateGradient` for CG and PCG, :class:`PolakRibiere` and
+:class:`TruncatedFlexible` for flexible CG). The stopping rule, residual replacement and
+history modes are documented in :mod:`neurosolve.solvers.krylov`.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.result import SolveInfo, SolveResult, Status, stopping_threshold
+from neurosolve.solvers.system import check_vector
+
+__all__ = ["ConjugateGradient", "PolakRibiere", "Run", "TruncatedFlexible", "Variant"]
+
+logger = logging.getLogger(__name__)
+
+_ACTIVE = -1  # status code of a column still iterating; stopped ones hold Status.severity
+
+Preconditioner = Callable[[torch.Tensor, bool], torch.Tensor] | None
+
+
+def _colnorm(v: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(v, dim=0)
+
+
+def _coldot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if u.shape[1] == 1:  # one fused kernel for a single right-hand side
+        return torch.vdot(u.reshape(-1), v.reshape(-1)).reshape(1)
+    return (u * v).sum(dim=0)
+
+
+def _axpy(y: torch.Tensor, x: torch.Tensor, a: Any) -> None:
+    """``y += a * x`` in place; ``a`` is a Python/NumPy scalar (1 column) or a (k,) tensor."""
+    if isinstance(a, torch.Tensor):
+        y.addcmul_(x, a)
+    else:
+        y.add_(x, alpha=float(np.asarray(a).reshape(-1)[0]))
+
+
+def _host(values: list[torch.Tensor]) -> np.ndarray:
+    """Per-column scalars on the host in float64: one synchronization for all of them."""
+    return torch.stack(values).cpu().numpy().astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------------------------
+class Variant(abc.ABC):
+    """What distinguishes one CG method from another: the strategy of a :class:`Run`.
+
+    Parameters
+    ----------
+    precond : callable or None
+        ``precond(r, single) -> M r`` on the internal layout; ``None`` for no preconditioner.
+    single : bool
+        Whether the right-hand side is one vector (passed on to ``precond``).
+    """
+
+    #: The step lengths are Lanczos coefficients (kept in ``info`` as alphas / betas).
+    lanczos: ClassVar[bool] = False
+
+    def __init__(self, precond: Preconditioner, single: bool) -> None:
+        self.precond, self.single = precond, single
+
+    def precondition(self, r: torch.Tensor) -> torch.Tensor:
+        """``z = M r`` (``r`` itself without a preconditioner)."""
+        return r if self.precond is None else self.precond(r, self.single)
+
+    @abc.abstractmethod
+    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
+        """The inner products of the step length: ``p^T A p`` first, then any others."""
+
+    @abc.abstractmethod
+    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
+        """The step length's numerator from ``step_dots`` (host) and ``r_k^T z_k``."""
+
+    @abc.abstractmethod
+    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
+        """Inner products of the new preconditioned residual that :meth:`beta` needs."""
+
+    @abc.abstractmethod
+    def beta(
+        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
+    ) -> np.ndarray | None:
+        """``beta_k`` per column (``dots``: the values of ``residual_dots``), or None."""
+
+    def direction(
+        self, run: Run, z: torch.Tensor, Ap: torch.Tensor, pAp: np.ndarray, beta: Any
+    ) -> torch.Tensor:
+        """The next search direction ``p = z + beta p`` (``run.p`` is updated in place)."""
+        beta = np.where(run.active_h, beta, 0.0)
+        return run.p.mul_(run.on_device(beta)).add_(z)
+
+    def restart(self) -> None:
+        """Forget the directions kept across iterations (on a restart)."""
+        return None  # a recurrence keeps only p, which the restart replaces
+
+
+class ConjugateGradient(Variant):
+    """CG and PCG (the preconditioner, if any, a fixed SPD map).
+
+    ``alpha = r^T z / p^T A p`` and ``beta = r_{k+1}^T z_{k+1} / r_k^T z_k``; the step
+    lengths are the Lanczos coefficients of the (preconditioned) operator.
+    """
+
+    lanczos = True
+
+    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
+        """``p^T A p``."""
+        return [_coldot(p, Ap)]
+
+    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
+        """``r^T z``, kept from the previous iteration."""
+        return rz
+
+    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
+        """None needed."""
+        return []
+
+    def beta(
+        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
+    ) -> np.ndarray | None:
+        """``r_{k+1}^T z_{k+1} / r_k^T z_k``."""
+        return rz_new / rz_safe
+
+
+class PolakRibiere(Variant):
+    """Flexible CG with the Polak-Ribiere ``beta``, for preconditioners that vary.
+
+    ``alpha = p^T r / p^T A p`` and ``beta = z_{k+1}^T (r_{k+1} - r_k) / (z_k^T r_k)``, with
+    ``r_{k+1} - r_k = -alpha A p_k`` (no copy of ``r_k`` needed).
+    """
+
+    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
+        """``p^T A p`` and ``p^T r``."""
+        return [_coldot(p, Ap), _coldot(p, r)]
+
+    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
+        """``p^T r``."""
+        return dots[1]
+
+    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
+        """``z^T A p``."""
+        return [_coldot(z, Ap)]
+
+    def beta(
+        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
+    ) -> np.ndarray | None:
+        """``-alpha z^T A p / (z_k^T r_k)``."""
+        return -alpha * dots[0] / rz_safe
+
+
+class TruncatedFlexible(PolakRibiere):
+    """Notay's FCG(m): each new direction A-orthogonalized against the last ``m`` ones.
+
+    Parameters
+    ----------
+    precond, single
+        As for :class:`Variant`.
+    truncation : int
+        ``m``, the directions kept.
+    """
+
+    def __init__(self, precond: Preconditioner, single: bool, truncation: int) -> None:
+        super().__init__(precond, single)
+        self.truncation = truncation
+        self.kept: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]] = []
+
+    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
+        """None: the direction comes from the explicit orthogonalization."""
+        return []
+
+    def beta(
+        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
+    ) -> np.ndarray | None:
+        """None: no recurrence coefficient."""
+        return None
+
+    def direction(
+        self, run: Run, z: torch.Tensor, Ap: torch.Tensor, pAp: np.ndarray, beta: Any
+    ) -> torch.Tensor:
+        """``p = z - sum_j (z^T A p_j / p_j^T A p_j) p_j`` over the kept directions."""
+        self.kept.append((run.p, Ap, pAp))
+        if len(self.kept) > self.truncation:
+            self.kept.pop(0)
+        coef = _host([_coldot(z, Apj) for _, Apj, _ in self.kept])
+        p = z.clone()
+        for (pj, _, pApj), cj in zip(self.kept, coef, strict=True):
+            c = np.where(pApj > 0, cj / np.where(pApj > 0, pApj, 1.0), 0.0)
+            _axpy(p, pj, -c if run.k == 1 else run.on_device(-c))
+        return p
+
+    def restart(self) -> None:
+        """Forget the kept directions."""
+        self.kept.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+class Run:
+    """State and bookkeeping of one (batched) solve of a torch Krylov solver.
+
+    Parameters
+    ----------
+    solver : CGSolver, PCGSolver, JacobiPCGSolver or FlexibleCGSolver
+        Provides the operators (``op``, ``op64``), the preconditioner and the settings;
+        ``solver.variant(single)`` gives the :class:`Variant`.
+    b_user, x0, rtol, atol, maxiter, callback
+        As for :meth:`neurosolve.solvers.base.Solver.solve`.
+    """
+
+    def __init__(
+        self,
+        solver: Any,
+        b_user: Any,
+        x0: Any,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[Any], None] | None,
+    ) -> None:
+        self.s = solver
+        op = solver.op
+        self.device, self.dtype = op.device, op.dtype
+        n = op.num_unknowns
+        b_user = check_vector(b_user, n, name="b")
+        if x0 is not None:
+            x0 = check_vector(x0, n, name="x0")
+            if tuple(x0.shape) != tuple(b_user.shape):
+                raise InvalidInputError(
+                    f"x0 has shape {tuple(x0.shape)} but b has shape {tuple(b_user.shape)}"
+                )
+        self.is_torch = isinstance(b_user, torch.Tensor)
+        self.user_device = b_user.device if self.is_torch else None
+        self.single = b_user.dim() == 1 if self.is_torch else b_user.ndim == 1
+        self.maxiter = 10 * n if maxiter is None else int(maxiter)
+        self.callback = callback
+        self.variant = solver.variant(self.single)
+        self._load(b_user, x0, rtol, atol)
+
+    def _load(self, b_user: Any, x0: Any, rtol: float, atol: float) -> None:
+        """Working copies of ``b`` and ``x`` on the device, float64 ``b`` and thresholds."""
+        op, n = self.s.op, self.s.op.num_unknowns
+
+        def to_dev(v: Any, dtype: torch.dtype) -> torch.Tensor:
+            t = torch.as_tensor(v).to(device=self.device, dtype=dtype)
+            return t.reshape(n, -1)
+
+        # Unknown-layout float64 copies for verification; internal working copies.
+        self.b64 = (
+            op.to_internal(to_dev(b_user, torch.float64)) if op.dtype != torch.float64 else None
+        )
+        self.b = op.to_internal(to_dev(b_user, self.dtype))
+        if self.b64 is None:
+            self.b64 = self.b
+        self.k = self.b.shape[1]
+        self.x = (
+            op.to_internal(to_dev(x0, self.dtype)).clone()
+            if x0 is not None
+            else torch.zeros_like(self.b)
+        )
+        bnorm = _colnorm(self.b64).cpu().numpy().astype(np.float64)
+        self.bnorm = bnorm
+        self.bscale = np.where(bnorm > 0, bnorm, 1.0)
+        self.thr = np.array([stopping_threshold(float(v), rtol, atol) for v in bnorm])
+        self.matvecs = 0
+        self.verify_matvecs = 0
+
+    # -- helpers ------------------------------------------------------------------------------
+    def on_device(self, values: np.ndarray) -> Any:
+        """Per-column scalars for the device: a float for one column, else a (k,) tensor."""
+        if self.k == 1:
+            return float(values[0])
+        return torch.as_tensor(values, dtype=self.dtype, device=self.device)
+
+    def A(self, v: torch.Tensor) -> torch.Tensor:
+        """``A v`` in the working precision (counted in ``matvecs``)."""
+        self.matvecs += v.shape[1]
+        return self.s.op.apply_internal(v)
+
+    def true_residual64(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """float64 ``||b - A x||`` per column (all columns, or ``cols``)."""
+        x = self.x if cols is None else self.x[:, cols]
+        b = self.b64 if cols is None else self.b64[:, cols]
+        self.verify_matvecs += x.shape[1]
+        self.matvecs += x.shape[1]
+        r = b - self.s.op64.apply_internal(x.to(torch.float64))
+        return _colnorm(r).cpu().numpy().astype(np.float64)
+
+    def to_user(self, v: torch.Tensor) -> Any:
+        """``v`` in the layout, type and device of the user's ``b`` (always a copy)."""
+        u = self.s.op.from_internal(v)
+        if self.single:
+            u = u[:, 0]
+        # always a copy: callbacks may keep iterates, and x must not alias solver state
+        if self.is_torch:
+            return u.to(self.user_device, copy=True)
+        return u.detach().cpu().numpy().copy()
+
+    def stop(self, mask: np.ndarray, status: Status) -> None:
+        """Stop the columns of ``mask`` with ``status``."""
+        self.status[mask] = status.severity
+
+    def live(self) -> np.ndarray:
+        """Mask of the columns still iterating."""
+        return self.status == _ACTIVE
+
+    # -- the loop -----------------------------------------------------------------------------
+    def iterate(self) -> SolveResult:
+        """Run the iteration to the end and return its result."""
+        self.t0 = time.perf_counter()
+        self.start()
+        # Two host synchronizations per iteration: after p^T A p (so that a breakdown never
+        # touches x and the step length is computed on the host), and after the residual
+        # update (for every decision). Scalars travel to the device only as step lengths.
+        while self.active_h.any() and self.it < self.maxiter:
+            self.step()
+        return self.finish()
+
+    def start(self) -> None:
+        """Initial residual, history entry and checks, and the first search direction."""
+        k = self.k
+        self.status = np.full(k, _ACTIVE)
+        self.stop_it = np.zeros(k, dtype=np.int64)
+        self.replacements = np.zeros(k, dtype=np.int64)
+        self.first_rep = np.full(k, -1, dtype=np.int64)
+        self.final_true = np.full(k, np.nan)
+        self.alphas: list[np.ndarray] = []
+        self.betas: list[np.ndarray] = []
+        self.it = 0
+        # b = 0: x = 0 is the exact solution, whatever x0 says.
+        zero_b = self.bnorm == 0
+        if zero_b.any():
+            self.x[:, torch.as_tensor(zero_b, device=self.device)] = 0
+            self.stop(zero_b, Status.CONVERGED)
+            self.final_true[zero_b] = 0.0
+        r0 = self._initial_residual()
+        self.hist = [r0 / self.bscale]
+        self.times = [time.perf_counter() - self.t0]
+        ok0 = (r0 <= self.thr) & self.live()
+        self.stop(ok0, Status.CONVERGED)
+        self.final_true[ok0] = r0[ok0]
+        self.best = r0.copy()
+        self.best_it = np.zeros(k, dtype=np.int64)
+        self.rscale = np.maximum(r0, self.thr)
+        self._first_direction()
+
+    def _initial_residual(self) -> np.ndarray:
+        """``r = b - A x0`` (``b`` for a zero guess) and its norm, true in float64."""
+        if bool(torch.count_nonzero(self.x)):
+            self.r = self.b - self.A(self.x)
+        else:
+            self.r = self.b.clone()
+        r0 = _colnorm(self.r).cpu().numpy().astype(np.float64)
+        if self.dtype != torch.float64:
+            r0 = np.where(self.live(), self.true_residual64(), r0)
+        return r0
+
+    def _first_direction(self) -> None:
+        """``z = M r``, ``r^T z`` (checked: finite and positive) and ``p = z``."""
+        z = self.variant.precondition(self.r)
+        self.rz_h = _coldot(self.r, z).cpu().numpy().astype(np.float64)
+        self.stop(self.live() & ~np.isfinite(self.rz_h), Status.NONFINITE)
+        self.stop(self.live() & (self.rz_h <= 0), Status.BREAKDOWN)
+        self.active_h = self.live()
+        self.active = torch.as_tensor(self.active_h, device=self.device)
+        self.all_active = bool(self.active_h.all())
+        self.p = z.clone() if self.all_active else torch.where(self.active, z, 0.0)
+
+    def step(self) -> None:
+        """One iteration on every active column."""
+        self.it += 1
+        was_active = self.active_h.copy()
+        Ap = self.A(self.p)
+        pAp_h, alpha_h = self._step_length(Ap, was_active)
+        alpha = self.on_device(alpha_h)
+        _axpy(self.x, self.p, alpha)
+        _axpy(self.r, Ap, -alpha_h if self.k == 1 else -alpha)
+        z, rz_new_h, rnorm_h, dots_h, tnorm_h = self._residual_statistics(Ap)
+        rz_safe = np.where(self.rz_h != 0, self.rz_h, 1.0)
+        beta_h = self.variant.beta(rz_new_h, rz_safe, alpha_h, dots_h)
+        if self.variant.lanczos:
+            self.alphas.append(np.where(was_active, alpha_h, np.nan))
+            self.betas.append(np.where(was_active, beta_h, np.nan))
+        monitor = tnorm_h if tnorm_h is not None else rnorm_h
+        replace_cols = self.decide(rz_new_h, rnorm_h, monitor, tnorm_h)
+        self._record(was_active, monitor)
+        if replace_cols.any():
+            replaced = self.replace_residual(replace_cols, Ap, rz_new_h, rz_safe, alpha_h)
+            z, rz_new_h, beta_h = replaced
+        self._next_direction(z, Ap, pAp_h, beta_h)
+        self.rz_h = rz_new_h
+        if self.callback is not None:
+            self.callback(self.to_user(self.x))
+
+    def _step_length(self, Ap: torch.Tensor, was_active: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``p^T A p`` (breakdown and NaN checked) and the step length ``alpha``."""
+        dots = _host(self.variant.step_dots(self.p, Ap, self.r))
+        pAp_h, num_h = dots[0], self.variant.numerator(dots, self.rz_h)
+        nonfinite = was_active & ~np.isfinite(pAp_h)
+        self.stop(nonfinite, Status.NONFINITE)
+        self.stop(was_active & ~nonfinite & (pAp_h <= 0), Status.BREAKDOWN)
+        ok = self.live()
+        alpha_h = np.where(ok, num_h / np.where(ok, pAp_h, 1.0), 0.0)
+        return pAp_h, alpha_h
+
+    def _residual_statistics(self, Ap: torch.Tensor) -> tuple[Any, ...]:
+        """``z = M r``, ``r^T z``, ``||r||``, the variant's dots and the true ``||b - A x||``."""
+        z = self.variant.precondition(self.r)
+        stats = [_coldot(self.r, z)]
+        preconditioned = self.variant.precond is not None
+        if preconditioned:
+            stats.append(_coldot(self.r, self.r))
+        extra = self.variant.residual_dots(z, Ap)
+        stats.extend(extra)
+        hist_true = self.s.history == "true"
+        if hist_true:
+            stats.append(_colnorm(self.b - self.A(self.x)))
+        host = _host(stats)
+        rnorm_h = np.sqrt(np.maximum(host[1] if preconditioned else host[0], 0.0))
+        first = 2 if preconditioned else 1
+        dots_h = host[first : first + len(extra)]
+        tnorm_h = host[-1] if hist_true else None
+        return z, host[0], rnorm_h, dots_h, tnorm_h
+
+    def decide(
+        self,
+        rz_new_h: np.ndarray,
+        rnorm_h: np.ndarray,
+        monitor: np.ndarray,
+        tnorm_h: np.ndarray | None,
+    ) -> np.ndarray:
+        """Stop the columns that converged, broke down, diverged or stagnated.
+
+        Returns the mask of the columns whose recurrence residual must be replaced by the
+        true one (it met the tolerance, the true residual did not).
+        """
+        self.stop(self.live() & ~(np.isfinite(rz_new_h) & np.isfinite(monitor)), Status.NONFINITE)
+        hist_true = tnorm_h is not None
+        candidate = self.live() & ((rnorm_h <= self.thr) | (hist_true & (monitor <= self.thr)))
+        replace_cols = np.zeros(self.k, dtype=bool)
+        if candidate.any():
+            replace_cols = self._confirm(np.flatnonzero(candidate), tnorm_h)
+        # The preconditioned inner product r^T M r must stay positive (M SPD).
+        pbreak = self.live() & ~replace_cols & (rz_new_h <= 0) & (rnorm_h > 0)
+        self.stop(pbreak, Status.BREAKDOWN)
+        self.stop(self.live() & (monitor > self.s.divergence_factor * self.rscale), Status.DIVERGED)
+        improved = self.live() & (monitor < self.best)
+        self.best = np.where(improved, monitor, self.best)
+        self.best_it = np.where(improved, self.it, self.best_it)
+        # a plateau may last as long as the progress before it (CG's residual norm is
+        # not monotone: 600 iterations above an earlier minimum at contrast 1e4)
+        window = np.maximum(self.s.stagnation_window, self.best_it)
+        self.stop(self.live() & (self.it - self.best_it >= window), Status.STAGNATION)
+        return replace_cols
+
+    def _confirm(self, cols: np.ndarray, tnorm_h: np.ndarray | None) -> np.ndarray:
+        """Check convergence of ``cols`` on the true float64 residual; count the failures."""
+        if tnorm_h is not None and self.dtype == torch.float64:
+            tn = tnorm_h[cols]
+        else:
+            tn = self.true_residual64(cols)
+        good = tn <= self.thr[cols]
+        self.status[cols[good]] = Status.CONVERGED.severity
+        self.final_true[cols[good]] = tn[good]
+        failed = cols[~good]
+        self.replacements[failed] += 1
+        over = self.replacements[failed] > self.s.max_replacements
+        self.status[failed[over]] = Status.STAGNATION.severity
+        self.final_true[failed[over]] = tn[~good][over]
+        replace_cols = np.zeros(self.k, dtype=bool)
+        replace_cols[failed[~over]] = True
+        return replace_cols
+
+    def _record(self, was_active: np.ndarray, monitor: np.ndarray) -> None:
+        """Append this iteration's history row (final true residuals where columns stopped)."""
+        row = self.hist[-1].copy()
+        row[was_active] = monitor[was_active] / self.bscale[was_active]
+        done_now = was_active & ~self.live()
+        self.stop_it[done_now] = self.it
+        known = done_now & np.isfinite(self.final_true)
+        row[known] = self.final_true[known] / self.bscale[known]
+        self.hist.append(row)
+        self.times.append(time.perf_counter() - self.t0)
+
+    def replace_residual(
+        self,
+        replace_cols: np.ndarray,
+        Ap: torch.Tensor,
+        rz_new_h: np.ndarray,
+        rz_safe: np.ndarray,
+        alpha_h: np.ndarray,
+    ) -> tuple[torch.Tensor, np.ndarray, Any]:
+        """Replace the recurrence residual of ``replace_cols`` by ``b - A x``.
+
+        Returns the new ``z = M r``, ``r^T z`` and ``beta``.
+        """
+        logger.debug(
+            "iteration %d: residual replacement in columns %s",
+            self.it,
+            np.flatnonzero(replace_cols).tolist(),
+        )
+        rc = torch.as_tensor(replace_cols, device=self.device)
+        self.r = torch.where(rc, self.b - self.A(self.x), self.r)
+        z = self.variant.precondition(self.r)
+        host = _host([_coldot(self.r, z), *self.variant.residual_dots(z, Ap)])
+        rz_new_h = np.where(replace_cols, host[0], rz_new_h)
+        beta_h = self.variant.beta(rz_new_h, rz_safe, alpha_h, host[1:])
+        newly = replace_cols & (self.first_rep < 0)
+        self.first_rep[newly] = self.it
+        return z, rz_new_h, beta_h
+
+    def _next_direction(self, z: torch.Tensor, Ap: torch.Tensor, pAp_h: np.ndarray, beta_h: Any):
+        """The next search direction (zero in stopped columns), restarting when due."""
+        new_active = self.live()
+        if not np.array_equal(new_active, self.active_h):  # upload only when it changes
+            self.active_h = new_active
+            self.all_active = False
+            self.active = torch.as_tensor(self.active_h, device=self.device)
+        if not self.active_h.any():
+            return
+        restart = self.s.restart
+        if restart and self.it % restart == 0:
+            self.p = z.clone()
+            self.variant.restart()
+        else:
+            self.p = self.variant.direction(self, z, Ap, pAp_h, beta_h)
+        if not self.all_active:
+            self.p = torch.where(self.active, self.p, 0.0)
+
+    # -- wrap up ------------------------------------------------------------------------------
+    def finish(self) -> SolveResult:
+        """Final true residuals, the overall status and the result with its statistics."""
+        remaining = self.live()
+        self.stop(remaining, Status.MAXITER)
+        self.stop_it[remaining] = self.it
+        need = ~np.isfinite(self.final_true)
+        if need.any():
+            cols = np.flatnonzero(need)
+            self.final_true[cols] = self.true_residual64(cols)
+        hist_arr = np.array(self.hist)
+        for j in range(self.k):  # last entry of each column: its true final residual
+            hist_arr[self.stop_it[j] :, j] = self.final_true[j] / self.bscale[j]
+        # Guarantee of the module: never 'converged' unless the true residual meets tol.
+        conv = self.status == Status.CONVERGED.severity
+        if np.any(self.final_true[conv] > self.thr[conv]):
+            raise RuntimeError("internal error: converged column fails the true residual check")
+        overall = Status.from_severity(int(self.status.min())) if self.k else Status.CONVERGED
+        return SolveResult(
+            x=self.to_user(self.x),
+            status=overall,
+            iterations=int(self.stop_it.max()) if self.k else 0,
+            residuals=hist_arr[:, 0] if self.single else hist_arr,
+            setup_seconds=self.s.setup_seconds,
+            solve_seconds=time.perf_counter() - self.t0,
+            matvecs=self.matvecs,
+            info=self._info(),
+        )
+
+    def _info(self) -> SolveInfo:
+        s = self.s
+        info = SolveInfo(
+            method=s.name,
+            column_status=[Status.from_severity(c).value for c in self.status],
+            column_iterations=self.stop_it.tolist(),
+            residual_replacements=self.replacements.tolist(),
+            first_replacement=self.first_rep.tolist(),
+            history=s.history,
+            verification_matvecs=self.verify_matvecs,
+            times=np.array(self.times),
+            device=str(self.device),
+            dtype=str(self.dtype).replace("torch.", ""),
+            operator=type(s.op).__name__,
+            preconditioner=s.precond_label,
+            threshold=self.thr[0] if self.single else self.thr,
+        )
+        if self.variant.lanczos:
+            a = np.array(self.alphas).reshape(-1, self.k)
+            bt = np.array(self.betas).reshape(-1, self.k)
+            info.alphas = a[:, 0] if self.single else a
+            info.betas = bt[:, 0] if self.single else bt
+        return info

@@ -1,0 +1,121 @@
+"""Preconditioners of the torch Krylov methods, from whatever the user passes as ``M``.
+
+:func:`make_preconditioner` turns ``None``, ``"jacobi"``, a matrix (scipy, numpy or torch),
+a scipy ``LinearOperator``, an object with ``.aspreconditioner()`` (a pyamg hierarchy, a
+solver of this package) or any callable (a torch module) into one function
+``apply(v, single) -> M v`` on the operator's internal layout, with a label for reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+from torch import nn
+
+from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.stencil import SparseOperator
+
+__all__ = ["make_preconditioner"]
+
+
+def make_preconditioner(
+    M: Any, op: Any, device: torch.device, dtype: torch.dtype
+) -> tuple[Callable[[torch.Tensor, bool], torch.Tensor] | None, str]:
+    """Return ``apply(v_internal, single) -> M v`` (or None for identity) and a label.
+
+    Examples
+    --------
+    >>> from neurosolve.data import poisson
+    >>> from neurosolve.solvers.krylov.operators import as_torch_operator
+    >>> op = as_torch_operator(poisson((4, 4)))
+    >>> make_preconditioner("jacobi", op, op.device, op.dtype)[1]
+    'jacobi'
+    """
+    if M is None:
+        return None, "none"
+    if isinstance(M, str):
+        if M != "jacobi":
+            raise InvalidInputError(f"unknown preconditioner {M!r}; use 'jacobi' or an object")
+        return _jacobi(op, device, dtype), "jacobi"
+    if hasattr(M, "aspreconditioner") and not isinstance(M, spla.LinearOperator):
+        M = M.aspreconditioner()
+    fn, squeeze, label = _action(M, op.num_unknowns, device, dtype)
+    return _on_unknowns(fn, op, squeeze, device, dtype), label
+
+
+Apply = Callable[[torch.Tensor], Any]
+
+
+def _jacobi(op: Any, device: torch.device, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+    """``v -> D^{-1} v`` on the internal layout (zero where the diagonal is zero)."""
+    d = op.diagonal_internal().to(device=device, dtype=dtype)
+    if bool((d < 0).any()):
+        raise InvalidInputError("Jacobi needs a positive diagonal; A has negative entries")
+    inv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0).unsqueeze(1)
+    return lambda v, single: v * inv
+
+
+def _action(M: Any, n: int, device: torch.device, dtype: torch.dtype) -> tuple[Apply, bool, str]:
+    """``M`` as a function on ``(n, k)`` blocks of unknowns, with its label.
+
+    The flag says whether the function wants an ``(n,)`` vector for a single column (a user
+    callable or network) rather than the ``(n, 1)`` block.
+    """
+    if isinstance(M, torch.Tensor):
+        if M.dim() != 2 or M.shape[0] != M.shape[1] or M.shape[0] != n:
+            raise InvalidInputError(
+                f"preconditioner matrix has shape {tuple(M.shape)}; expected ({n}, {n})"
+            )
+        Mt = M.to(device=device, dtype=dtype)
+        return (lambda u: Mt @ u), False, "matrix"
+    if sp.issparse(M) or isinstance(M, np.ndarray):
+        if M.shape != (n, n):
+            raise InvalidInputError(
+                f"preconditioner matrix has shape {M.shape}; expected ({n}, {n})"
+            )
+        if sp.issparse(M):
+            return SparseOperator(M, device=device, dtype=dtype).apply_internal, False, "matrix"
+        Md = torch.as_tensor(M, device=device, dtype=dtype)
+        return (lambda u: Md @ u), False, "matrix"
+    if isinstance(M, spla.LinearOperator):
+        if M.shape != (n, n):
+            raise InvalidInputError(f"preconditioner has shape {M.shape}; expected ({n}, {n})")
+
+        def host(u: torch.Tensor) -> torch.Tensor:
+            out = M.matmat(u.detach().cpu().double().numpy())
+            return torch.as_tensor(np.asarray(out))
+
+        return host, False, "linear-operator"
+    if isinstance(M, nn.Module) or callable(M):
+
+        def call(u: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return M(u)
+
+        return call, True, type(M).__name__
+    raise InvalidInputError(
+        "preconditioner must be None, 'jacobi', a matrix (scipy/numpy/torch), a "
+        f"LinearOperator, an object with .aspreconditioner(), or a callable; got {type(M).__name__}"
+    )
+
+
+def _on_unknowns(
+    fn: Apply, op: Any, squeeze: bool, device: torch.device, dtype: torch.dtype
+) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+    """``fn`` on the unknowns, wrapped to take and return the operator's internal layout."""
+
+    def apply(v: torch.Tensor, single: bool) -> torch.Tensor:
+        u = op.from_internal(v)
+        arg = u[:, 0] if (single and squeeze) else u
+        out = fn(arg)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(np.asarray(out))
+        out = out.to(device=device, dtype=dtype).reshape(u.shape)
+        return op.to_internal(out)
+
+    return apply
