@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_many",
     "atomic_write_text",
     "check_output",
+    "check_output_folder",
     "exclusive_lock",
     "no_space",
 ]
@@ -263,6 +264,38 @@ def check_output(
         raise InvalidInputError(f"{what} {path} is {kind}; refusing to replace it with a file")
     if not overwrite:
         raise InvalidInputError(f"{what} {path} exists; pass --overwrite to replace it")
+    return path
+
+
+def check_output_folder(
+    path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (), what="--out"
+) -> Path:
+    """Check that ``path`` can be an output folder (a run folder, a report folder).
+
+    An existing folder is fine (a run folder is resumed, a report folder refilled); an
+    existing file, device or FIFO, or one of the command's ``inputs``, is refused.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> check_output_folder(d / "run") == d / "run"
+    True
+    >>> _ = (d / "notes.txt").write_text("keep me")
+    >>> check_output_folder(d / "notes.txt")
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: --out ...notes.txt exists and is not a folder; ...
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise InvalidInputError(f"{what} {path} is also an input of this command")
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(
+            f"{what} {path} exists and is not a folder; choose a folder name (nothing there is "
+            "replaced)"
+        )
     return path
 
 

@@ -14,6 +14,7 @@ functions, so building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -80,6 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NeurosolveError as exc:
         print(f"neurosolve: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "neurosolve: error: out of memory; use a smaller problem or fewer samples",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"neurosolve: error: no space left on device{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neurosolve: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -608,4 +608,3 @@ def save_system(
             f"unknown system file extension {path.suffix!r} for {path} (use .mtx or .npz)"
         )
     return path
-
