@@ -88,12 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"neurosolve: error: no space left on device{where}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("neurosolve: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -103,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"neurosolve: error: no space left on device{where}", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = previous_showwarning
 

@@ -386,7 +386,8 @@ def _check_mtx_sizes(path: Path, what: str) -> str:
     size = path.stat().st_size
     if entries * per_entry > size:
         raise FileFormatError(
-            f"{path}: the header declares {rows} x {cols} with {entries} entries, but the "
+            f"{path}: cannot read the {what} as Matrix Market: the header declares "
+            f"{rows} x {cols} with {entries} entries, but the "
             f"file has only {size} bytes (an entry takes at least {per_entry}); truncated "
             "or damaged"
         )

@@ -253,6 +253,37 @@ class _H5DatasetBase:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the samples this dataset yields, for resume checks.
+
+        The header (generator, parameters, seed, range, shapes, dtype), a SHA-256 of the
+        per-sample checksums stored in the file (so other samples under the same header
+        differ too) and of the indices used. The path is left out: a moved file holds
+        the same data.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from neurosolve.data.generate import generate
+        >>> from neurosolve.data.store import H5Dataset
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "d.h5"
+        >>> _ = generate("poisson", out, samples=2, seed=0, params={"resolution": 8},
+        ...              progress=False)
+        >>> fp = H5Dataset(out).fingerprint()
+        >>> fp["generator"], fp["seed"], len(fp["checksums"])
+        ('poisson', 0, 64)
+        """
+        import hashlib
+
+        keys = ("generator", "params", "seed", "samples", "first", "count", "dtype")
+        out: dict[str, Any] = {k: self.info[k] for k in keys}
+        out["x_shape"], out["y_shape"] = list(self.info["x_shape"]), list(self.info["y_shape"])
+        crc = np.ascontiguousarray(self._handle()[_CRC][:])
+        out["checksums"] = hashlib.sha256(crc.tobytes()).hexdigest()
+        used = np.ascontiguousarray(self.indices, dtype=np.int64)
+        out["indices"] = hashlib.sha256(used.tobytes()).hexdigest()
+        return out
+
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             # A handle inherited through fork must not be used: open a fresh one.
@@ -308,4 +339,3 @@ def __getattr__(name: str) -> Any:
         globals()["H5Dataset"] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
