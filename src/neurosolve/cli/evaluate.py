@@ -70,8 +70,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             check_output(target, inputs=inputs, overwrite=args.overwrite, what=option)
     if args.png is None:  # the default picture is this command's own, replaced on a rerun
         check_output(default_png, inputs=inputs, overwrite=True, what="picture")
-    op = load_operator(args.model, map_location=args.device)
     ckpt = load_checkpoint(args.model)
+    if not isinstance(ckpt["kwargs"], dict) or "in_channels" not in ckpt["kwargs"]:
+        # a solver's network (an MGPC preconditioner) maps no dataset input to an output
+        raise InvalidInputError(
+            f"{args.model} holds a {ckpt['kind']!r} model, which is not a neural operator; "
+            "evaluate takes a model from 'neurosolve train mgno/fno2d/sfno/fno3d'"
+        )
+    op = load_operator(args.model, map_location=args.device)
     dataset, info = load_dataset(args.data)
     expected = ckpt["kwargs"].get("in_channels")
     if expected is not None and int(info["x_shape"][1]) != int(expected):
