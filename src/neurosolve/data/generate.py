@@ -347,6 +347,8 @@ def generate(
     # a folder, a device, a FIFO or a missing folder is refused; an existing file is
     # handled below (kept when complete, replaced only with overwrite)
     check_output(path, overwrite=True)
+    if path.is_symlink():  # written through: the link's target is replaced, the link stays
+        path = Path(os.path.realpath(path))
     header = store.DatasetHeader(
         generator=spec.name,
         params=store.canonical_json(resolved),
