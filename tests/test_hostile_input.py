@@ -342,7 +342,7 @@ def test_cuda_map_location_without_cuda(tmp_path):
 
 
 def test_symmetric_lower_triangle_reads_correctly(tmp_path):
-    """A proper 'symmetric' file (one triangle) still reads to the full matrix."""
+    """A proper 'symmetric' file (one triangle): read to the full matrix, no doubling."""
     A = poisson((3, 3)).A
     path = save_system(tmp_path / "s.mtx", A)
     assert "symmetric" in path.read_text().splitlines()[0]
@@ -390,7 +390,7 @@ def test_check_csr_structure(matrix, message):
 
 
 def test_check_csr_structure_canonical_and_non_destructive():
-    """Duplicates are summed and indices sorted in a copy; the caller's arrays stay as given."""
+    """Unsorted CSR with duplicates: summed and sorted in a copy, the caller's arrays kept."""
     A = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([1, 0, 0]), np.array([0, 3, 3])),
                       shape=(2, 2))  # fmt: skip
     before = A.indices.copy()
