@@ -703,6 +703,12 @@ CLI_CASES: list[CliCase] = [
         "parameters would need about",
     ),
     C(
+        "refine-out-model",
+        "refine --out onto the checkpoint",
+        ("refine", "{mgno-pt}", *REFINE[:-1], "{mgno-pt}", "--overwrite"),
+        "is also an input of this command",
+    ),
+    C(
         "train-out-file",
         "train --out an existing file",
         (*TRAIN_MGNO, *TINY_MGNO, "--data", "{darcy}", "--out", "{notes}"),
@@ -970,6 +976,14 @@ def _bad_csr(p):
     return check_spd_matrix(A)
 
 
+def _solve_bad_csr(p):
+    import neurosolve
+
+    A = sp.identity(4, format="csr")
+    A.indices = np.array([0, 1, 2, -3], dtype=A.indices.dtype)
+    return neurosolve.solve(A, np.ones(4), method="cg")
+
+
 def _huge_model(p):
     from neurosolve.checkpoint import build_model
 
@@ -1073,6 +1087,14 @@ API_CASES: list[ApiCase] = [
         _bad_csr,
         InvalidInputError,
         "column index 1000000000 is outside",
+    ),
+    Api(
+        "api-solve-csr-out-of-range",
+        "hand-built CSR with a negative column index given to solve",
+        "neurosolve.solve(A, b)  # A.indices[3] = -3",
+        _solve_bad_csr,
+        InvalidInputError,
+        "column index -3 is outside",
     ),
     Api(
         "api-h5-x-group",

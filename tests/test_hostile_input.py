@@ -117,6 +117,25 @@ def test_train_enospc(tmp_path, capsys, monkeypatch, darcy_files):
     one_error(err, "no space left on device writing")
 
 
+def test_atomic_write_enospc(tmp_path):
+    """Any atomic write on a full disk: OutOfSpaceError naming the file, no temporary left."""
+    from neurosolve._util.io import atomic_write, atomic_write_text
+    from neurosolve.errors import OutOfSpaceError
+
+    old = tmp_path / "report.md"
+    old.write_text("previous")
+
+    def full(tmp):
+        Path(tmp).write_text("half")
+        no_space()
+
+    with pytest.raises(OutOfSpaceError, match="no space left on device writing .*report.md"):
+        atomic_write(old, full)
+    assert old.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+    assert atomic_write_text(old, "new").read_text() == "new"
+
+
 # ---------------------------------------------------------------------------- two writers
 
 
