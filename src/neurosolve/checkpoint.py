@@ -255,9 +255,9 @@ def _check_model_size(cls: type[nn.Module], kind: str, kwargs: dict[str, Any]) -
             model = cls(**kwargs)
     except NeurosolveError:
         raise
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise InvalidInputError(f"cannot build model {kind!r} from {kwargs}: {exc}") from exc
-    except Exception:  # noqa: BLE001 -- a constructor that needs real tensors: built for real
+    except Exception:  # noqa: BLE001 -- the real build below raises (and words) the error
+        # a constructor that computes with real tensors or arrays cannot run on 'meta'
+        logger.debug("model %r cannot be built on the meta device; size unchecked", kind)
         return
     count = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     check_memory(float(count) * _BYTES_PER_PARAMETER, f"model {kind!r} with {count:,} parameters")

@@ -89,7 +89,7 @@ def _solve(args: argparse.Namespace) -> int:
     opts = solver_options(
         problem.method, args.device, parse_options(args.option).get(problem.method)
     )
-    if args.device is not None and "device" not in opts:
+    if args.device not in (None, "cpu", "auto") and "device" not in opts:
         # Silently solving on the CPU would hide that the option did nothing.
         raise InvalidInputError(
             f"method {problem.method} runs on the CPU only and takes no --device; drop "
