@@ -734,6 +734,12 @@ CLI_CASES: list[CliCase] = [
         "found a group",
     ),
     C(
+        "merge-out-directory",
+        "merge --out an existing directory",
+        ("merge", "{darcy}", "--out", "{out}"),
+        "is a directory",
+    ),
+    C(
         "info-declared-huge",
         "HDF5 file of 7 KB declaring 10^9 samples",
         ("info", "{huge-h5}"),

@@ -94,9 +94,9 @@ def merge(
     out = Path(out)
     if any(p.resolve() == out.resolve() for p in paths):
         raise InvalidInputError(f"the output {out} is also one of the shards")
+    check_output(out, overwrite=True)  # a folder, a device or a FIFO is never replaced
     if out.exists() and not overwrite:
         raise InvalidInputError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    check_output(out, overwrite=True)  # a folder, a device or a FIFO is never replaced
     with exclusive_lock(out):
         _merge_into(out, _check_shards(paths), progress)
     logger.info("merged %d shards into %s", len(paths), out)
