@@ -8,13 +8,19 @@ rows as Python calls) and the table shows what the user actually saw, so the tab
     python scripts/bad_input_table.py --check   # also fail (exit 1) when a row misbehaves
 
 A row whose behaviour is a known gap (``xfail`` in the test) is marked "known gap".
+The last table lists the tests of ``tests/test_hostile_input.py`` (cases that need a setup
+around the command: a full disk, a second writer, a resumed run), each with the first line
+of its docstring ("case: behaviour") and the outcome of running it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -89,9 +95,55 @@ def main(argv: list[str] | None = None) -> int:
             if not good and not case.xfail:
                 bad_rows.append(case.id)
             print(f"| {case.bad} | `{case.code}` | {_cell(seen, folder)} | {ok} |", flush=True)
+    bad_rows += _hostile_table()
     if bad_rows:
         print(f"\nrows that misbehave: {', '.join(bad_rows)}", file=sys.stderr)
     return 1 if (args.check and bad_rows) else 0
+
+
+HOSTILE = ROOT / "tests" / "test_hostile_input.py"
+
+
+def _hostile_cases() -> list[tuple[str, str, str]]:
+    """(test name, case, behaviour) from the docstrings of the hostile-input tests."""
+    tree = ast.parse(HOSTILE.read_text(encoding="utf-8"))
+    cases = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            first = (ast.get_docstring(node) or node.name).splitlines()[0]
+            case, _, behaviour = first.partition(": ")
+            cases.append((node.name, case, behaviour.rstrip(".")))
+    return cases
+
+
+def _hostile_table() -> list[str]:
+    """Run the hostile-input tests, print their table, return the names that failed."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(HOSTILE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    outcome: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        match = re.search(r"::(test_\w+)(?:\[\S*\])? (PASSED|FAILED|SKIPPED|ERROR)", line)
+        if match:
+            name, word = match.groups()
+            if outcome.get(name, "PASSED") == "PASSED":  # one failed parameter fails the row
+                outcome[name] = word
+    print()
+    print("| Case (needs a setup) | Behaviour | Test | OK |")
+    print("|---|---|---|---|")
+    failed = []
+    for name, case, behaviour in _hostile_cases():
+        word = outcome.get(name, "NOT RUN")
+        ok = {"PASSED": "yes", "SKIPPED": "skipped here"}.get(word, "**NO**")
+        if ok == "**NO**":
+            failed.append(name)
+        print(f"| {_cell(case, ROOT)} | {_cell(behaviour, ROOT)} | `{name}` | {ok} |")
+    return failed
 
 
 if __name__ == "__main__":

@@ -120,7 +120,80 @@ def make_inputs(folder: Path) -> dict[str, Path]:
 
     p["dcdm-pt"] = folder / "dcdm3d.pt"
     shutil.copyfile(shipped_path("dcdm"), p["dcdm-pt"])
+    _hostile_inputs(folder, p, A, newer)
     return p
+
+
+def _hostile_inputs(folder: Path, p: dict[str, Path], A, checkpoint: dict) -> None:
+    """Files a hostile or careless user hands over (issue 14): forged sizes, bad CSR arrays."""
+    import h5py
+    import torch
+
+    from neurosolve.checkpoint import shipped_path
+
+    arrays = {
+        "A_data": A.data,
+        "A_indices": A.indices,
+        "A_indptr": A.indptr,
+        "A_shape": np.asarray(A.shape, dtype=np.int64),
+    }
+    for name, key, index, value in (
+        ("npz-huge-index", "A_indices", 3, 10**9),
+        ("npz-negative-index", "A_indices", 3, -1),
+        ("npz-nonmonotone", "A_indptr", 5, 1),
+    ):
+        bad = {k: v.copy() for k, v in arrays.items()}
+        bad[key][index] = value
+        p[name] = folder / f"{name}.npz"
+        np.savez(p[name], **bad)
+    p["header-bomb"] = folder / "bomb.mtx"  # 3 * 10^8 rows declared in a few bytes
+    p["header-bomb"].write_text(
+        "%%MatrixMarket matrix coordinate real symmetric\n300000000 300000000 1\n1 1 1.0\n"
+    )
+    p["entries-bomb"] = folder / "entries-bomb.mtx"  # 10^12 entries declared
+    p["entries-bomb"].write_text(
+        "%%MatrixMarket matrix coordinate real general\n"
+        "1000000000000 1000000000000 1000000000000\n1 1 1.0\n"
+    )
+    p["both-triangles"] = folder / "both.mtx"  # 'symmetric' header, both triangles listed
+    p["both-triangles"].write_text(
+        "%%MatrixMarket matrix coordinate real symmetric\n2 2 4\n1 1 2\n2 1 -1\n1 2 -1\n2 2 2\n"
+    )
+    p["dir-mtx"] = folder / "folder.mtx"
+    p["dir-mtx"].mkdir()
+    for name, b in (
+        ("complex-rhs", np.ones(36) + 1j),
+        ("string-rhs", np.array(["1"] * 36)),
+        ("ones-rhs", np.ones(36)),
+    ):
+        p[name] = folder / f"{name}.npy"
+        np.save(p[name], b)
+    p["notes"] = folder / "notes.txt"
+    p["notes"].write_text("keep me\n")
+    # an HDF5 dataset whose 'x' is a group, and one declaring 10^9 written samples in 7 KB
+    p["group-h5"] = folder / "group.h5"
+    shutil.copyfile(p["darcy"], p["group-h5"])
+    with h5py.File(p["group-h5"], "a") as f:
+        del f["x"]
+        f.create_group("x")
+    p["huge-h5"] = folder / "huge.h5"
+    n = 10**9
+    with h5py.File(p["darcy"]) as src, h5py.File(p["huge-h5"], "w") as f:
+        for name in src:
+            shape = src[name].shape[1:]
+            f.create_dataset(name, shape=(n, *shape), dtype=src[name].dtype, chunks=(1, *shape))
+        for key, value in src.attrs.items():
+            f.attrs[key] = value
+        f.attrs["completed"] = f.attrs["samples"] = np.int64(n)
+    for name, kwargs in (
+        ("huge-kwargs", {"channels": 200_000}),
+        ("string-kwargs", {"channels": "abc"}),
+    ):
+        forged = dict(checkpoint, format_version=1, kwargs={**checkpoint["kwargs"], **kwargs})
+        p[name] = folder / f"{name}.pt"
+        torch.save(forged, p[name])
+    p["mgpc-pt"] = folder / "mgpc3d.pt"
+    shutil.copyfile(shipped_path("mgpc"), p["mgpc-pt"])
 
 
 # ------------------------------------------------------------------------------- the table
@@ -507,6 +580,222 @@ CLI_CASES: list[CliCase] = [
         "CFL",
         code=0,
     ),
+    # ---- hostile or careless input (issue 14): structure, sizes, outputs
+    C(
+        "npz-huge-index",
+        ".npz CSR with a column index 10^9",
+        (*SOLVE, "{npz-huge-index}"),
+        "column index 1000000000 is outside 0..35",
+    ),
+    C(
+        "npz-negative-index",
+        ".npz CSR with a negative column index",
+        (*SOLVE, "{npz-negative-index}"),
+        "column index -1 is outside",
+    ),
+    C(
+        "npz-nonmonotone",
+        ".npz CSR with a non-monotone indptr",
+        (*SOLVE, "{npz-nonmonotone}"),
+        "indptr is not monotone",
+    ),
+    C(
+        "mtx-row-bomb",
+        "Matrix Market header declaring 3*10^8 rows in 77 bytes",
+        (*SOLVE, "{header-bomb}"),
+        "declares 300000000 rows but only 1 entries",
+    ),
+    C(
+        "mtx-entry-bomb",
+        "Matrix Market header declaring 10^12 entries",
+        (*SOLVE, "{entries-bomb}"),
+        "but the file has only",
+    ),
+    C(
+        "mtx-both-triangles",
+        "'symmetric' Matrix Market file listing both triangles",
+        (*SOLVE, "{both-triangles}"),
+        "lists entries in both triangles",
+    ),
+    C("mtx-directory", "a directory named x.mtx", (*SOLVE, "{dir-mtx}"), "is a directory"),
+    C(
+        "complex-rhs",
+        "complex right-hand side",
+        (*SOLVE, "{good}", "--rhs", "{complex-rhs}"),
+        "is complex (complex128)",
+    ),
+    C(
+        "string-rhs",
+        "string-dtype right-hand side",
+        (*SOLVE, "{good}", "--rhs", "{string-rhs}"),
+        "values, not numbers",
+    ),
+    C(
+        "solve-out-matrix",
+        "solution written onto the input matrix",
+        (*SOLVE, "{good}", "--out", "{good}"),
+        "is also an input of this command",
+    ),
+    C(
+        "solve-out-rhs",
+        "solution written onto the right-hand side",
+        (*SOLVE, "{good}", "--rhs", "{ones-rhs}", "--out", "{ones-rhs}", "--overwrite"),
+        "is also an input of this command",
+    ),
+    C(
+        "solve-out-device",
+        "solution written onto a character device",
+        (*SOLVE, "{good}", "--out", "/dev/null", "--overwrite"),
+        "is a character device",
+    ),
+    C(
+        "solve-out-existing",
+        "solution written over an existing file",
+        (*SOLVE, "{good}", "--out", "{notes}"),
+        "exists; pass --overwrite",
+    ),
+    C(
+        "solve-out-directory",
+        "--out an existing directory",
+        (*SOLVE, "{good}", "--out", "{out}"),
+        "is a directory, not a file",
+    ),
+    C(
+        "solve-cuda-cpu-method",
+        "--device cuda given to a CPU-only method",
+        (*SOLVE, "{good}", "--device", "cuda"),
+        "runs on the CPU only and takes no --device",
+    ),
+    C(
+        "solve-grid-bomb",
+        "--grid 100000x100000x100000",
+        (*SOLVE, "{good}", "--grid", "100000x100000x100000"),
+        "would need about",
+    ),
+    C(
+        "evaluate-json-model",
+        "evaluate --json onto the model",
+        ("evaluate", "{mgno-pt}", *EVALUATE[:-1], "{mgno-pt}"),
+        "is also an input of this command",
+    ),
+    C(
+        "evaluate-png-data",
+        "evaluate --png onto the dataset",
+        ("evaluate", "{mgno-pt}", *EVALUATE, "--png", "{darcy}"),
+        "is also an input of this command",
+    ),
+    C(
+        "evaluate-mgpc",
+        "MGPC checkpoint given to evaluate",
+        ("evaluate", "{mgpc-pt}", *EVALUATE),
+        "which is not a neural operator",
+    ),
+    C(
+        "evaluate-string-kwargs",
+        "checkpoint kwargs of the wrong type",
+        ("evaluate", "{string-kwargs}", *EVALUATE),
+        "cannot build model 'mgno'",
+    ),
+    C(
+        "evaluate-huge-kwargs",
+        "checkpoint kwargs asking for 200,000 channels",
+        ("evaluate", "{huge-kwargs}", *EVALUATE),
+        "parameters would need about",
+    ),
+    C(
+        "refine-out-model",
+        "refine --out onto the checkpoint",
+        ("refine", "{mgno-pt}", *REFINE[:-1], "{mgno-pt}", "--overwrite"),
+        "is also an input of this command",
+    ),
+    C(
+        "train-out-file",
+        "train --out an existing file",
+        (*TRAIN_MGNO, *TINY_MGNO, "--data", "{darcy}", "--out", "{notes}"),
+        "exists and is not a folder",
+    ),
+    C(
+        "bench-out-file",
+        "bench --out an existing file",
+        ("bench", "--suite", "smoke", "--out", "{notes}"),
+        "exists and is not a folder",
+    ),
+    C("info-x-group", "HDF5 file whose x is a group", ("info", "{group-h5}"), "found a group"),
+    C(
+        "train-x-group",
+        "HDF5 file whose x is a group",
+        (*TRAIN_MGNO, *TINY_MGNO, "--data", "{group-h5}"),
+        "found a group",
+    ),
+    C(
+        "merge-x-group",
+        "HDF5 file whose x is a group",
+        ("merge", "{group-h5}", "--out", "{out}/m.h5"),
+        "found a group",
+    ),
+    C(
+        "merge-out-directory",
+        "merge --out an existing directory",
+        ("merge", "{darcy}", "--out", "{out}"),
+        "is a directory",
+    ),
+    C(
+        "info-declared-huge",
+        "HDF5 file of 7 KB declaring 10^9 samples",
+        ("info", "{huge-h5}"),
+        "declares 1000000000 written samples",
+    ),
+    C(
+        "train-declared-huge",
+        "HDF5 file of 7 KB declaring 10^9 samples",
+        (*TRAIN_MGNO, *TINY_MGNO, "--data", "{huge-h5}"),
+        "declares 1000000000 written samples",
+    ),
+    C(
+        "generate-huge-seed",
+        "seed 2**70",
+        ("generate", "darcy", "--samples", "1", "--seed", str(2**70), "--out", "{out}/d.h5"),
+        "seed must be <= 9223372036854775807",
+    ),
+    C(
+        "generate-param-type",
+        "--param resolution=abc",
+        ("generate", "darcy", "--samples", "1", "--param", "resolution=abc", "--out", "{out}/d.h5"),
+        "'resolution' of generator 'darcy' must be a number",
+    ),
+    C(
+        "generate-resolution-bomb",
+        "--resolution 100000",
+        ("generate", "darcy", "--samples", "1", "--resolution", "100000", "--out", "{out}/d.h5"),
+        "of memory",
+    ),
+    C(
+        "generate-samples-bomb",
+        "--samples 10000000000 (more than the free disk)",
+        (
+            "generate",
+            "darcy",
+            "--samples",
+            "10000000000",
+            "--resolution",
+            "8",
+            "--out",
+            "{out}/d.h5",
+        ),
+        "of disk",
+    ),
+    C(
+        "generate-out-directory",
+        "--out an existing directory",
+        ("generate", "darcy", "--samples", "1", "--out", "{out}"),
+        "is a directory",
+    ),
+    C(
+        "generate-out-device",
+        "--out a character device",
+        ("generate", "darcy", "--samples", "1", "--out", "/dev/null"),
+        "is a character device",
+    ),
     # ---- other names
     C(
         "unknown-suite",
@@ -685,6 +974,28 @@ def _trainer_device(p):
     return Trainer(model, lambda m, b: 0, TrainConfig(device=NO_DEVICE, progress=False), p["good"])
 
 
+def _bad_csr(p):
+    from neurosolve.data import check_spd_matrix
+
+    A = sp.identity(4, format="csr")
+    A.indices = np.array([0, 1, 2, 10**9], dtype=A.indices.dtype)  # scipy does not check
+    return check_spd_matrix(A)
+
+
+def _solve_bad_csr(p):
+    import neurosolve
+
+    A = sp.identity(4, format="csr")
+    A.indices = np.array([0, 1, 2, -3], dtype=A.indices.dtype)
+    return neurosolve.solve(A, np.ones(4), method="cg")
+
+
+def _huge_model(p):
+    from neurosolve.checkpoint import build_model
+
+    return build_model("mgno", in_channels=1, out_channels=1, channels=200_000, levels=2)
+
+
 Api = ApiCase
 API_CASES: list[ApiCase] = [
     Api(
@@ -774,6 +1085,46 @@ API_CASES: list[ApiCase] = [
         _trainer_device,
         InvalidInputError,
         NO_DEVICE,
+    ),
+    Api(
+        "api-csr-out-of-range",
+        "hand-built CSR with a column index out of range",
+        "check_spd_matrix(A)  # A.indices[3] = 10**9",
+        _bad_csr,
+        InvalidInputError,
+        "column index 1000000000 is outside",
+    ),
+    Api(
+        "api-solve-csr-out-of-range",
+        "hand-built CSR with a negative column index given to solve",
+        "neurosolve.solve(A, b)  # A.indices[3] = -3",
+        _solve_bad_csr,
+        InvalidInputError,
+        "column index -3 is outside",
+    ),
+    Api(
+        "api-h5-x-group",
+        "HDF5 file whose x is a group",
+        "H5Dataset('group.h5')",
+        _load("group-h5", "dataset"),
+        FileFormatError,
+        "found a group",
+    ),
+    Api(
+        "api-h5-declared-huge",
+        "HDF5 file of 7 KB declaring 10^9 samples",
+        "H5Dataset('huge.h5')",
+        _load("huge-h5", "dataset"),
+        FileFormatError,
+        "declares 1000000000 written samples",
+    ),
+    Api(
+        "api-huge-model",
+        "model of 200,000 channels",
+        "build_model('mgno', channels=200_000, ...)",
+        _huge_model,
+        InvalidInputError,
+        "parameters would need about",
     ),
     Api(
         "api-ns-bad-device",

@@ -30,9 +30,15 @@ import torch
 from torch import nn
 
 from neurosolve._util.io import atomic_write
+from neurosolve._util.limits import check_memory
 from neurosolve._version import __version__
 from neurosolve.devices import resolve_device
-from neurosolve.errors import FileFormatError, InvalidInputError, UnknownNameError
+from neurosolve.errors import (
+    FileFormatError,
+    InvalidInputError,
+    NeurosolveError,
+    UnknownNameError,
+)
 
 __all__ = [
     "BaseModel",
@@ -219,10 +225,52 @@ def build_model(kind: str, **kwargs: Any) -> nn.Module:
     'MgNO'
     """
     cls = _resolve(kind)
+    _check_model_size(cls, kind, kwargs)
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except NeurosolveError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise InvalidInputError(f"cannot build model {kind!r} from {kwargs}: {exc}") from exc
+
+
+#: Bytes per parameter of the built model: the weights plus optimizer state and gradient.
+_BYTES_PER_PARAMETER = 16
+
+
+def _check_model_size(cls: type[nn.Module], kind: str, kwargs: dict[str, Any]) -> None:
+    """Build on the ``meta`` device (no memory) and refuse a model too large to hold.
+
+    A checkpoint's arguments are data from a file: 200,000 channels would otherwise ask
+    for terabytes before failing.
+    """
+    bad = {k: v for k, v in kwargs.items() if not _plain(v)}
+    if bad:
+        raise InvalidInputError(
+            f"cannot build model {kind!r}: arguments {sorted(bad)} are not numbers, strings, "
+            "booleans or lists of them"
+        )
+    try:
+        with torch.device("meta"):
+            model = cls(**kwargs)
+    except NeurosolveError:
+        raise
+    except Exception:  # noqa: BLE001 -- the real build below raises (and words) the error
+        # a constructor that computes with real tensors or arrays cannot run on 'meta'
+        logger.debug("model %r cannot be built on the meta device; size unchecked", kind)
+        return
+    count = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    check_memory(float(count) * _BYTES_PER_PARAMETER, f"model {kind!r} with {count:,} parameters")
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -337,9 +385,11 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"checkpoint {path} does not exist")
+    # the device first, outside the handler below: "CUDA is not available" is not a
+    # damaged file
+    if isinstance(map_location, (str, torch.device)):
+        map_location = resolve_device(map_location)
     try:
-        if isinstance(map_location, str):
-            map_location = resolve_device(map_location)
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch.load raises many types on garbage input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -421,9 +471,11 @@ def load_model(
     ('mgno', False)
     """
     data = load_checkpoint(path, kind=kind, map_location=map_location)
+    if not isinstance(data["kwargs"], dict) or not all(isinstance(k, str) for k in data["kwargs"]):
+        raise FileFormatError(f"{path}: the stored model arguments are not a dict of names")
     try:
         model = build_model(data["kind"], **data["kwargs"])
-    except UnknownNameError as exc:
+    except (UnknownNameError, InvalidInputError) as exc:
         raise FileFormatError(f"{path}: {exc}") from exc
     try:
         model.load_state_dict(data["state_dict"])

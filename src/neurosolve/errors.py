@@ -29,3 +29,7 @@ class UnknownNameError(NeurosolveError, KeyError):
 
 class TrainingDivergedError(NeurosolveError, RuntimeError):
     """Training produced a NaN or Inf loss."""
+
+
+class OutOfSpaceError(NeurosolveError, OSError):
+    """The disk filled up while writing a file (``ENOSPC``); the message names the file."""

@@ -14,6 +14,7 @@ functions, so building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -81,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NeurosolveError as exc:
         print(f"neurosolve: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(
+            "neurosolve: error: out of memory; use a smaller problem or fewer samples",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("neurosolve: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -90,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"neurosolve: error: no space left on device{where}", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = previous_showwarning
 

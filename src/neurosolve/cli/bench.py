@@ -58,12 +58,14 @@ def add_commands(top: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from neurosolve._util.io import check_output_folder
     from neurosolve.harness.report import markdown_table, sequence_table, write_report
     from neurosolve.harness.runner import check_methods, run_suite
     from neurosolve.harness.suite_files import load_suite
     from neurosolve.harness.suites import get_suite
 
     check_tolerances(args)
+    check_output_folder(args.out, inputs=(args.problems,))
     methods = check_methods(args.methods.split(","))
     suite = load_suite(args.problems) if args.problems else get_suite(args.suite or "smoke")
     results = run_suite(

@@ -8,6 +8,7 @@ torch and h5py are imported inside the function.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from neurosolve._util.validate import integer
@@ -44,6 +45,7 @@ def load_dataset(path: str, max_samples: int | None = None) -> tuple[Any, dict[s
     from torch.utils.data import Subset, TensorDataset
 
     from neurosolve.data.store import H5Dataset, read_arrays, read_info
+    from neurosolve.data.store.reader import fingerprint
 
     info = read_info(path)
     count = info["count"]
@@ -53,7 +55,10 @@ def load_dataset(path: str, max_samples: int | None = None) -> tuple[Any, dict[s
     size = count * itemsize * (_prod(info["x_shape"][1:]) + _prod(info["y_shape"][1:]))
     if size <= IN_MEMORY_BYTES:
         x, y = read_arrays(path, stop=count)
-        return TensorDataset(torch.from_numpy(x).float(), torch.from_numpy(y).float()), info
+        data = TensorDataset(torch.from_numpy(x).float(), torch.from_numpy(y).float())
+        # what the trainer records to refuse resuming on other data
+        data.fingerprint = functools.partial(fingerprint, path, range(count))
+        return data, info
     ds = H5Dataset(path)
     return (ds if count == len(ds) else Subset(ds, range(count))), info
 

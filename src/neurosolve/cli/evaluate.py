@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neurosolve._util.io import check_output
 from neurosolve._util.progress import show_progress
 from neurosolve._util.validate import integer
-from neurosolve.cli.options import add_device, add_quiet
+from neurosolve.cli.options import add_device, add_overwrite, add_quiet
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["add_commands"]
@@ -50,6 +51,7 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     p.add_argument("--rtol", type=float, default=1e-8, help="tolerance of the classical solves")
     p.add_argument("--batch-size", type=int, default=16)
     add_device(p)
+    add_overwrite(p, "--png/--json file")
     add_quiet(p)
     p.set_defaults(func=_evaluate)
 
@@ -61,8 +63,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     from neurosolve.operators import load_operator
 
     krylov = integer(args.krylov, "--krylov", minimum=0)
-    op = load_operator(args.model, map_location=args.device)
+    inputs = (args.model, args.data)
+    default_png = Path(args.model).with_name(Path(args.model).stem + "_evaluation.png")
+    for option, target in (("--json", args.json), ("--png", args.png)):
+        if target is not None:
+            check_output(target, inputs=inputs, overwrite=args.overwrite, what=option)
+    if args.png is None:  # the default picture is this command's own, replaced on a rerun
+        check_output(default_png, inputs=inputs, overwrite=True, what="picture")
     ckpt = load_checkpoint(args.model)
+    if not isinstance(ckpt["kwargs"], dict) or "in_channels" not in ckpt["kwargs"]:
+        # a solver's network (an MGPC preconditioner) maps no dataset input to an output
+        raise InvalidInputError(
+            f"{args.model} holds a {ckpt['kind']!r} model, which is not a neural operator; "
+            "evaluate takes a model from 'neurosolve train mgno/fno2d/sfno/fno3d'"
+        )
+    op = load_operator(args.model, map_location=args.device)
     dataset, info = load_dataset(args.data)
     expected = ckpt["kwargs"].get("in_channels")
     if expected is not None and int(info["x_shape"][1]) != int(expected):
@@ -77,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         krylov = 0
     f = float(info["params"].get("f", 1.0)) if isinstance(info.get("params"), dict) else 1.0
-    png = args.png or str(Path(args.model).with_name(Path(args.model).stem + "_evaluation.png"))
+    png = args.png or str(default_png)
     result = evaluate_operator(
         op,
         dataset,

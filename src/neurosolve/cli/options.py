@@ -17,6 +17,7 @@ import copy
 import json
 from typing import Any
 
+from neurosolve._util.limits import check_memory
 from neurosolve._util.validate import integer, positive
 from neurosolve.errors import InvalidInputError
 
@@ -297,6 +298,10 @@ def parse_grid(text: str) -> tuple[int, ...]:
         raise InvalidInputError(f"grid must look like 64x64 or 32x32x32, got {text!r}") from None
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise InvalidInputError(f"grid must have 2 or 3 positive sizes, got {text!r}")
+    cells = 1.0
+    for n in shape:
+        cells *= n
+    check_memory(64 * cells, f"--grid {text} ({cells:.3g} cells)")
     return shape
 
 

@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from neurosolve.cli.options import add_device, add_quiet
+from neurosolve._util.io import check_output
+from neurosolve.cli.options import add_device, add_overwrite, add_quiet
 from neurosolve.errors import FileFormatError, InvalidInputError
 
 __all__ = ["add_commands", "physics_from_params"]
@@ -49,6 +50,7 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     r.add_argument("--forcing", default=None, help="override the file's forcing name")
     add_device(r)
     r.add_argument("--out", type=Path, default=None, help="write per-sample results (JSON)")
+    add_overwrite(r, "--out file")
     add_quiet(r)
     r.set_defaults(func=_refine)
 
@@ -114,6 +116,10 @@ def _refine(args: argparse.Namespace) -> int:
     from neurosolve.data.store import H5Dataset, read_info
     from neurosolve.devices import resolve_device
 
+    if args.out is not None:
+        check_output(
+            args.out, inputs=(args.model, args.data), overwrite=args.overwrite, what="--out"
+        )
     info = read_info(args.data)
     physics = _physics(args, info)
     if args.batch_size < 1 or args.steps < 0:

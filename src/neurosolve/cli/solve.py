@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neurosolve._util.io import check_output
 from neurosolve.cli.options import (
     add_device,
     add_method_options,
+    add_overwrite,
     add_quiet,
     add_tolerances,
     check_tolerances,
@@ -50,7 +52,8 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     solve.add_argument(
         "--flags", type=Path, default=None, help="cell flags (.npy) when solids are dropped"
     )
-    add_device(solve, None, "torch device for torch methods (cuda)")
+    add_device(solve, None, "torch device for torch methods (cuda); refused by CPU-only methods")
+    add_overwrite(solve, "--out file")
     add_method_options(solve)
     add_quiet(solve, "no progress bar, only results")
     solve.set_defaults(func=_solve)
@@ -80,12 +83,26 @@ def _solve(args: argparse.Namespace) -> int:
     from neurosolve.harness.runner import solver_options
 
     check_tolerances(args)
+    if args.out is not None:
+        check_output(args.out, inputs=_inputs(args), overwrite=args.overwrite, what="--out")
     problem = _read_problem(args)
     opts = solver_options(
         problem.method, args.device, parse_options(args.option).get(problem.method)
     )
+    if args.device not in (None, "cpu", "auto") and "device" not in opts:
+        # Silently solving on the CPU would hide that the option did nothing.
+        raise InvalidInputError(
+            f"method {problem.method} runs on the CPU only and takes no --device; drop "
+            f"--device {args.device} or pick a torch method (cg, pcg-jacobi, dcdm, ...)"
+        )
     timed = _run(problem, opts, args)
     return _report(problem, timed, args)
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """Every file ``solve`` reads: the matrix, its ``_b.mtx`` partner, --rhs, --flags."""
+    system = Path(args.system)
+    return [system, system.with_name(system.stem + "_b.mtx"), args.rhs, args.flags]
 
 
 def _read_problem(args: argparse.Namespace) -> _Problem:
@@ -114,7 +131,18 @@ def _right_hand_side(args: argparse.Namespace, system: Any) -> tuple[Any, str]:
     import numpy as np
 
     if args.rhs is not None:
-        b = _load_npy(args.rhs, "right-hand side").astype(np.float64).ravel()
+        b = _load_npy(args.rhs, "right-hand side")
+        if b.dtype.kind == "c":
+            # Dropping the imaginary part would solve another system (the API refuses too).
+            raise InvalidInputError(
+                f"right-hand side {args.rhs} is complex ({b.dtype}); the solvers take real "
+                "systems: solve the real and imaginary parts separately"
+            )
+        if b.dtype.kind not in "biuf":
+            raise InvalidInputError(
+                f"right-hand side {args.rhs} holds {b.dtype} values, not numbers"
+            )
+        b = b.astype(np.float64).ravel()
         if b.size != system.n:
             raise InvalidInputError(
                 f"right-hand side {args.rhs} has {b.size} entries, the matrix has {system.n} rows"
@@ -194,6 +222,10 @@ def _load_npy(path: Path, what: str) -> Any:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise FileFormatError(f"{what} file not found: {path}") from None
+    except IsADirectoryError:
+        raise FileFormatError(f"{what} file {path} is a directory, not a file") from None
+    except PermissionError:
+        raise FileFormatError(f"{what} file {path}: permission denied") from None
     except (OSError, ValueError) as exc:
         # numpy's own text suggests allow_pickle=True, which would run code from the file.
         reason = "it holds Python objects" if "pickle" in str(exc) else "not a .npy array file"

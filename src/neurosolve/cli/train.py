@@ -20,8 +20,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neurosolve._util.io import check_output, check_output_folder
 from neurosolve._util.progress import show_progress
-from neurosolve.cli.options import add_optimization_arguments, int_list, int_or_list
+from neurosolve.cli.options import (
+    add_optimization_arguments,
+    add_overwrite,
+    int_list,
+    int_or_list,
+)
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["add_commands"]
@@ -142,6 +148,7 @@ def _config(args: argparse.Namespace):
 def _operator_data(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict[str, Any]]:
     from neurosolve.cli.datasets import load_dataset
 
+    check_output_folder(args.out, inputs=(args.data, args.val))
     train, info = load_dataset(args.data, args.max_samples)
     val = None
     if args.val is not None:
@@ -292,6 +299,7 @@ def _train_space_time(args: argparse.Namespace) -> int:
     from neurosolve.operators.refine import relative_error
     from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
+    check_output_folder(args.out, inputs=(args.data, args.val))
     train = H5Dataset(args.data)
     val = H5Dataset(args.val) if args.val is not None else None
     model = _space_time_model(args, train)
@@ -344,6 +352,7 @@ def _add_dcdm(train: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", required=True, help="where to write the trained model (.pt)")
+    add_overwrite(p, "model file")
     p.add_argument("--run-dir", default=None, help="folder for data, checkpoints and curves")
     data = p.add_argument_group("data")
     data.add_argument("--dim", type=int, default=3, choices=(2, 3))
@@ -378,6 +387,9 @@ def _add_dcdm(train: argparse._SubParsersAction) -> None:
 def _train_dcdm(args: argparse.Namespace) -> int:
     from neurosolve.solvers.dcdm.training import train_dcdm
 
+    check_output(args.out, overwrite=args.overwrite, what="--out")
+    if args.run_dir is not None:
+        check_output_folder(args.run_dir, inputs=(args.out,), what="--run-dir")
     result = train_dcdm(
         args.out,
         dim=args.dim,
@@ -422,6 +434,7 @@ def _add_mgpc(train: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", required=True, help="where to write the trained model (.pt)")
+    add_overwrite(p, "model file")
     p.add_argument("--run-dir", default=None, help="folder for checkpoints and curves")
     data = p.add_argument_group("data")
     data.add_argument("--groups", type=int, default=64, help="training groups (one per step)")
@@ -446,6 +459,9 @@ def _add_mgpc(train: argparse._SubParsersAction) -> None:
 def _train_mgpc(args: argparse.Namespace) -> int:
     from neurosolve.solvers.mgpc import train_mgpc
 
+    check_output(args.out, overwrite=args.overwrite, what="--out")
+    if args.run_dir is not None:
+        check_output_folder(args.run_dir, inputs=(args.out,), what="--run-dir")
     result = train_mgpc(
         args.out,
         groups=args.groups,

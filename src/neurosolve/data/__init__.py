@@ -26,7 +26,7 @@ from neurosolve.data.geometry import (
     obstacle_flags,
 )
 from neurosolve.data.grids import AIR, FLUID, SOLID, Grid
-from neurosolve.data.io import check_spd_matrix, load_system, save_system
+from neurosolve.data.io import check_csr_structure, check_spd_matrix, load_system, save_system
 from neurosolve.data.rhs import RHS_KINDS, divergence_rhs, make_rhs, random_rhs, smooth_rhs
 from neurosolve.data.samples import poisson_samples
 from neurosolve.data.systems import LinearSystem, poisson, reference_solve
@@ -40,6 +40,7 @@ __all__ = [
     "SOLID",
     "Grid",
     "LinearSystem",
+    "check_csr_structure",
     "check_spd_matrix",
     "contrast_coefficient",
     "divergence_rhs",

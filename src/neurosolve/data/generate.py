@@ -21,14 +21,18 @@ identical files; ``chunk`` is recorded in the file and must match to resume or m
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neurosolve._util.io import check_output, exclusive_lock, no_space
+from neurosolve._util.limits import check_disk, check_memory
 from neurosolve._util.progress import progress_bar
 from neurosolve._util.validate import integer
 from neurosolve._version import __version__
@@ -144,12 +148,39 @@ def _check_device(spec: GeneratorSpec, device: str | None) -> None:
 
 def _check_common(samples: Any, seed: Any, chunk: Any, dtype: Any) -> None:
     integer(samples, "samples")
-    integer(seed, "seed", minimum=0)
+    # stored as an int64 attribute: a larger seed would fail after the .part was created
+    integer(seed, "seed", minimum=0, maximum=2**63 - 1)
     integer(chunk, "chunk")
     from neurosolve.data.store import DTYPES
 
     if dtype not in DTYPES:
         raise InvalidInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+#: Parameters that set a grid size, and a generous bound on the work arrays per cell
+#: (coefficients, matrix, hierarchy, Krylov vectors; float64) while one sample is computed.
+_GRID_PARAMS = ("resolution", "sim_resolution")
+_BYTES_PER_CELL = 16 * 8
+
+
+def _check_work_memory(spec: GeneratorSpec, params: Mapping[str, Any], chunk: int) -> None:
+    """Refuse a grid whose samples could not be computed in memory, before computing."""
+    sizes = [params[k] for k in _GRID_PARAMS if isinstance(params.get(k), int)]
+    if not sizes:
+        return
+    dim = params.get("dim", 2)
+    dim = dim if isinstance(dim, int) and 1 <= dim <= 3 else 2
+    cells = float(max(sizes)) ** dim
+    check_memory(
+        chunk * cells * _BYTES_PER_CELL,
+        f"generator {spec.name!r} at resolution {max(sizes)} ({dim}-D, {chunk} samples per chunk)",
+    )
+
+
+def _check_disk_space(path: Path, count: int, x: np.ndarray, y: np.ndarray) -> None:
+    """Refuse a dataset the destination's free disk cannot hold, before creating it."""
+    per_sample = (x[0].nbytes + y[0].nbytes + 8) if len(x) else 0
+    check_disk(path, float(count) * per_sample, f"{count} samples of {per_sample} bytes")
 
 
 def generate_samples(
@@ -204,6 +235,7 @@ def generate_samples(
         raise InvalidInputError(f"indices must be a non-empty list of non-negative ints: {idx}")
     resolved = spec.resolve(params)
     _check_device(spec, device)
+    _check_work_memory(spec, resolved, chunk)
     # Consecutive ascending indices are computed together, at most `chunk` per call.
     runs: list[list[int]] = []
     for i in idx:
@@ -310,11 +342,13 @@ def generate(
     resolved = spec.resolve(params)
     _check_device(spec, device)
     start, stop = shard_range(samples, shard, chunk)
+    _check_work_memory(spec, resolved, chunk)
     path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"output {path} is a directory")
-    if not path.parent.exists():
-        raise InvalidInputError(f"output directory {path.parent} does not exist")
+    # a folder, a device, a FIFO or a missing folder is refused; an existing file is
+    # handled below (kept when complete, replaced only with overwrite)
+    check_output(path, overwrite=True)
+    if path.is_symlink():  # written through: the link's target is replaced, the link stays
+        path = Path(os.path.realpath(path))
     header = store.DatasetHeader(
         generator=spec.name,
         params=store.canonical_json(resolved),
@@ -331,12 +365,47 @@ def generate(
         logger.info("%s is already complete; nothing to do", path)
         return path
     part = store.part_path(path)
-    completed = _resume_point(part, header, overwrite)
+    with exclusive_lock(path):
+        completed = _resume_point(part, header, overwrite)
+        job = _Job(spec, resolved, header, start, stop, dtype, device)
+        try:
+            _fill(job, part, completed, progress)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # the finished chunks stay in .part: rerun resumes
+                raise no_space(part) from exc
+            raise
+        os.replace(part, path)
+    logger.info("wrote %s: %d samples of %s", path, stop - start, spec.name)
+    return path
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What :func:`_fill` computes: the generator, its parameters and the sample range."""
+
+    spec: GeneratorSpec
+    params: dict[str, Any]
+    header: Any
+    start: int
+    stop: int
+    dtype: str
+    device: str | None
+
+
+def _fill(job: _Job, part: Path, completed: int, progress: bool) -> None:
+    """Compute samples ``completed ..`` of ``job`` into ``part`` (created when new)."""
+    from neurosolve.data import store
+
+    start, stop, chunk = job.start, job.stop, job.header.chunk
+
+    def compute(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        return _compute(job.spec, job.params, job.header.seed, a, b, job.dtype, job.device)
+
     bar = progress_bar(
         total=stop - start,
         initial=completed,
         enabled=progress,
-        desc=spec.name,
+        desc=job.spec.name,
         unit="sample",
         leave=False,
     )
@@ -344,25 +413,21 @@ def generate(
         first = None
         if completed == 0:
             # Compute the first chunk before creating anything, so parameters the sample
-            # function rejects leave no file behind.
-            first = _compute(
-                spec, resolved, header.seed, start, min(stop, start + chunk), dtype, device
-            )
+            # function rejects (or a dataset the disk cannot hold) leave no file behind.
+            first = compute(start, min(stop, start + chunk))
+            _check_disk_space(part, stop - start, *first)
             part.unlink(missing_ok=True)
-            store.create_file(part, header, first[0].shape[1:], first[1].shape[1:])
+            store.create_file(part, job.header, first[0].shape[1:], first[1].shape[1:])
         with store.Writer(part) as writer:
             if first is not None:
                 writer.write(0, *first)
                 completed = len(first[0])
                 bar.update(completed)
             for a, b in store.iter_blocks(start + completed, stop, chunk):
-                x, y = _compute(spec, resolved, header.seed, a, b, dtype, device)
+                x, y = compute(a, b)
                 writer.write(a - start, x, y)
                 bar.update(b - a)
             writer.close(sync=True)
-    os.replace(part, path)
-    logger.info("wrote %s: %d samples of %s", path, stop - start, spec.name)
-    return path
 
 
 def _check_existing(path: Path, header) -> None:

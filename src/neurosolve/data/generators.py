@@ -174,6 +174,10 @@ class GeneratorSpec:
                     f"known: {', '.join(sorted(known)) or 'none'}"
                 )
             default = known.get(key)
+            if _is_number(default) and not _is_number(value):
+                raise InvalidInputError(
+                    f"parameter {key!r} of generator {self.name!r} must be a number, got {value!r}"
+                )
             if (
                 isinstance(default, float)
                 and isinstance(value, int)
@@ -184,11 +188,15 @@ class GeneratorSpec:
         clean = {key: _json_value(key, value) for key, value in merged.items()}
         for key in self.positive:
             value = clean.get(key)
-            if value is not None and (isinstance(value, bool) or not value > 0):
+            if value is not None and (not _is_number(value) or not value > 0):
                 raise InvalidInputError(
                     f"parameter {key!r} of generator {self.name!r} must be positive, got {value!r}"
                 )
         return dict(sorted(clean.items()))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _torch_dtype_name(value: Any) -> str | None:
@@ -347,4 +355,3 @@ def get_generator(name: str) -> GeneratorSpec:
         raise UnknownNameError(
             f"unknown generator {name!r}; choose one of {', '.join(available_generators())}"
         ) from None
-

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurosolve._util.limits import check_memory
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["FLUID", "SOLID", "AIR", "Grid", "axis_slices", "check_shape"]
@@ -55,7 +56,14 @@ def check_shape(shape, *, dims: tuple[int, ...] = (2, 3), minimum: int = 1) -> t
         )
     if any(n < minimum for n in shape):
         raise InvalidInputError(f"every grid size must be >= {minimum}, got {shape}")
+    # flags, coefficients and a few float64 fields per cell: refuse before any is allocated
+    cells = float(np.prod([float(n) for n in shape]))
+    check_memory(cells * _BYTES_PER_CELL, f"a grid of shape {shape} ({cells:.3g} cells)")
     return shape
+
+
+#: Bytes per cell of the smallest useful problem on a grid (flags, a matrix row, vectors).
+_BYTES_PER_CELL = 64
 
 
 def axis_slices(ndim: int, axis: int) -> tuple[tuple, tuple, tuple, tuple]:

@@ -2,14 +2,21 @@
 
 :func:`load_system` reads a matrix (and a right-hand side next to it, the SuiteSparse
 convention) from ``.mtx`` or ``.npz`` and checks it with :func:`check_spd_matrix`, the
-package's one test of "looks like an SPD system matrix". :func:`save_system` writes the
+package's one test of "looks like an SPD system matrix"; its first step,
+:func:`check_csr_structure`, validates the sparse structure (shape, ``indptr``, column
+indices) before any arithmetic touches it, since scipy's kernels trust those arrays and
+read out of bounds on a damaged file. Before a file is parsed, the sizes its header declares
+are compared with the file's own size and with the memory the load would take
+(:func:`neurosolve._util.limits.check_memory`). :func:`save_system` writes the
 same formats atomically (through :func:`neurosolve._util.io.atomic_write_many`), keeping
 grid information in ``.npz`` files so a saved system loads back with its grid.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -18,17 +25,146 @@ import scipy.io
 import scipy.sparse as sp
 
 from neurosolve._util.io import atomic_write_many
+from neurosolve._util.limits import check_memory, format_bytes
 from neurosolve.data.grids import Grid, check_shape
 from neurosolve.data.systems import LinearSystem, _check_vector
 from neurosolve.errors import FileFormatError, InvalidInputError
 
-__all__ = ["check_spd_matrix", "load_system", "save_system"]
+__all__ = ["check_csr_structure", "check_spd_matrix", "load_system", "save_system"]
+
+#: Formats whose raw ``indptr``/``indices`` arrays are checked before scipy touches them.
+_COMPRESSED = ("csr", "csc", "bsr")
+
+
+def _check_index_array(a, name: str, label: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise InvalidInputError(
+            f"{name}: {label} must be a 1-D integer array, got {a.ndim}-D {a.dtype}"
+        )
+    return a
+
+
+def _check_shape(shape, name: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name}: shape must be two integers, got {shape!r}") from None
+    if rows < 0 or cols < 0:
+        raise InvalidInputError(f"{name}: negative shape {(rows, cols)}")
+    return rows, cols
+
+
+def _check_compressed(indptr, indices, data, shape: tuple[int, int], name: str) -> None:
+    """The CSR (or CSC) invariants scipy's kernels rely on, checked with numpy only."""
+    indptr = _check_index_array(indptr, name, "indptr")
+    indices = _check_index_array(indices, name, "column indices")
+    data = np.asarray(data)
+    major, minor = shape
+    if indptr.size != major + 1:
+        raise InvalidInputError(
+            f"{name}: indptr has {indptr.size} entries, the shape {shape} needs {major + 1}"
+        )
+    if data.ndim != 1 or data.size != indices.size:
+        raise InvalidInputError(
+            f"{name}: {data.size} values for {indices.size} column indices (data shape "
+            f"{data.shape})"
+        )
+    if int(indptr[0]) != 0 or int(indptr[-1]) != indices.size:
+        raise InvalidInputError(
+            f"{name}: indptr must start at 0 and end at the number of entries {indices.size}, "
+            f"got {int(indptr[0])} ... {int(indptr[-1])}"
+        )
+    steps = np.diff(indptr.astype(np.int64))
+    if steps.size and steps.min() < 0:
+        row = int(np.flatnonzero(steps < 0)[0])
+        raise InvalidInputError(f"{name}: indptr is not monotone (it decreases at row {row})")
+    if indices.size:
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= minor:
+            bad = lo if lo < 0 else hi
+            raise InvalidInputError(
+                f"{name}: column index {bad} is outside 0..{minor - 1} (shape {shape})"
+            )
+
+
+def check_csr_structure(A, name: str = "matrix") -> sp.csr_matrix:
+    """Validate a sparse matrix's structure and return it as canonical CSR.
+
+    Checks, before any arithmetic: a 2-D shape of non-negative sizes, a real or integer
+    dtype, and for compressed formats (CSR, CSC, BSR) the raw arrays: ``indptr`` of length
+    ``rows + 1``, starting at 0, ending at the number of entries and never decreasing,
+    and every column index in ``[0, ncols)`` (COO: every row and column index in range).
+    scipy's kernels trust these arrays; a damaged one makes them read or write out of
+    bounds. The result has sorted indices and no duplicates (duplicates are summed); the
+    caller's arrays are never modified in place.
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix or array
+        The matrix.
+    name : str
+        How messages name it (``"matrix in A.npz"``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The same values, canonical CSR, the input's dtype.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the first broken invariant.
+
+    Examples
+    --------
+    >>> good = sp.csr_matrix((np.ones(2), np.array([0, 1]), np.array([0, 1, 2])), shape=(2, 2))
+    >>> check_csr_structure(good).nnz
+    2
+    >>> bad = sp.csr_matrix((2, 2))
+    >>> bad.indices, bad.indptr, bad.data = np.array([0, 10**9]), np.array([0, 1, 2]), np.ones(2)
+    >>> check_csr_structure(bad)
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: matrix: column index 1000000000 is outside 0..1 ...
+    """
+    if not sp.issparse(A):
+        raise InvalidInputError(f"{name} is not a scipy sparse matrix")
+    if len(A.shape) != 2:
+        raise InvalidInputError(f"{name} must be 2-D, got shape {A.shape}")
+    shape = _check_shape(A.shape, name)
+    if np.dtype(A.dtype).kind not in "biuf":
+        raise InvalidInputError(f"{name} must be real, got dtype {A.dtype}")
+    fmt = A.format
+    if fmt in _COMPRESSED:
+        blocks = (1, 1) if fmt != "bsr" else A.blocksize
+        if fmt == "bsr" and (shape[0] % blocks[0] or shape[1] % blocks[1]):
+            raise InvalidInputError(f"{name}: shape {shape} is not a multiple of {blocks}")
+        major = (shape[0] // blocks[0], shape[1] // blocks[1])
+        if fmt == "csc":
+            major = (shape[1], shape[0])
+        data = A.data if fmt != "bsr" else np.zeros(np.asarray(A.indices).size)
+        _check_compressed(A.indptr, A.indices, data, major, name)
+    elif fmt == "coo":
+        coords = getattr(A, "coords", None) or (A.row, A.col)
+        for axis, idx in enumerate(coords):
+            idx = _check_index_array(idx, name, ("row", "column")[axis] + " indices")
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= shape[axis]):
+                raise InvalidInputError(
+                    f"{name}: {('row', 'column')[axis]} index outside 0..{shape[axis] - 1}"
+                )
+    M = A if fmt == "csr" and isinstance(A, sp.csr_matrix) else sp.csr_matrix(A)
+    if not M.has_canonical_format:
+        M = M.copy()  # never reorder the caller's arrays in place
+        M.sum_duplicates()  # also sorts the indices
+    return M
 
 
 def check_spd_matrix(A, *, name: str = "matrix", symmetry_tol: float = 1e-10) -> sp.csr_matrix:
     """Validate a matrix as a candidate SPD system matrix and return float64 CSR.
 
-    Checks: 2-D, square, non-empty, real, finite, symmetric within ``symmetry_tol``
+    Checks: the sparse structure first (:func:`check_csr_structure`, before any
+    arithmetic), then 2-D, square, non-empty, real, finite, symmetric within ``symmetry_tol``
     (``max|A - A^T| <= symmetry_tol * max|A|``) and a strictly positive diagonal. These
     are necessary conditions; definiteness itself is not tested here (that would cost a
     factorization) -- CG reports a breakdown on an indefinite matrix.
@@ -48,7 +184,7 @@ def check_spd_matrix(A, *, name: str = "matrix", symmetry_tol: float = 1e-10) ->
     neurosolve.errors.InvalidInputError: matrix is not symmetric: ...
     """
     if sp.issparse(A):
-        M = A
+        M = check_csr_structure(A, name)
     else:
         arr = np.asarray(A)
         if arr.dtype == object:
@@ -65,9 +201,8 @@ def check_spd_matrix(A, *, name: str = "matrix", symmetry_tol: float = 1e-10) ->
     if np.dtype(M.dtype).kind not in "biuf":
         raise InvalidInputError(f"{name} must be real, got dtype {M.dtype}")
     M = sp.csr_matrix(M, dtype=np.float64)  # shares the caller's arrays when it can
-    if not M.has_canonical_format:
-        M = M.copy()  # never reorder the caller's arrays in place
-        M.sum_duplicates()  # also sorts the indices
+    if not M.has_canonical_format:  # a dense input: its CSR is new, sort it in place
+        M.sum_duplicates()
     if not np.isfinite(M.data).all():
         raise InvalidInputError(f"{name} contains NaN or Inf entries")
     scale = float(np.abs(M.data).max()) if M.nnz else 0.0
@@ -135,15 +270,15 @@ def load_system(
     (9, 0.0, array([1., 1.]))
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"system file not found: {path}")
+    _check_readable(path, "system file")
     suffix = path.suffix.lower()
     b = None
     meta: dict = {}
     if suffix == ".mtx":
         A = _read_mtx(path, "matrix")
         rhs = _rhs_path(path)
-        if rhs.is_file():
+        if rhs.exists():
+            _check_readable(rhs, "right-hand side file")
             bm = _read_mtx(rhs, "right-hand side")
             b = np.asarray(bm.toarray() if sp.issparse(bm) else bm).ravel()
     elif suffix == ".npz":
@@ -184,25 +319,169 @@ def load_system(
     )
 
 
-def _read_mtx(path: Path, what: str):
+def _check_readable(path: Path, what: str) -> None:
+    """One clear reason for a path that cannot be read: missing, a folder, no permission."""
     try:
-        return scipy.io.mmread(str(path))
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileFormatError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise FileFormatError(f"{what} {path}: {exc.strerror.lower()}") from None
+    if stat.S_ISDIR(mode):
+        raise FileFormatError(f"{what} {path} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise FileFormatError(f"{what} {path} is not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise FileFormatError(f"{what} {path}: permission denied") from None
+    except OSError as exc:
+        raise FileFormatError(f"{what} {path}: {exc.strerror.lower()}") from None
+
+
+#: Fewest bytes one entry line takes: "1 1\n" (pattern) / "1\n" (dense array).
+_MIN_COORDINATE_BYTES = 4
+_MIN_ARRAY_BYTES = 2
+
+
+def _mtx_header(path: Path, what: str) -> tuple[str, str, tuple[int, ...]]:
+    """Banner fields (format, symmetry) and the size line of a Matrix Market file."""
+    try:
+        with open(path, "rb") as fh:
+            banner = fh.readline(1024).decode("ascii", "replace").split()
+            line = b"%"
+            for _ in range(100_000):  # comment lines before the size line
+                line = fh.readline(1024)
+                if not line or not line.lstrip().startswith(b"%"):
+                    break
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    if len(banner) != 5 or banner[0].lower() != "%%matrixmarket":
+        raise FileFormatError(
+            f"{path}: cannot read the {what} as Matrix Market: Line 1: Not a Matrix Market "
+            "file. Missing banner."
+        )
+    try:
+        sizes = tuple(int(v) for v in line.split())
+    except ValueError:
+        sizes = ()
+    fmt = banner[2].lower()
+    if len(sizes) != (3 if fmt == "coordinate" else 2) or min(sizes) < 0:
+        raise FileFormatError(
+            f"{path}: cannot read the {what} as Matrix Market: malformed size line "
+            f"{line.decode('ascii', 'replace').strip()!r}"
+        )
+    return fmt, banner[4].lower(), sizes
+
+
+def _check_mtx_sizes(path: Path, what: str) -> str:
+    """Refuse a header whose sizes the file cannot hold or the memory cannot take."""
+    fmt, symmetry, sizes = _mtx_header(path, what)
+    rows, cols = sizes[:2]
+    entries = sizes[2] if fmt == "coordinate" else rows * cols
+    if symmetry != "general" and rows != cols:
+        raise FileFormatError(f"{path}: a {symmetry} Matrix Market matrix must be square")
+    per_entry = _MIN_COORDINATE_BYTES if fmt == "coordinate" else _MIN_ARRAY_BYTES
+    size = path.stat().st_size
+    if entries * per_entry > size:
+        raise FileFormatError(
+            f"{path}: cannot read the {what} as Matrix Market: the header declares "
+            f"{rows} x {cols} with {entries} entries, but the "
+            f"file has only {size} bytes (an entry takes at least {per_entry}); truncated "
+            "or damaged"
+        )
+    if what == "matrix" and fmt == "coordinate" and entries < rows:
+        raise InvalidInputError(
+            f"{path}: declares {rows} rows but only {entries} entries; a matrix with a "
+            "positive diagonal needs at least one entry per row"
+        )
+    # coordinates and values as int64/float64 (twice for mirrored symmetric entries), the
+    # CSR copy, and the row pointer of each
+    factor = 2 if symmetry != "general" else 1
+    estimate = 8.0 * (rows + 1) * 2 + 24.0 * entries * factor * 2
+    check_memory(estimate, f"reading {path.name} ({rows} x {cols}, {entries} entries)")
+    return symmetry
+
+
+def _read_mtx(path: Path, what: str):
+    symmetry = _check_mtx_sizes(path, what)
+    try:
+        A = scipy.io.mmread(str(path))
+    except MemoryError:
+        raise InvalidInputError(f"{path}: not enough memory to read the {what}") from None
     except Exception as exc:  # scipy raises ValueError/OSError/... on malformed files
         raise FileFormatError(f"{path}: cannot read the {what} as Matrix Market: {exc}") from exc
+    if symmetry != "general" and sp.issparse(A):
+        _check_one_triangle(A.tocoo(), path)
+    return A
+
+
+def _check_one_triangle(A: sp.coo_matrix, path: Path) -> None:
+    # The reader mirrors every off-diagonal entry of a symmetric file; a file that lists
+    # both triangles therefore comes back with each off-diagonal position twice, and
+    # summing would double those entries. Refused rather than guessed at: the file is
+    # wrong for its own header, and which half is meant cannot be known.
+    off = A.row != A.col
+    if not off.any():
+        return
+    keys = A.row[off].astype(np.int64) * A.shape[1] + A.col[off]
+    repeated = keys.size - np.unique(keys).size
+    if repeated:
+        raise FileFormatError(
+            f"{path}: the header says 'symmetric' but the file lists entries in both "
+            f"triangles ({repeated // 2} off-diagonal positions given twice); symmetric "
+            "storage keeps one triangle: drop the upper one or write the header as 'general'"
+        )
 
 
 _NPZ_MATRIX_KEYS = ("A_data", "A_indices", "A_indptr", "A_shape")
+
+
+def _check_npz_sizes(z, path: Path) -> None:
+    # The uncompressed size of every member, from the zip directory, before any is read:
+    # a few kilobytes of compressed zeros can declare gigabytes.
+    total = sum(info.file_size for info in z.zip.infolist())
+    check_memory(2.0 * total, f"reading {path.name} ({format_bytes(total)} uncompressed)")
+
+
+def _npz_csr(z, path: Path) -> sp.csr_matrix:
+    """The save_system layout's matrix, its structure checked before scipy builds it."""
+    name = f"matrix in {path.name}"
+    shape = np.asarray(z["A_shape"])
+    if shape.shape != (2,) or shape.dtype.kind not in "iu":
+        raise InvalidInputError(f"{name}: A_shape must be two integers, got {shape.tolist()}")
+    rows, cols = _check_shape(shape, name)
+    data, indices, indptr = z["A_data"], z["A_indices"], z["A_indptr"]
+    if data.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{name} must be real, got dtype {data.dtype}")
+    _check_compressed(indptr, indices, data, (rows, cols), name)
+    return sp.csr_matrix((data, indices, indptr), shape=(rows, cols))
+
+
+def _npz_scipy(z, path: Path) -> sp.csr_matrix:
+    """A ``scipy.sparse.save_npz`` file, checked before scipy builds the matrix."""
+    name = f"matrix in {path.name}"
+    raw = np.asarray(z["format"]).ravel()[:1].tolist() or [""]
+    fmt = raw[0].decode("ascii", "replace") if isinstance(raw[0], bytes) else str(raw[0])
+    rows, cols = _check_shape(np.asarray(z["shape"]).tolist(), name)
+    if fmt not in ("csr", "csc"):
+        raise InvalidInputError(f"{name}: sparse format {fmt!r} is not supported (csr, csc)")
+    major = (rows, cols) if fmt == "csr" else (cols, rows)
+    if z["data"].dtype.kind not in "biuf":
+        raise InvalidInputError(f"{name} must be real, got dtype {z['data'].dtype}")
+    _check_compressed(z["indptr"], z["indices"], z["data"], major, name)
+    cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
+    return cls((z["data"], z["indices"], z["indptr"]), shape=(rows, cols)).tocsr()
 
 
 def _read_npz(path: Path):
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
+            _check_npz_sizes(z, path)
             if set(_NPZ_MATRIX_KEYS) <= keys:
-                A = sp.csr_matrix(
-                    (z["A_data"], z["A_indices"], z["A_indptr"]),
-                    shape=tuple(int(s) for s in z["A_shape"]),
-                )
+                A = _npz_csr(z, path)
                 b = z["b"] if "b" in keys else None
                 meta = {
                     k: z[k] for k in ("grid_shape", "spacing", "flags", "coefficient") if k in keys
@@ -214,8 +493,16 @@ def _read_npz(path: Path):
                     meta["spacing"] = tuple(float(h) for h in meta["spacing"])
                 return A, b, meta
             if {"data", "indices", "indptr", "shape", "format"} <= keys:
-                return sp.load_npz(path), None, {}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                return _npz_scipy(z, path), None, {}
+    except InvalidInputError:
+        raise
+    except PermissionError:
+        raise FileFormatError(f"{path}: permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise FileFormatError(f"{path} is a directory, not a file") from None
+        raise FileFormatError(f"{path}: cannot read as .npz system: {exc}") from exc
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise FileFormatError(f"{path}: cannot read as .npz system: {exc}") from exc
     raise FileFormatError(
         f"{path}: .npz file holds no matrix (expected keys {_NPZ_MATRIX_KEYS} as written by "
@@ -322,4 +609,3 @@ def save_system(
             f"unknown system file extension {path.suffix!r} for {path} (use .mtx or .npz)"
         )
     return path
-

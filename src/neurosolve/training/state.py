@@ -5,11 +5,13 @@ epoch so far). :func:`rng_state` and :func:`set_rng_state` capture and restore e
 number generator a loss function may draw from (torch, CUDA, numpy's legacy global state,
 Python's ``random``), so that a run resumed from its checkpoint draws exactly what the
 uninterrupted run would have drawn. :func:`check_resumable` refuses to resume a run made
-with other settings.
+with other settings, and :func:`check_same_run` one made with other model arguments or on
+other data (compared through :func:`dataset_fingerprint`), naming what changed.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +24,15 @@ import torch
 from neurosolve.errors import InvalidInputError
 from neurosolve.training.config import RESUME_FREE
 
-__all__ = ["RunState", "check_resumable", "rng_state", "seed_everything", "set_rng_state"]
+__all__ = [
+    "RunState",
+    "check_resumable",
+    "check_same_run",
+    "dataset_fingerprint",
+    "rng_state",
+    "seed_everything",
+    "set_rng_state",
+]
 
 
 @dataclass
@@ -129,3 +139,69 @@ def check_resumable(mine: Mapping[str, Any], theirs: Mapping[str, Any], out_dir:
             f"{out_dir} holds a run with other settings ({'; '.join(diff)}); "
             "use another output folder or delete checkpoint.pt to start over"
         )
+
+
+def dataset_fingerprint(dataset: Any) -> dict[str, Any] | None:
+    """What identifies a dataset's samples, or ``None`` when it cannot say.
+
+    A dataset with a ``fingerprint()`` method (:class:`neurosolve.data.store.H5Dataset`)
+    answers for itself; wrappers that keep the wrapped dataset in ``.dataset``
+    (``torch.utils.data.Subset``) are looked through. The number of samples is added.
+
+    Examples
+    --------
+    >>> class Data(list):
+    ...     def fingerprint(self):
+    ...         return {"seed": 3}
+    >>> dataset_fingerprint(Data([1, 2]))
+    {'seed': 3, 'length': 2}
+    >>> dataset_fingerprint([1, 2]) is None
+    True
+    """
+    base = dataset
+    for _ in range(16):  # wrappers of wrappers, never a cycle
+        method = getattr(base, "fingerprint", None)
+        if callable(method):
+            found = dict(method())
+            found["length"] = len(dataset)
+            return found
+        base = getattr(base, "dataset", None)
+        if base is None:
+            return None
+    return None
+
+
+def _differences(mine: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> list[str]:
+    if not mine or not theirs:  # unknown on one side (an older checkpoint): nothing to say
+        return []
+    # compared as JSON: a tuple stored in a checkpoint may come back as a list
+    mine, theirs = (json.loads(json.dumps(d, sort_keys=True, default=repr)) for d in (mine, theirs))
+    return [
+        f"{k}: {theirs.get(k)!r} -> {mine.get(k)!r}"
+        for k in sorted(set(mine) | set(theirs))
+        if theirs.get(k) != mine.get(k)
+    ]
+
+
+def check_same_run(mine: Mapping[str, Any], theirs: Mapping[str, Any], out_dir: Path) -> None:
+    """Refuse to resume when the model arguments or the data differ; name what changed.
+
+    ``mine`` and ``theirs`` map ``"model"`` to the model's constructor arguments and
+    ``"train"`` / ``"val"`` to :func:`dataset_fingerprint` results (``None`` when unknown).
+
+    Examples
+    --------
+    >>> check_same_run({"model": {"channels": 8}}, {"model": {"channels": 8}}, Path("run"))
+    >>> check_same_run({"model": {"channels": 16}}, {"model": {"channels": 8}}, Path("run"))
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: run holds a run with other model arguments ...
+    """
+    labels = {"model": "model arguments", "train": "training data", "val": "validation data"}
+    for key, label in labels.items():
+        diff = _differences(mine.get(key), theirs.get(key))
+        if diff:
+            raise InvalidInputError(
+                f"{out_dir} holds a run with other {label} ({'; '.join(diff)}); use another "
+                "output folder, or --restart to start over"
+            )

@@ -43,6 +43,8 @@ from neurosolve.training.split import holdout_split
 from neurosolve.training.state import (
     RunState,
     check_resumable,
+    check_same_run,
+    dataset_fingerprint,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -311,6 +313,7 @@ class Trainer:
                 "history": run.history,
                 "best": run.best,
                 "config": self._config_dict(),
+                "identity": {k: v for k, v in self._identity.items() if k != "model"},
                 "world_size": self.world_size,
             }
         }
@@ -391,6 +394,11 @@ class Trainer:
         train, val = self._split(train_dataset, val_dataset)
         steps_per_epoch = len(self._loader(train, 0))
         opt = self._optimization(c.epochs * steps_per_epoch)
+        self._identity = {
+            "model": dict(self.model_spec.kwargs),
+            "train": dataset_fingerprint(train),
+            "val": dataset_fingerprint(val),
+        }
         self._prepare_out_dir(resume)
         run = self._resume(opt) if resume and self.checkpoint_path.exists() else None
         if run is None:
@@ -431,6 +439,8 @@ class Trainer:
                 f"{self.model_spec.kind!r} model; use another output folder"
             )
         check_resumable(self._config_dict(), saved.get("config", {}), self.out_dir)
+        theirs = dict(saved.get("identity") or {}, model=ckpt["kwargs"])
+        check_same_run(self._identity, theirs, self.out_dir)
         self.model.load_state_dict(ckpt["state_dict"])
         opt.optimizer.load_state_dict(saved["optimizer"])
         if opt.scheduler is not None:

@@ -63,6 +63,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from neurosolve._util.limits import format_bytes
 from neurosolve._version import __version__
 from neurosolve.errors import FileFormatError, InvalidInputError
 
@@ -277,7 +278,18 @@ def _read_header(f: h5py.File, path: Path) -> tuple[DatasetHeader, int]:
             raise FileFormatError(
                 f"{path}: datasets 'x', 'y' and {_CRC!r} are missing; the file is damaged"
             )
-        x, y, crc_shape = f["x"], f["y"], f[_CRC].shape
+        nodes = [f[name] for name in (*_ARRAYS, _CRC)]
+        groups = [
+            n
+            for n, node in zip((*_ARRAYS, _CRC), nodes, strict=True)
+            if not isinstance(node, h5py.Dataset)
+        ]
+        if groups:
+            raise FileFormatError(
+                f"{path}: {', '.join(map(repr, groups))} must be an array (HDF5 dataset), "
+                "found a group; the file is damaged or not a neurosolve dataset"
+            )
+        x, y, crc_shape = nodes[0], nodes[1], nodes[2].shape
         dtype = str(x.dtype)
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
         if isinstance(exc, FileFormatError):
@@ -297,6 +309,7 @@ def _read_header(f: h5py.File, path: Path) -> tuple[DatasetHeader, int]:
             f"{path}: inconsistent layout (x {x.shape} {x.dtype}, y {y.shape} {y.dtype}, "
             f"completed={completed}); the file is damaged"
         )
+    _check_declared_size(path, x, y, completed)
     try:
         json.loads(values["params"])
         header = DatasetHeader(
@@ -318,6 +331,27 @@ def _read_header(f: h5py.File, path: Path) -> tuple[DatasetHeader, int]:
             f"samples={header.samples}, chunk={header.chunk}); the file is damaged"
         )
     return header, completed
+
+
+def _check_declared_size(path: Path, x: h5py.Dataset, y: h5py.Dataset, completed: int) -> None:
+    """Refuse a file claiming more written samples than its bytes can hold.
+
+    The arrays are stored uncompressed and allocated when the file is made, so the
+    ``completed`` samples take at least their raw size on disk. A few kilobytes declaring
+    10^9 samples would otherwise make a reader allocate (or scan) gigabytes.
+    """
+    per_sample = (
+        sum(float(np.prod(a.shape[1:], dtype=np.float64)) * a.dtype.itemsize for a in (x, y))
+        + 2 * np.dtype("u4").itemsize
+    )
+    need = completed * per_sample
+    size = path.stat().st_size
+    if need > size:
+        raise FileFormatError(
+            f"{path}: declares {completed} written samples of {per_sample:.0f} bytes "
+            f"({format_bytes(need)}) but the file has {format_bytes(size)}; the file is "
+            "damaged or forged"
+        )
 
 
 def read_header(path: str | os.PathLike) -> tuple[DatasetHeader, int, tuple, tuple]:
@@ -351,4 +385,3 @@ def read_header(path: str | os.PathLike) -> tuple[DatasetHeader, int, tuple, tup
     with _open(path) as f:
         header, completed = _read_header(f, path)
         return header, completed, tuple(f["x"].shape), tuple(f["y"].shape)
-

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from neurosolve._util.io import atomic_write
+from neurosolve._util.io import atomic_write, check_output, exclusive_lock
 from neurosolve._util.progress import progress_bar
 from neurosolve.data.store.format import _BLOCK, DatasetHeader, _open, read_header
 from neurosolve.data.store.reader import _read_block, _require_complete
@@ -94,9 +94,17 @@ def merge(
     out = Path(out)
     if any(p.resolve() == out.resolve() for p in paths):
         raise InvalidInputError(f"the output {out} is also one of the shards")
+    check_output(out, overwrite=True)  # a folder, a device or a FIFO is never replaced
     if out.exists() and not overwrite:
         raise InvalidInputError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    shards = _check_shards(paths)
+    with exclusive_lock(out):
+        _merge_into(out, _check_shards(paths), progress)
+    logger.info("merged %d shards into %s", len(paths), out)
+    return out
+
+
+def _merge_into(out: Path, shards: list, progress: bool) -> None:
+    """Write the merged file of checked ``shards`` to ``out`` atomically."""
     ref, ref_x, ref_y, _ = shards[0]
     full = DatasetHeader(
         generator=ref.generator,
@@ -127,8 +135,6 @@ def merge(
                         bar.update(b - a)
 
     atomic_write(out, write, suffix=".h5")
-    logger.info("merged %d shards into %s", len(shards), out)
-    return out
 
 
 def _check_shards(paths: list[Path]) -> list[tuple[DatasetHeader, tuple, tuple, Path]]:

@@ -171,6 +171,49 @@ def read_arrays(
         )
 
 
+def fingerprint(path: str | os.PathLike, indices: Sequence[int] | None = None) -> dict[str, Any]:
+    """What identifies a dataset file's samples, for resume checks.
+
+    The header (generator, parameters, seed, range, shapes, dtype), a SHA-256 of the
+    per-sample checksums stored in the file (so other samples under the same header differ
+    too) and one of the sample indices used (default: all). The path is left out: a moved
+    file holds the same data.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from neurosolve.data.generate import generate
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "d.h5"
+    >>> _ = generate("poisson", out, samples=2, seed=0, params={"resolution": 8},
+    ...              progress=False)
+    >>> fp = fingerprint(out)
+    >>> fp["generator"], fp["seed"], len(fp["checksums"])
+    ('poisson', 0, 64)
+    """
+    import hashlib
+
+    path = Path(path)
+    with _open(path) as f:
+        header, completed = _read_header(f, path)
+        _require_complete(path, header, completed)
+        crc = np.ascontiguousarray(f[_CRC][:])
+        out: dict[str, Any] = {
+            "generator": header.generator,
+            "params": header.param_dict,
+            "seed": header.seed,
+            "samples": header.samples,
+            "first": header.first,
+            "count": header.count,
+            "dtype": header.dtype,
+            "x_shape": list(f["x"].shape),
+            "y_shape": list(f["y"].shape),
+        }
+    out["checksums"] = hashlib.sha256(crc.tobytes()).hexdigest()
+    used = np.arange(header.count) if indices is None else np.asarray(indices)
+    out["indices"] = hashlib.sha256(used.astype(np.int64).tobytes()).hexdigest()
+    return out
+
+
 class _H5DatasetBase:
     """A lazy map-style torch dataset over a dataset file.
 
@@ -253,6 +296,22 @@ class _H5DatasetBase:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """:func:`fingerprint` of the file and the samples this dataset yields.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from neurosolve.data.generate import generate
+        >>> from neurosolve.data.store import H5Dataset
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "d.h5"
+        >>> _ = generate("poisson", out, samples=2, seed=0, params={"resolution": 8},
+        ...              progress=False)
+        >>> H5Dataset(out).fingerprint()["seed"]
+        0
+        """
+        return fingerprint(self.path, self.indices)
+
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             # A handle inherited through fork must not be used: open a fresh one.
@@ -308,4 +367,3 @@ def __getattr__(name: str) -> Any:
         globals()["H5Dataset"] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
