@@ -338,6 +338,20 @@ def _train_space_time(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ train dcdm
 
 
+def _check_model_out(args: argparse.Namespace) -> None:
+    """Check ``--out`` of ``train dcdm`` / ``train mgpc`` before any work.
+
+    An existing model is replaced only with ``--overwrite``, or by a rerun of the same
+    command (its run folder holds a checkpoint, and the trainer's resume check refuses any
+    change of data or arguments).
+    """
+    run_dir = args.run_dir if args.run_dir is not None else Path(f"{args.out}.run")
+    rerun = Path(run_dir).is_dir() and (Path(run_dir) / "checkpoint.pt").is_file()
+    check_output(args.out, overwrite=args.overwrite or rerun, what="--out")
+    if args.run_dir is not None:
+        check_output_folder(args.run_dir, inputs=(args.out,), what="--run-dir")
+
+
 def _add_dcdm(train: argparse._SubParsersAction) -> None:
     p = train.add_parser(
         "dcdm",
@@ -387,9 +401,7 @@ def _add_dcdm(train: argparse._SubParsersAction) -> None:
 def _train_dcdm(args: argparse.Namespace) -> int:
     from neurosolve.solvers.dcdm.training import train_dcdm
 
-    check_output(args.out, overwrite=args.overwrite, what="--out")
-    if args.run_dir is not None:
-        check_output_folder(args.run_dir, inputs=(args.out,), what="--run-dir")
+    _check_model_out(args)
     result = train_dcdm(
         args.out,
         dim=args.dim,
@@ -459,9 +471,7 @@ def _add_mgpc(train: argparse._SubParsersAction) -> None:
 def _train_mgpc(args: argparse.Namespace) -> int:
     from neurosolve.solvers.mgpc import train_mgpc
 
-    check_output(args.out, overwrite=args.overwrite, what="--out")
-    if args.run_dir is not None:
-        check_output_folder(args.run_dir, inputs=(args.out,), what="--run-dir")
+    _check_model_out(args)
     result = train_mgpc(
         args.out,
         groups=args.groups,
