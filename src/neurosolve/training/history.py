@@ -12,9 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neurosolve._util.io import atomic_write, atomic_write_text
+from neurosolve._util.io import atomic_write_text
+from neurosolve._util.plotting import (
+    DEFAULT_DPI,
+    integer_ticks,
+    legend_outside,
+    new_figure,
+    save_figure,
+)
 
-__all__ = ["plot_history", "write_metrics"]
+__all__ = ["metric_label", "plot_history", "write_metrics"]
 
 
 def write_metrics(summary: Mapping[str, Any], path: Path) -> Path:
@@ -30,10 +37,80 @@ def write_metrics(summary: Mapping[str, Any], path: Path) -> Path:
     return atomic_write_text(path, json.dumps(summary, indent=2, default=str))
 
 
-def plot_history(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path:
-    """Plot the training loss and every validation value per epoch (log scale) to a PNG.
+#: Readable names of the usual metric keys (others: :func:`metric_label`).
+_LABELS = {
+    "loss": "loss",
+    "l2": "rel. L2 error",
+    "h1": "rel. H1 error",
+    "rel_l2": "rel. L2 error",
+    "rel_h1": "rel. H1 error",
+}
 
-    Series with a non-positive or non-finite value are left out (a log axis cannot show them).
+
+def metric_label(key: str) -> str:
+    """A readable legend label for a history key (``val_l2`` -> ``validation rel. L2 error``).
+
+    Examples
+    --------
+    >>> metric_label("train_loss"), metric_label("val_rel_h1"), metric_label("val_cycle_gain")
+    ('training loss', 'validation rel. H1 error', 'validation cycle gain')
+    """
+    for prefix, word in (("train_", "training"), ("val_", "validation")):
+        if key.startswith(prefix):
+            name = key[len(prefix) :]
+            return f"{word} {_LABELS.get(name, name.replace('_', ' '))}"
+    return _LABELS.get(key, key.replace("_", " "))
+
+
+def _series(history: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[float]]]:
+    # Plottable series (all values positive and finite), with identical ones merged into one
+    # curve whose label names both ("validation loss = rel. L2 error").
+    keys = ["train_loss"] + sorted(
+        k for k in history[-1] if k.startswith("val_") and not k.endswith("_seconds")
+    )
+    out: list[tuple[str, list[float]]] = []
+    for key in keys:
+        values = [h.get(key) for h in history]
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
+            for v in values
+        ):
+            continue
+        values = [float(v) for v in values]
+        for i, (label, seen) in enumerate(out):
+            if all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(seen, values, strict=True)):
+                extra = metric_label(key).removeprefix("validation ")
+                out[i] = (f"{label} = {extra}", seen)
+                break
+        else:
+            out.append((metric_label(key), values))
+    return out
+
+
+def plot_history(
+    history: Sequence[Mapping[str, Any]],
+    path: Path,
+    title: str,
+    *,
+    fmt: str | None = None,
+    dpi: float = DEFAULT_DPI,
+) -> Path:
+    """Plot the training loss and every validation value per epoch (log scale).
+
+    Epoch ticks are whole numbers, labels are readable (:func:`metric_label`), the legend
+    sits to the right of the axes, and series with the same values (``val_loss`` when the
+    loss is the monitored metric) are drawn once with both names. Series with a
+    non-positive or non-finite value are left out (a log axis cannot show them).
+
+    Parameters
+    ----------
+    history : sequence of dict
+        Per-epoch records with ``epoch``, ``train_loss`` and ``val_*`` keys.
+    path : Path
+        Output file; its suffix is replaced by ``fmt`` when given.
+    title : str
+    fmt : {"png", "pdf", "svg"}, optional
+    dpi : float
 
     Examples
     --------
@@ -43,25 +120,17 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: Path, title: str) -
     >>> plot_history(records, Path(tempfile.mkdtemp()) / "curve.png", "demo").suffix
     '.png'
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, (ax,) = new_figure(width=7.2, height=3.8)
+    # Fixed margins: room on the right for the legend outside the axes.
+    fig.subplots_adjust(left=0.1, right=0.64, bottom=0.14, top=0.9)
     epochs = [h["epoch"] for h in history]
-    keys = ["train_loss"] + sorted(
-        k for k in history[-1] if k.startswith("val_") and not k.endswith("_seconds")
-    )
-    for key in keys:
-        values = [h.get(key) for h in history]
-        if all(isinstance(v, (int, float)) and v > 0 and math.isfinite(v) for v in values):
-            ax.plot(epochs, values, marker="o", markersize=3, label=key)
+    for label, values in _series(history):
+        ax.plot(epochs, values, marker="o", markersize=3, label=label)
     ax.set_yscale("log")
+    integer_ticks(ax.xaxis)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss / metric")
+    ax.set_ylabel("loss / relative error")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
+    legend_outside(ax)
+    return save_figure(fig, path, fmt=fmt, dpi=dpi)
