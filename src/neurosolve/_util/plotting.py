@@ -35,6 +35,7 @@ __all__ = [
     "integer_ticks",
     "legend_outside",
     "new_figure",
+    "plain_log_labels",
     "save_figure",
     "set_time_axis",
     "shared_limits",
@@ -208,6 +209,39 @@ def integer_ticks(axis: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
     axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plain_log_labels(axis: Any) -> None:
+    """Label a log axis with short plain numbers (``0.2``, ``1e-05``).
+
+    matplotlib's default writes ``2 x 10^-1`` at every minor tick of a narrow range, which
+    is wide and hard to read; two significant digits say the same. Minor ticks are labelled
+    all of them while the axis spans at most one decade, those at 2 and 5 up to 2.5
+    decades, none beyond (there the major labels suffice).
+
+    Examples
+    --------
+    >>> fig, (ax,) = new_figure()
+    >>> _ = ax.semilogy([1, 2], [0.2, 0.3])
+    >>> plain_log_labels(ax.yaxis)
+    >>> ax.yaxis.get_major_formatter()(0.1, 0)
+    '0.1'
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, _: Any) -> str:
+        return f"{value:.2g}"
+
+    def minor(value: float, _: Any) -> str:
+        lo, hi = sorted(float(v) for v in axis.get_view_interval())
+        decades = math.log10(hi / lo) if lo > 0 and value > 0 else math.inf
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+        if decades <= 1.0 or (decades <= 2.5 and mantissa in (2.0, 5.0)):
+            return f"{value:.2g}"
+        return ""
+
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def legend_outside(ax: Any, *, fontsize: float = 8, **kwargs: Any) -> Any:

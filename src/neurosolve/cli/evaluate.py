@@ -1,6 +1,7 @@
 """The ``neurosolve evaluate`` command: test errors of a trained neural operator.
 
-It loads a run's ``model.pt`` and a dataset, prints the relative L2 and H1 errors and the
+It loads a run's ``model.pt`` and one or more datasets (``--data`` repeated: a resolution
+sweep, one table row per file), prints the relative L2 and H1 errors and the
 inference time, draws input / truth / prediction / error, and for Darcy data adds the
 Krylov-style evaluation of :func:`neurosolve.harness.operator_eval.evaluate_operator`: the
 prediction's residual in the discrete system, its error against the exact discrete
@@ -18,7 +19,7 @@ from typing import Any
 
 from neurosolve._util.progress import show_progress
 from neurosolve._util.validate import integer
-from neurosolve.cli.options import add_device, add_quiet
+from neurosolve.cli.options import add_device, add_figure_options, add_quiet
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["add_commands"]
@@ -36,8 +37,19 @@ def add_commands(top: argparse._SubParsersAction) -> None:
         "prediction is the initial guess.",
     )
     p.add_argument("model", metavar="MODEL.pt")
-    p.add_argument("--data", required=True, metavar="FILE.h5")
-    p.add_argument("--png", metavar="FILE.png", help="picture (default: next to MODEL.pt)")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        metavar="FILE.h5",
+        help="test dataset; repeat for several (a resolution sweep: one row per file)",
+    )
+    p.add_argument(
+        "--png",
+        metavar="FILE.png",
+        help="picture (default: next to MODEL.pt; with several --data, one per file named "
+        "after it)",
+    )
     p.add_argument("--json", metavar="FILE.json", help="write all numbers there")
     p.add_argument(
         "--krylov",
@@ -51,33 +63,68 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     add_device(p)
     add_quiet(p)
+    add_figure_options(p.add_argument_group("figures"))
     p.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from neurosolve.checkpoint import load_checkpoint
-    from neurosolve.cli.datasets import load_dataset
-    from neurosolve.harness.operator_eval import evaluate_operator
     from neurosolve.operators import load_operator
 
     krylov = integer(args.krylov, "--krylov", minimum=0)
     op = load_operator(args.model, map_location=args.device)
     ckpt = load_checkpoint(args.model)
-    dataset, info = load_dataset(args.data)
+    files = list(args.data)
+    results = []
+    for k, data in enumerate(files):
+        if k:
+            print()
+        results.append(_evaluate_file(args, op, ckpt, data, _png_path(args, data, len(files))))
+    rows = [_row(data, result) for data, result in zip(files, results, strict=True)]
+    if len(files) > 1:
+        print()
+        _print_rows(rows)
+    if args.json:
+        from neurosolve._util.io import atomic_write_text
+
+        if len(files) == 1:  # the one-file layout, plus the table row
+            report = dict(results[0], rows=rows)
+        else:
+            report = {"model": str(args.model), "rows": rows, "datasets": results}
+        atomic_write_text(args.json, json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _png_path(args: argparse.Namespace, data: str, count: int) -> Path:
+    model = Path(args.model)
+    base = Path(args.png) if args.png else model.with_name(model.stem + "_evaluation.png")
+    if count > 1:
+        base = base.with_name(f"{base.stem}_{Path(data).stem}{base.suffix}")
+    return base
+
+
+def _evaluate_file(
+    args: argparse.Namespace, op: Any, ckpt: dict, data: str, png: Path
+) -> dict[str, Any]:
+    from neurosolve.cli.datasets import load_dataset
+    from neurosolve.harness.operator_eval import evaluate_operator
+
+    krylov = args.krylov
+    dataset, info = load_dataset(data)
     expected = ckpt["kwargs"].get("in_channels")
     if expected is not None and int(info["x_shape"][1]) != int(expected):
         raise InvalidInputError(
-            f"{args.model} takes {expected} input channels; {args.data} has {info['x_shape'][1]}"
+            f"{args.model} takes {expected} input channels; {data} has {info['x_shape'][1]}"
         )
     if krylov and info["generator"] != "darcy":
         print(
-            f"note: Krylov-style evaluation needs Darcy data; {args.data} holds "
+            f"note: Krylov-style evaluation needs Darcy data; {data} holds "
             f"{info['generator']!r} data, skipped",
             file=sys.stderr,
         )
         krylov = 0
     f = float(info["params"].get("f", 1.0)) if isinstance(info.get("params"), dict) else 1.0
-    png = args.png or str(Path(args.model).with_name(Path(args.model).stem + "_evaluation.png"))
     result = evaluate_operator(
         op,
         dataset,
@@ -89,17 +136,37 @@ def _evaluate(args: argparse.Namespace) -> int:
         f=f,
         png=png,
         progress=show_progress(not args.quiet),
+        fig_format=args.format,
+        dpi=args.dpi,
     )
+    result["data"] = str(data)
+    result["resolution"] = "x".join(str(int(n)) for n in info["x_shape"][2:])
     _print_errors(args, op, ckpt, result)
     if "krylov" in result:
         _print_krylov(result["krylov"], args.rtol)
     print(f"\nwrote {result['png']}")
-    if args.json:
-        from neurosolve._util.io import atomic_write_text
+    return result
 
-        atomic_write_text(args.json, json.dumps(result, indent=2, default=float))
-        print(f"wrote {args.json}")
-    return 0
+
+def _row(data: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data": str(data),
+        "resolution": result["resolution"],
+        "samples": result["samples"],
+        "rel_l2": result["rel_l2"],
+        "rel_h1": result["rel_h1"],
+        "inference_ms_per_sample": 1e3 * result["inference_seconds_per_sample"],
+    }
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    print("| data | resolution | samples | relative L2 | relative H1 | ms per sample |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['data']} | {r['resolution']} | {r['samples']} | {r['rel_l2']:.4e} | "
+            f"{r['rel_h1']:.4e} | {r['inference_ms_per_sample']:.2f} |"
+        )
 
 
 def _print_errors(args: argparse.Namespace, op: Any, ckpt: dict, result: dict) -> None:
@@ -109,6 +176,7 @@ def _print_errors(args: argparse.Namespace, op: Any, ckpt: dict, result: dict) -
         f"model: {ckpt['kind']} ({params:,} parameters) from {args.model}"
         + (f" (epoch {epoch})" if epoch else "")
     )
+    print(f"data: {result['data']} ({result['resolution']})")
     print(
         f"test samples: {result['samples']}  relative L2: {result['rel_l2']:.4e}  "
         f"relative H1: {result['rel_h1']:.4e} (finite differences; spectral "

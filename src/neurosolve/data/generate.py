@@ -336,6 +336,7 @@ def generate(
         total=stop - start,
         initial=completed,
         enabled=progress,
+        lines=True,
         desc=spec.name,
         unit="sample",
         leave=False,

@@ -17,11 +17,12 @@ from neurosolve._util.plotting import (
     DEFAULT_DPI,
     integer_ticks,
     legend_outside,
+    plain_log_labels,
     new_figure,
     save_figure,
 )
 
-__all__ = ["metric_label", "plot_history", "write_metrics"]
+__all__ = ["epoch_line", "metric_label", "plot_history", "write_metrics"]
 
 
 def write_metrics(summary: Mapping[str, Any], path: Path) -> Path:
@@ -60,6 +61,32 @@ def metric_label(key: str) -> str:
             name = key[len(prefix) :]
             return f"{word} {_LABELS.get(name, name.replace('_', ' '))}"
     return _LABELS.get(key, key.replace("_", " "))
+
+
+def epoch_line(record: Mapping[str, Any], epochs: int | None = None) -> str:
+    """One line summing up an epoch record: losses and validation metrics, then seconds.
+
+    Examples
+    --------
+    >>> epoch_line({"epoch": 2, "train_loss": 0.25, "val_l2": 0.125, "train_seconds": 1.5,
+    ...             "val_seconds": 0.5, "lr": 1e-3}, 10)
+    'epoch 2/10: train_loss 2.500e-01, val_l2 1.250e-01 (2.0 s)'
+    """
+    head = f"epoch {record.get('epoch')}" + (f"/{epochs}" if epochs else "")
+    values = [
+        f"{k} {float(v):.3e}"
+        for k, v in record.items()
+        if k.startswith(("train_", "val_"))
+        and not k.endswith("seconds")
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+    ]
+    seconds = sum(
+        float(v)
+        for k, v in record.items()
+        if k.endswith("_seconds") and isinstance(v, (int, float))
+    )
+    return f"{head}: {', '.join(values)} ({seconds:.1f} s)"
 
 
 def _series(history: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[float]]]:
@@ -122,11 +149,12 @@ def plot_history(
     """
     fig, (ax,) = new_figure(width=7.2, height=3.8)
     # Fixed margins: room on the right for the legend outside the axes.
-    fig.subplots_adjust(left=0.1, right=0.64, bottom=0.14, top=0.9)
+    fig.subplots_adjust(left=0.12, right=0.64, bottom=0.14, top=0.9)
     epochs = [h["epoch"] for h in history]
     for label, values in _series(history):
         ax.plot(epochs, values, marker="o", markersize=3, label=label)
     ax.set_yscale("log")
+    plain_log_labels(ax.yaxis)
     integer_ticks(ax.xaxis)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss / relative error")
