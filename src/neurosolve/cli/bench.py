@@ -15,9 +15,9 @@ from pathlib import Path
 
 from neurosolve.cli.options import (
     add_device,
+    add_figure_options,
     add_method_options,
     add_quiet,
-    add_figure_options,
     add_tolerances,
     check_tolerances,
     parse_options,

@@ -71,7 +71,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from neurosolve.checkpoint import load_checkpoint
     from neurosolve.operators import load_operator
 
-    krylov = integer(args.krylov, "--krylov", minimum=0)
+    args.krylov = integer(args.krylov, "--krylov", minimum=0)
     op = load_operator(args.model, map_location=args.device)
     ckpt = load_checkpoint(args.model)
     files = list(args.data)

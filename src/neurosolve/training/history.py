@@ -17,8 +17,8 @@ from neurosolve._util.plotting import (
     DEFAULT_DPI,
     integer_ticks,
     legend_outside,
-    plain_log_labels,
     new_figure,
+    plain_log_labels,
     save_figure,
 )
 
