@@ -70,7 +70,11 @@ def darcy_sweep(tmp_path_factory):
     )  # fmt: skip
     tests = [
         generate(
-            "darcy", d / f"test{r}.h5", samples=2, seed=1, params={**params, "resolution": r},
+            "darcy",
+            d / f"test{r}.h5",
+            samples=2,
+            seed=1,
+            params={**params, "resolution": r},
             progress=False,
         )  # fmt: skip
         for r in (12, 16)
