@@ -122,7 +122,10 @@ def plot_history(
     fmt: str | None = None,
     dpi: float = DEFAULT_DPI,
 ) -> Path:
-    """Plot the training loss and every validation value per epoch (log scale).
+    """Plot the training loss and every validation value per epoch.
+
+    The value axis is logarithmic when the values span more than a decade, linear
+    otherwise (a log axis over a narrow range has too few labelled ticks).
 
     Epoch ticks are whole numbers, labels are readable (:func:`metric_label`), the legend
     sits to the right of the axes, and series with the same values (``val_loss`` when the
@@ -151,10 +154,13 @@ def plot_history(
     # Fixed margins: room on the right for the legend outside the axes.
     fig.subplots_adjust(left=0.12, right=0.64, bottom=0.14, top=0.9)
     epochs = [h["epoch"] for h in history]
-    for label, values in _series(history):
+    series = _series(history)
+    for label, values in series:
         ax.plot(epochs, values, marker="o", markersize=3, label=label)
-    ax.set_yscale("log")
-    plain_log_labels(ax.yaxis)
+    every = [v for _, values in series for v in values]
+    if every and max(every) > 10 * min(every):
+        ax.set_yscale("log")
+        plain_log_labels(ax.yaxis)
     integer_ticks(ax.xaxis)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss / relative error")
