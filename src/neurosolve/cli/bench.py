@@ -38,7 +38,8 @@ def add_commands(top: argparse._SubParsersAction) -> None:
         help="run solvers on a problem suite; write JSON, a table and residual plots",
         description="Run every method on every problem of a suite under one stopping rule "
         "(||b - Ax|| <= max(rtol ||b||, atol), rechecked by the harness in float64) and "
-        "write results.json, results.md and residual plots to --out.",
+        "write results.json, results.md and residual plots to --out. Exit status 1 when a "
+        "method raised an error on a problem (each is named on stderr), 2 on bad input.",
     )
     source = bench.add_mutually_exclusive_group()
     source.add_argument(

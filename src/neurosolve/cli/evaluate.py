@@ -31,7 +31,8 @@ def add_commands(top: argparse._SubParsersAction) -> None:
         "evaluate",
         help="test errors of a trained operator (and its Krylov-style evaluation)",
         description="Evaluate a trained operator (a run's model.pt) on a dataset: relative "
-        "L2 and H1 errors, a PNG of input/truth/prediction/error, and for Darcy data the "
+        "L2 and H1 errors, a picture of input/truth/prediction/error (--format, --dpi), and for "
+        "Darcy data the "
         "Krylov-style evaluation: residual of the prediction in the discrete system, error "
         "against the exact discrete solution, and CG / AMG-PCG iterations saved when the "
         "prediction is the initial guess.",
@@ -47,8 +48,8 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--png",
         metavar="FILE.png",
-        help="picture (default: next to MODEL.pt; with several --data, one per file named "
-        "after it)",
+        help="picture, its suffix set by --format (default: next to MODEL.pt; with several "
+        "--data, one per file named after it)",
     )
     p.add_argument("--json", metavar="FILE.json", help="write all numbers there")
     p.add_argument(

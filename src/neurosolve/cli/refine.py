@@ -4,8 +4,10 @@ It freezes a trained SFNO (spatio-temporal FNO), replaces its last spectral conv
 an untruncated one and optimises it per test batch, in float64, on the H^-1 norm of the
 Navier-Stokes residual of its own prediction (no ground truth), through
 :func:`neurosolve.operators.refine.spectral_refine`. The ground truth in the file is used
-only to report errors before and after. torch and the models are imported inside the
-command.
+only to report errors before and after. The refined predictions (HDF5 or ``.npz``), the
+refined output layer of every batch (a checkpoint) and a figure of the errors before and
+after are saved, by default next to the model as ``MODEL_refined.h5/.pt/.png``. torch and
+the models are imported inside the command.
 """
 
 from __future__ import annotations
