@@ -248,7 +248,7 @@ def _check_model_size(cls: type[nn.Module], kind: str, kwargs: dict[str, Any]) -
     if bad:
         raise InvalidInputError(
             f"cannot build model {kind!r}: arguments {sorted(bad)} are not numbers, strings, "
-            "booleans or lists of them"
+            "booleans, torch dtypes or lists of them"
         )
     try:
         with torch.device("meta"):
@@ -264,7 +264,7 @@ def _check_model_size(cls: type[nn.Module], kind: str, kwargs: dict[str, Any]) -
 
 
 def _plain(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float, str, torch.dtype)):
         return True
     if isinstance(value, (list, tuple)):
         return all(_plain(v) for v in value)

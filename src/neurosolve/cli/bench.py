@@ -3,7 +3,8 @@
 Every method runs on every problem of a built-in suite (``--suite``) or of a suite file
 (``--problems``) under one stopping rule, rechecked by the harness in float64; the command
 writes ``results.json``, ``results.md`` and the residual plots of
-:func:`neurosolve.harness.report.write_report` to ``--out`` and prints the tables. The
+:func:`neurosolve.harness.report.write_report` to ``--out`` and prints the tables. The exit
+status is 1 when a method raised an error on a problem (each one is named on stderr). The
 harness is imported inside the command.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from neurosolve.cli.options import (
     add_device,
+    add_figure_options,
     add_method_options,
     add_quiet,
     add_tolerances,
@@ -36,7 +38,8 @@ def add_commands(top: argparse._SubParsersAction) -> None:
         help="run solvers on a problem suite; write JSON, a table and residual plots",
         description="Run every method on every problem of a suite under one stopping rule "
         "(||b - Ax|| <= max(rtol ||b||, atol), rechecked by the harness in float64) and "
-        "write results.json, results.md and residual plots to --out.",
+        "write results.json, results.md and residual plots to --out. Exit status 1 when a "
+        "method raised an error on a problem (each is named on stderr), 2 on bad input.",
     )
     source = bench.add_mutually_exclusive_group()
     source.add_argument(
@@ -54,6 +57,14 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     add_device(bench, None, "torch device for torch methods (cuda)")
     add_method_options(bench)
     add_quiet(bench, "no progress bar, only results")
+    figures = bench.add_argument_group("figures (residual plots)")
+    add_figure_options(figures)
+    figures.add_argument(
+        "--time-axis",
+        choices=("auto", "log", "linear"),
+        default="auto",
+        help="scale of the time axis; auto: log when the times span more than two decades",
+    )
     bench.set_defaults(func=_bench)
 
 
@@ -79,7 +90,8 @@ def _bench(args: argparse.Namespace) -> int:
         method_options=parse_options(args.option),
         progress=not args.quiet,
     )
-    paths = write_report(results, args.out)
+    log_time = {"auto": None, "log": True, "linear": False}[args.time_axis]
+    paths = write_report(results, args.out, fmt=args.format, dpi=args.dpi, log_time=log_time)
     if results.runs:
         print(markdown_table(results))
     seq = sequence_table(results)
@@ -89,4 +101,18 @@ def _bench(args: argparse.Namespace) -> int:
     print()
     for kind, path in paths.items():
         print(f"{kind}: {path}")
-    return 0
+    return _report_errors(results)
+
+
+def _report_errors(results) -> int:
+    """Exit status 1, naming each failed (problem, method), when any run raised an error."""
+    import sys
+
+    failed = [r for r in results.runs if r.error]
+    failed += [f for s in results.sequences for f in s.frames if f.error]
+    for r in failed:
+        print(f"neurosolve: error: {r.method} failed on {r.problem}: {r.error}", file=sys.stderr)
+    if failed:
+        total = len(results.runs) + sum(len(s.frames) for s in results.sequences)
+        print(f"neurosolve: {len(failed)} of {total} runs failed (exit status 1)", file=sys.stderr)
+    return 1 if failed else 0

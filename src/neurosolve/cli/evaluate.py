@@ -1,6 +1,7 @@
 """The ``neurosolve evaluate`` command: test errors of a trained neural operator.
 
-It loads a run's ``model.pt`` and a dataset, prints the relative L2 and H1 errors and the
+It loads a run's ``model.pt`` and one or more datasets (``--data`` repeated: a resolution
+sweep, one table row per file), prints the relative L2 and H1 errors and the
 inference time, draws input / truth / prediction / error, and for Darcy data adds the
 Krylov-style evaluation of :func:`neurosolve.harness.operator_eval.evaluate_operator`: the
 prediction's residual in the discrete system, its error against the exact discrete
@@ -19,7 +20,7 @@ from typing import Any
 from neurosolve._util.io import check_output
 from neurosolve._util.progress import show_progress
 from neurosolve._util.validate import integer
-from neurosolve.cli.options import add_device, add_overwrite, add_quiet
+from neurosolve.cli.options import add_device, add_figure_options, add_overwrite, add_quiet
 from neurosolve.errors import InvalidInputError
 
 __all__ = ["add_commands"]
@@ -31,14 +32,26 @@ def add_commands(top: argparse._SubParsersAction) -> None:
         "evaluate",
         help="test errors of a trained operator (and its Krylov-style evaluation)",
         description="Evaluate a trained operator (a run's model.pt) on a dataset: relative "
-        "L2 and H1 errors, a PNG of input/truth/prediction/error, and for Darcy data the "
+        "L2 and H1 errors, a picture of input/truth/prediction/error (--format, --dpi), and for "
+        "Darcy data the "
         "Krylov-style evaluation: residual of the prediction in the discrete system, error "
         "against the exact discrete solution, and CG / AMG-PCG iterations saved when the "
         "prediction is the initial guess.",
     )
     p.add_argument("model", metavar="MODEL.pt")
-    p.add_argument("--data", required=True, metavar="FILE.h5")
-    p.add_argument("--png", metavar="FILE.png", help="picture (default: next to MODEL.pt)")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        metavar="FILE.h5",
+        help="test dataset; repeat for several (a resolution sweep: one row per file)",
+    )
+    p.add_argument(
+        "--png",
+        metavar="FILE.png",
+        help="picture, its suffix set by --format (default: next to MODEL.pt; with several "
+        "--data, one per file named after it)",
+    )
     p.add_argument("--json", metavar="FILE.json", help="write all numbers there")
     p.add_argument(
         "--krylov",
@@ -53,23 +66,17 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     add_device(p)
     add_overwrite(p, "--png/--json file")
     add_quiet(p)
+    add_figure_options(p.add_argument_group("figures"))
     p.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from neurosolve.checkpoint import load_checkpoint
-    from neurosolve.cli.datasets import load_dataset
-    from neurosolve.harness.operator_eval import evaluate_operator
     from neurosolve.operators import load_operator
 
-    krylov = integer(args.krylov, "--krylov", minimum=0)
-    inputs = (args.model, args.data)
-    default_png = Path(args.model).with_name(Path(args.model).stem + "_evaluation.png")
-    for option, target in (("--json", args.json), ("--png", args.png)):
-        if target is not None:
-            check_output(target, inputs=inputs, overwrite=args.overwrite, what=option)
-    if args.png is None:  # the default picture is this command's own, replaced on a rerun
-        check_output(default_png, inputs=inputs, overwrite=True, what="picture")
+    args.krylov = integer(args.krylov, "--krylov", minimum=0)
+    files = list(args.data)
+    _check_outputs(args, files)
     ckpt = load_checkpoint(args.model)
     if not isinstance(ckpt["kwargs"], dict) or "in_channels" not in ckpt["kwargs"]:
         # a solver's network (an MGPC preconditioner) maps no dataset input to an output
@@ -78,21 +85,69 @@ def _evaluate(args: argparse.Namespace) -> int:
             "evaluate takes a model from 'neurosolve train mgno/fno2d/sfno/fno3d'"
         )
     op = load_operator(args.model, map_location=args.device)
-    dataset, info = load_dataset(args.data)
+    results = []
+    for k, data in enumerate(files):
+        if k:
+            print()
+        results.append(_evaluate_file(args, op, ckpt, data, _png_path(args, data, len(files))))
+    rows = [_row(data, result) for data, result in zip(files, results, strict=True)]
+    if len(files) > 1:
+        print()
+        _print_rows(rows)
+    if args.json:
+        from neurosolve._util.io import atomic_write_text
+
+        if len(files) == 1:  # the one-file layout, plus the table row
+            report = dict(results[0], rows=rows)
+        else:
+            report = {"model": str(args.model), "rows": rows, "datasets": results}
+        atomic_write_text(args.json, json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace, files: list[str]) -> None:
+    """Refuse --json/--png onto an input or an existing file (before any work)."""
+    inputs = (args.model, *files)
+    if args.json is not None:
+        check_output(args.json, inputs=inputs, overwrite=args.overwrite, what="--json")
+    for data in files:
+        png = _png_path(args, data, len(files))
+        # the default picture is this command's own, replaced on a rerun
+        own = args.png is None
+        check_output(png, inputs=inputs, overwrite=args.overwrite or own, what="--png")
+
+
+
+def _png_path(args: argparse.Namespace, data: str, count: int) -> Path:
+    model = Path(args.model)
+    base = Path(args.png) if args.png else model.with_name(model.stem + "_evaluation.png")
+    if count > 1:
+        base = base.with_name(f"{base.stem}_{Path(data).stem}{base.suffix}")
+    return base
+
+
+def _evaluate_file(
+    args: argparse.Namespace, op: Any, ckpt: dict, data: str, png: Path
+) -> dict[str, Any]:
+    from neurosolve.cli.datasets import load_dataset
+    from neurosolve.harness.operator_eval import evaluate_operator
+
+    krylov = args.krylov
+    dataset, info = load_dataset(data)
     expected = ckpt["kwargs"].get("in_channels")
     if expected is not None and int(info["x_shape"][1]) != int(expected):
         raise InvalidInputError(
-            f"{args.model} takes {expected} input channels; {args.data} has {info['x_shape'][1]}"
+            f"{args.model} takes {expected} input channels; {data} has {info['x_shape'][1]}"
         )
     if krylov and info["generator"] != "darcy":
         print(
-            f"note: Krylov-style evaluation needs Darcy data; {args.data} holds "
+            f"note: Krylov-style evaluation needs Darcy data; {data} holds "
             f"{info['generator']!r} data, skipped",
             file=sys.stderr,
         )
         krylov = 0
     f = float(info["params"].get("f", 1.0)) if isinstance(info.get("params"), dict) else 1.0
-    png = args.png or str(default_png)
     result = evaluate_operator(
         op,
         dataset,
@@ -104,17 +159,37 @@ def _evaluate(args: argparse.Namespace) -> int:
         f=f,
         png=png,
         progress=show_progress(not args.quiet),
+        fig_format=args.format,
+        dpi=args.dpi,
     )
+    result["data"] = str(data)
+    result["resolution"] = "x".join(str(int(n)) for n in info["x_shape"][2:])
     _print_errors(args, op, ckpt, result)
     if "krylov" in result:
         _print_krylov(result["krylov"], args.rtol)
     print(f"\nwrote {result['png']}")
-    if args.json:
-        from neurosolve._util.io import atomic_write_text
+    return result
 
-        atomic_write_text(args.json, json.dumps(result, indent=2, default=float))
-        print(f"wrote {args.json}")
-    return 0
+
+def _row(data: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data": str(data),
+        "resolution": result["resolution"],
+        "samples": result["samples"],
+        "rel_l2": result["rel_l2"],
+        "rel_h1": result["rel_h1"],
+        "inference_ms_per_sample": 1e3 * result["inference_seconds_per_sample"],
+    }
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    print("| data | resolution | samples | relative L2 | relative H1 | ms per sample |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['data']} | {r['resolution']} | {r['samples']} | {r['rel_l2']:.4e} | "
+            f"{r['rel_h1']:.4e} | {r['inference_ms_per_sample']:.2f} |"
+        )
 
 
 def _print_errors(args: argparse.Namespace, op: Any, ckpt: dict, result: dict) -> None:
@@ -124,6 +199,7 @@ def _print_errors(args: argparse.Namespace, op: Any, ckpt: dict, result: dict) -
         f"model: {ckpt['kind']} ({params:,} parameters) from {args.model}"
         + (f" (epoch {epoch})" if epoch else "")
     )
+    print(f"data: {result['data']} ({result['resolution']})")
     print(
         f"test samples: {result['samples']}  relative L2: {result['rel_l2']:.4e}  "
         f"relative H1: {result['rel_h1']:.4e} (finite differences; spectral "

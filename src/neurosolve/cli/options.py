@@ -7,7 +7,8 @@ command) is spelled, defaulted and documented once. :class:`Parser` is the parse
 the whole command tree: its subparsers inherit it, so every command gets the one
 :class:`HelpFormatter` (defaults shown in ``--help``) and accepts ``-v/--verbose`` after the
 subcommand as well as before it. This module imports only the standard library and the
-package's error and validation helpers, so building the parser stays cheap.
+package's error, validation and plotting-constant helpers (no matplotlib), so building the
+parser stays cheap.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from typing import Any
 
 from neurosolve._util.limits import check_memory
+from neurosolve._util.plotting import DEFAULT_DPI, FORMATS
 from neurosolve._util.validate import integer, positive
 from neurosolve.errors import InvalidInputError
 
@@ -26,6 +28,7 @@ __all__ = [
     "Parser",
     "RawDescriptionHelpFormatter",
     "add_device",
+    "add_figure_options",
     "add_method_options",
     "add_optimization_arguments",
     "add_overwrite",
@@ -160,6 +163,25 @@ def add_overwrite(parser: Any, what: str = "FILE.h5") -> None:
     True
     """
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
+
+
+def add_figure_options(parser: Any) -> None:
+    """Add ``--format png|pdf|svg`` and ``--dpi``: how a command's figures are written.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_figure_options(p)
+    >>> a = p.parse_args(["--format", "pdf"])
+    >>> a.format, a.dpi
+    ('pdf', 150.0)
+    """
+    parser.add_argument(
+        "--format", choices=FORMATS, default="png", help="file format of the figures"
+    )
+    parser.add_argument(
+        "--dpi", type=float, default=float(DEFAULT_DPI), help="resolution of the figures"
+    )
 
 
 def add_tolerances(parser: argparse.ArgumentParser) -> None:

@@ -47,6 +47,13 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     solve.add_argument("--rhs", type=Path, default=None, help="right-hand side (.npy)")
     solve.add_argument("--out", type=Path, default=None, help="write the solution here (.npy)")
     solve.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write a summary (method, status, iterations, residual, seconds, threads) as JSON",
+    )
+    solve.add_argument(
         "--grid", default=None, help="grid of the unknowns, e.g. 64x64x64 (grid-based methods)"
     )
     solve.add_argument(
@@ -211,7 +218,65 @@ def _report(problem: _Problem, timed: _Timed, args: argparse.Namespace) -> int:
     if args.out is not None:
         _save_npy(args.out, x)
         print(f"solution: {args.out}")
+    if getattr(args, "json", None) is not None:
+        _save_summary(args, problem, timed, rnorm / bnorm if bnorm else rnorm, converged)
+        print(f"summary: {args.json}")
     return 0 if converged else 1
+
+
+def _threads() -> dict[str, Any]:
+    # The thread counts the solve ran under: torch's intra-op pool (when torch is loaded)
+    # and the OpenMP / BLAS setting numpy and scipy follow.
+    import os
+    import sys
+
+    torch = sys.modules.get("torch")
+    return {
+        "torch": int(torch.get_num_threads()) if torch is not None else None,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _solve_summary(
+    problem: _Problem, timed: _Timed, relative_residual: float, converged: bool
+) -> dict[str, Any]:
+    """The ``--json`` record of one solve (a plain dict of JSON types)."""
+    result = timed.result
+    return {
+        "system": None,
+        "n": int(problem.system.n),
+        "nnz": int(problem.system.A.nnz),
+        "rhs": problem.rhs_source,
+        "method": problem.method,
+        "status": result.status.value,
+        "reason": result.reason,
+        "converged": bool(converged),
+        "claimed_converged": bool(result.converged),
+        "iterations": int(result.iterations),
+        "matvecs": int(result.matvecs),
+        "final_relative_residual": float(relative_residual),
+        "setup_seconds": float(timed.t1 - timed.t0),
+        "solve_seconds": float(timed.t2 - timed.t1),
+        "threads": _threads(),
+    }
+
+
+def _save_summary(
+    args: argparse.Namespace,
+    problem: _Problem,
+    timed: _Timed,
+    relative_residual: float,
+    converged: bool,
+) -> None:
+    import json
+
+    from neurosolve._util.io import atomic_write_text
+
+    summary = _solve_summary(problem, timed, relative_residual, converged)
+    summary["system"] = str(args.system)
+    summary.update({"rtol": args.rtol, "atol": args.atol, "maxiter": args.maxiter})
+    atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
 
 
 def _load_npy(path: Path, what: str) -> Any:

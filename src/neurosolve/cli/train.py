@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from neurosolve._util.io import check_output, check_output_folder
-from neurosolve._util.progress import show_progress
+from neurosolve._util.plotting import DEFAULT_DPI
 from neurosolve.cli.options import (
+    add_figure_options,
     add_optimization_arguments,
     add_overwrite,
     int_list,
@@ -48,6 +49,8 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     for kind in ("sfno", "fno3d"):
         _add_space_time(train, kind)
     _add_mgpc(train)
+    for sub in dict.fromkeys(train.choices.values()):
+        add_figure_options(sub.add_argument_group("figures (the learning curve)"))
 
 
 def _missing(parser: argparse.ArgumentParser, what: str) -> int:
@@ -185,24 +188,38 @@ def _run_training(args: argparse.Namespace, kind: str, kwargs: dict[str, Any]) -
         resume=not args.restart,
     )
     if int(os.environ.get("RANK", "0")) == 0:
-        _print_summary(kind, history, Path(args.out))
+        out = Path(args.out)
+        _print_summary(kind, history, out / "model.pt", out, args)
     return 0
 
 
-def _print_summary(kind: str, history: dict[str, Any], out: Path) -> None:
-    best = history["best_epoch"]
-    record = history["epochs"][best - 1] if best else history["epochs"][-1]
+def _print_summary(
+    kind: str, history: dict[str, Any], model: Path, run_dir: Path, args: argparse.Namespace
+) -> None:
+    """The one summary every ``train`` command prints (and its figure in --format/--dpi)."""
+    from neurosolve.training.history import plot_history
+
+    epochs = history["epochs"]
+    best = history.get("best_epoch")
     params = history["parameters"]
-    print(f"trained {kind} ({params:,} parameters) for {len(history['epochs'])} epochs")
-    shown = {
-        k: v
-        for k, v in record.items()
-        if k.startswith(("train_loss", "val_")) and not k.endswith("seconds")
-    }
-    print(f"best epoch {best}: " + ", ".join(f"{k} {v:.4e}" for k, v in shown.items()))
-    seconds = [h["train_seconds"] for h in history["epochs"]]
-    print(f"seconds per epoch (training): {sum(seconds) / len(seconds):.2f}")
-    print(f"wrote {out / 'model.pt'}, {out / 'metrics.json'}, {out / 'learning_curve.png'}")
+    print(f"trained {kind} ({params:,} parameters) for {len(epochs)} epochs")
+    if epochs:
+        record = epochs[best - 1] if best else epochs[-1]
+        shown = {
+            k: v
+            for k, v in record.items()
+            if k.startswith(("train_loss", "val_"))
+            and not k.endswith("seconds")
+            and isinstance(v, (int, float))
+        }
+        print(f"best epoch {best}: " + ", ".join(f"{k} {v:.4e}" for k, v in shown.items()))
+        seconds = [h.get("train_seconds", 0.0) for h in epochs]
+        print(f"seconds per epoch (training): {sum(seconds) / len(seconds):.2f}")
+    curve = run_dir / "learning_curve.png"
+    if epochs and (args.format != "png" or args.dpi != DEFAULT_DPI):
+        curve = plot_history(epochs, curve, f"{kind} training", fmt=args.format, dpi=args.dpi)
+    print(f"model written to {model} (run folder {run_dir})")
+    print(f"wrote {run_dir / 'metrics.json'}, {curve}")
 
 
 def _train_mgno(args: argparse.Namespace) -> int:
@@ -290,8 +307,6 @@ def _space_time_model(args: argparse.Namespace, train: Any) -> Any:
 
 
 def _train_space_time(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
     from neurosolve.data.store import H5Dataset
@@ -318,20 +333,18 @@ def _train_space_time(args: argparse.Namespace) -> int:
     def h1(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         return relative_error(model(batch[0]), batch[1], s=1.0).mean()
 
+    # The metric names of train mgno / fno: val_l2 and val_h1 (relative errors).
     trainer = Trainer(
         model,
         supervised_loss(relative_l2),
         config,
         args.out,
-        metrics={"rel_l2": supervised_loss(relative_l2), "rel_h1": h1},
+        metrics={"l2": supervised_loss(relative_l2), "h1": h1},
         model_spec=ModelSpec(args.kind, model.config()),
     )
     history = trainer.fit(train, val)
-    best = history["epochs"][(history["best_epoch"] or len(history["epochs"])) - 1]
-    summary = {k: v for k, v in best.items() if isinstance(v, (int, float))}
-    print(f"{args.kind}: {history['parameters']} parameters, best epoch {history['best_epoch']}")
-    print(json.dumps(summary, indent=1))
-    print(f"model: {trainer.model_path}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(args.kind, history, Path(trainer.model_path), Path(args.out), args)
     return 0
 
 
@@ -424,9 +437,9 @@ def _train_dcdm(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         run_dir=args.run_dir,
-        progress=show_progress(not args.quiet),
+        progress=not args.quiet,
     )
-    print(f"model written to {result['model']} (run folder {result['run_dir']})")
+    _print_summary("dcdm", result["history"], Path(result["model"]), Path(result["run_dir"]), args)
     return 0
 
 
@@ -490,10 +503,7 @@ def _train_mgpc(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         run_dir=args.run_dir,
-        progress=show_progress(not args.quiet),
+        progress=not args.quiet,
     )
-    best = min((e.get("val_loss", float("inf")) for e in result["history"]["epochs"]), default=None)
-    print(
-        f"model written to {result['model']} (run folder {result['run_dir']}); best val loss {best}"
-    )
+    _print_summary("mgpc", result["history"], Path(result["model"]), Path(result["run_dir"]), args)
     return 0

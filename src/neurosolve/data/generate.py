@@ -405,6 +405,7 @@ def _fill(job: _Job, part: Path, completed: int, progress: bool) -> None:
         total=stop - start,
         initial=completed,
         enabled=progress,
+        lines=True,
         desc=job.spec.name,
         unit="sample",
         leave=False,

@@ -39,7 +39,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from neurosolve._util.io import atomic_write
+from neurosolve._util.plotting import (
+    DEFAULT_DPI,
+    new_figure,
+    save_figure,
+    shared_limits,
+    symmetric_limit,
+)
 from neurosolve._util.progress import progress_bar
 from neurosolve._util.validate import integer
 from neurosolve.devices import resolve_device
@@ -248,6 +254,12 @@ def summarize_krylov(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _relative_l2(pred: np.ndarray, truth: np.ndarray) -> float:
+    norm = float(np.linalg.norm(truth))
+    diff = float(np.linalg.norm(pred - truth))
+    return diff / norm if norm else diff
+
+
 def plot_predictions(
     x: torch.Tensor | np.ndarray,
     truth: torch.Tensor | np.ndarray,
@@ -256,19 +268,27 @@ def plot_predictions(
     *,
     samples: int = 3,
     titles: Sequence[str] = ("input a", "truth u", "prediction", "error"),
+    fmt: str | None = None,
+    dpi: float = DEFAULT_DPI,
 ) -> Path:
-    """PNG with one row per sample: input, truth, prediction and error (first channels).
+    """Figure with one row per sample: input, truth, prediction and error (first channels).
+
+    Truth and prediction of a row share one colour scale (and one colour bar), so they
+    compare by eye; the error ``prediction - truth`` has its own symmetric scale. Each
+    row's prediction title gives that sample's relative L2 error.
 
     Parameters
     ----------
     x, truth, pred : array-like
         ``(batch, channels, nx, ny)``.
     path : path-like
-        Output PNG.
+        Output file (its suffix is replaced by ``fmt`` when given).
     samples : int, optional
         Rows.
     titles : sequence of str, optional
         Column titles.
+    fmt : {"png", "pdf", "svg"}, optional
+    dpi : float, optional
 
     Returns
     -------
@@ -282,34 +302,34 @@ def plot_predictions(
     >>> plot_predictions(z, z, z + 1, Path(tempfile.mkdtemp()) / "p.png").suffix
     '.png'
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     arrays = [
         np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t) for t in (x, truth, pred)
     ]
     if any(arr.ndim != 4 for arr in arrays):
         raise InvalidInputError("plot_predictions expects (batch, channels, nx, ny) arrays")
     rows = max(1, min(int(samples), arrays[0].shape[0]))
-    fig = Figure(figsize=(12, 3 * rows))
-    FigureCanvasAgg(fig)
+    fig, axes = new_figure(rows, 4, width=3.1, height=2.7, layout="constrained")
     for i in range(rows):
-        a, u, p = (arr[i, 0] for arr in arrays)
-        panels = (a, u, p, p - u)
-        for j, (img, title) in enumerate(zip(panels, titles, strict=True)):
-            ax = fig.add_subplot(rows, 4, 4 * i + j + 1)
-            if j == 3:
-                lim = float(np.abs(img).max()) or 1.0
-                im = ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
-            else:
-                im = ax.imshow(img, cmap="viridis", origin="lower")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        a, u, p = (arr[i, 0].astype(np.float64) for arr in arrays)
+        ax_a, ax_u, ax_p, ax_e = axes[4 * i : 4 * i + 4]
+        im = ax_a.imshow(a, cmap="viridis", origin="lower")
+        fig.colorbar(im, ax=ax_a, shrink=0.85)
+        lo, hi = shared_limits(u, p)
+        for ax, field in ((ax_u, u), (ax_p, p)):
+            im = ax.imshow(field, cmap="viridis", vmin=lo, vmax=hi, origin="lower")
+        fig.colorbar(im, ax=[ax_u, ax_p], shrink=0.85)
+        lim = symmetric_limit(p - u)
+        im = ax_e.imshow(p - u, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+        fig.colorbar(im, ax=ax_e, shrink=0.85)
+        ax_a.set_ylabel(f"sample {i}")
+        ax_a.set_title(titles[0], fontsize=10)
+        ax_u.set_title(titles[1], fontsize=10)
+        ax_p.set_title(f"{titles[2]} (rel. L2 {_relative_l2(p, u):.2e})", fontsize=10)
+        ax_e.set_title(f"{titles[3]} (max {float(np.abs(p - u).max()):.2e})", fontsize=10)
+        for ax in (ax_a, ax_u, ax_p, ax_e):
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
-                ax.set_title(title)
-    fig.tight_layout()
-    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=90), suffix=".png")
+    return save_figure(fig, path, fmt=fmt, dpi=dpi)
 
 
 @torch.no_grad()
@@ -326,6 +346,8 @@ def evaluate_operator(
     png: str | os.PathLike | None = None,
     png_samples: int = 3,
     progress: bool = False,
+    fig_format: str | None = None,
+    dpi: float = DEFAULT_DPI,
 ) -> dict[str, Any]:
     """Test errors of an operator on a dataset, optionally with the Krylov-style evaluation.
 
@@ -350,6 +372,10 @@ def evaluate_operator(
     png_samples : int, optional
     progress : bool, optional
         tqdm bar over the Krylov evaluation.
+    fig_format : {"png", "pdf", "svg"}, optional
+        Format of the picture (default: the suffix of ``png``).
+    dpi : float, optional
+        Resolution of the picture.
 
     Returns
     -------
@@ -380,7 +406,9 @@ def evaluate_operator(
     t_inf = inference_seconds(op, x0.unsqueeze(0), device=device)
     result["inference_seconds_per_sample"] = t_inf
     if png is not None and first is not None:
-        result["png"] = str(plot_predictions(*first, png, samples=png_samples))
+        result["png"] = str(
+            plot_predictions(*first, png, samples=png_samples, fmt=fig_format, dpi=dpi)
+        )
     if krylov_samples > 0:
         records = []
         count = min(int(krylov_samples), n)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from neurosolve._util.io import atomic_write, atomic_write_text
+from neurosolve._util.io import atomic_write_text
+from neurosolve._util.plotting import DEFAULT_DPI, new_figure, save_figure, wants_log_time
 from neurosolve.errors import InvalidInputError
 from neurosolve.harness.records import BenchmarkResults, RunRecord, save_results
 
@@ -109,43 +110,88 @@ def sequence_table(results: BenchmarkResults) -> str:
     return "\n".join(rows)
 
 
-def _figure(panels: int, width: float = 4.6, height: float = 3.4):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def _figure(panels: int, width: float = 4.6, height: float = 3.4, legend: float = 0.0):
+    # ``legend``: inches kept free on the right for one shared legend outside the panels.
     cols = min(3, panels)
     rows = math.ceil(panels / cols)
-    fig_w, fig_h = width * cols, height * rows + 0.4
-    fig = Figure(figsize=(fig_w, fig_h))
-    FigureCanvasAgg(fig)
+    fig, axes = new_figure(rows, cols, width=width, height=height)
+    for ax in axes[panels:]:
+        fig.delaxes(ax)
+    fig_w, fig_h = width * cols + legend, height * rows + 0.4
+    fig.set_size_inches(fig_w, fig_h)
     # Fixed margins in inches: a layout engine costs seconds per figure on log axes.
     fig.subplots_adjust(
         left=0.85 / fig_w,
-        right=1 - 0.15 / fig_w,
+        right=1 - (0.15 + legend) / fig_w,
         bottom=0.6 / fig_h,
         top=1 - 0.75 / fig_h,
         wspace=0.9 / width,
         hspace=1.0 / height,
     )
-    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(panels)]
-    return fig, axes
+    return fig, axes[:panels]
 
 
-def _save(fig, path: Path) -> Path:
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
+def _save(fig, path: Path, fmt: str | None = None, dpi: float = DEFAULT_DPI) -> Path:
+    return save_figure(fig, path, fmt=fmt, dpi=dpi)
 
 
-def plot_residuals(results: BenchmarkResults, path: str | Path, *, x: str = "iteration") -> Path:
-    r"""PNG of relative residual against iteration or wall time, a panel per problem.
+def _shared_legend(fig, axes, results: BenchmarkResults) -> None:
+    # One legend for all panels, right of the last column: a colour per method, a dashed
+    # line for a run that did not converge, the dotted tolerance line.
+    from matplotlib.lines import Line2D
+
+    methods = list(dict.fromkeys(r.method for r in results.runs))
+    handles = [Line2D([], [], color=f"C{i % 10}", lw=1.4, label=m) for i, m in enumerate(methods)]
+    if any(not r.converged and not r.error and r.residuals for r in results.runs):
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=1.4, label="not converged"))
+    handles.append(Line2D([], [], color="0.5", ls=":", lw=0.8, label=f"rtol {results.rtol:g}"))
+    top_right = axes[min(len(axes), 3) - 1]
+    top_right.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.03, 1.0),
+        borderaxespad=0.0,
+        fontsize=8,
+        frameon=False,
+    )
+
+
+def _curve(r: RunRecord, x: str) -> tuple[list[float], list[float]] | None:
+    if r.error or not r.residuals:
+        return None
+    ys = [max(v, 1e-300) if math.isfinite(v) else math.nan for v in r.residuals]
+    xs = list(range(len(ys))) if x == "iteration" else list(r.residual_times)
+    return (xs, ys) if len(xs) == len(ys) else None
+
+
+def plot_residuals(
+    results: BenchmarkResults,
+    path: str | Path,
+    *,
+    x: str = "iteration",
+    log_time: bool | None = None,
+    fmt: str | None = None,
+    dpi: float = DEFAULT_DPI,
+) -> Path:
+    r"""Relative residual against iteration or wall time, a panel per problem.
+
+    Every panel uses the same colour per method; one legend outside the panels names them
+    all (dashed: did not converge). On the time axis the points at ``t = 0`` cannot be
+    shown on a log scale and are left out there.
 
     Parameters
     ----------
     results : BenchmarkResults
         Runs to draw (runs with an error or no history are skipped).
     path : str or Path
-        Output PNG.
+        Output file (its suffix is replaced by ``fmt`` when given).
     x : {"iteration", "time"}
         Horizontal axis: iteration number, or wall seconds since the setup started.
+    log_time : bool, optional
+        Log scale on the time axis; default: when the positive times span more than two
+        decades (:func:`neurosolve._util.plotting.wants_log_time`).
+    fmt : {"png", "pdf", "svg"}, optional
+    dpi : float, optional
 
     Returns
     -------
@@ -168,36 +214,48 @@ def plot_residuals(results: BenchmarkResults, path: str | Path, *, x: str = "ite
     problems = list(dict.fromkeys(r.problem for r in results.runs))
     if not problems:
         raise InvalidInputError("no runs to plot")
-    fig, axes = _figure(len(problems))
+    fig, axes = _figure(len(problems), legend=1.7)
     methods = list(dict.fromkeys(r.method for r in results.runs))
     colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    for i, (ax, problem) in enumerate(zip(axes, problems, strict=True)):
+    curves = {id(r): _curve(r, x) for r in results.runs}
+    use_log = False
+    if x == "time":
+        times = [t for c in curves.values() if c for t in c[0]]
+        use_log = wants_log_time(times) if log_time is None else bool(log_time)
+    for ax, problem in zip(axes, problems, strict=True):
         for r in results.runs:
-            if r.problem != problem or r.error or not r.residuals:
+            curve = curves[id(r)]
+            if r.problem != problem or curve is None:
                 continue
-            ys = [max(v, 1e-300) if math.isfinite(v) else math.nan for v in r.residuals]
-            xs = list(range(len(ys))) if x == "iteration" else r.residual_times
-            if len(xs) != len(ys):
-                continue
-            style = "-" if r.converged else "--"
-            label = r.method if r.converged else f"{r.method} (not converged)"
-            ax.semilogy(xs, ys, style, color=colors[r.method], label=label, lw=1.4)
-        ax.axhline(results.rtol, color="0.5", lw=0.8, ls=":", label=f"rtol {results.rtol:g}")
+            xs, ys = curve
+            if use_log:
+                kept = [k for k, t in enumerate(xs) if t > 0]
+                xs, ys = [xs[k] for k in kept], [ys[k] for k in kept]
+            ax.semilogy(xs, ys, "-" if r.converged else "--", color=colors[r.method], lw=1.4)
+        ax.axhline(results.rtol, color="0.5", lw=0.8, ls=":")
         # Minor log ticks cost most of the drawing time and add little to a decade plot.
         ax.yaxis.set_minor_locator(NullLocator())
+        if x == "time":
+            ax.set_xscale("log" if use_log else "linear")
+            if use_log:
+                ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(problem, fontsize=10)
         ax.set_xlabel("iteration" if x == "iteration" else "wall time since setup start (s)")
         ax.set_ylabel("||b - Ax|| / ||b||")
         ax.grid(True, which="major", alpha=0.3)
-        if i == 0 or any(not r.converged for r in results.runs if r.problem == problem):
-            # Colours are shared by all panels: one legend, plus where a label differs.
-            ax.legend(fontsize=7)
+    _shared_legend(fig, axes, results)
     fig.suptitle(f"{results.suite}: true relative residual vs {x}")
-    return _save(fig, Path(path))
+    return _save(fig, Path(path), fmt, dpi)
 
 
-def plot_sequences(results: BenchmarkResults, path: str | Path) -> Path:
-    """PNG of cumulative time (setup + solve) against frame, a panel per sequence.
+def plot_sequences(
+    results: BenchmarkResults,
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    dpi: float = DEFAULT_DPI,
+) -> Path:
+    """Figure of cumulative time (setup + solve) against frame, a panel per sequence.
 
     Examples
     --------
@@ -230,11 +288,20 @@ def plot_sequences(results: BenchmarkResults, path: str | Path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{results.suite}: changing systems, fresh setup every frame")
-    return _save(fig, Path(path))
+    return _save(fig, Path(path), fmt, dpi)
 
 
-def write_report(results: BenchmarkResults, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and the PNG plots into ``out_dir``.
+def write_report(
+    results: BenchmarkResults,
+    out_dir: str | Path,
+    *,
+    fmt: str = "png",
+    dpi: float = DEFAULT_DPI,
+    log_time: bool | None = None,
+) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and the plots (format ``fmt``) into ``out_dir``.
+
+    ``log_time`` goes to :func:`plot_residuals` (None: log when times span > 2 decades).
 
     Returns
     -------
@@ -252,9 +319,11 @@ def write_report(results: BenchmarkResults, out_dir: str | Path) -> dict[str, Pa
     paths["markdown"] = atomic_write_text(out / "results.md", text)
     if results.runs:
         paths["residuals_iteration"] = plot_residuals(
-            results, out / "residuals_iteration.png", x="iteration"
+            results, out / "residuals_iteration.png", x="iteration", fmt=fmt, dpi=dpi
         )
-        paths["residuals_time"] = plot_residuals(results, out / "residuals_time.png", x="time")
+        paths["residuals_time"] = plot_residuals(
+            results, out / "residuals_time.png", x="time", log_time=log_time, fmt=fmt, dpi=dpi
+        )
     if results.sequences:
-        paths["sequences"] = plot_sequences(results, out / "sequences.png")
+        paths["sequences"] = plot_sequences(results, out / "sequences.png", fmt=fmt, dpi=dpi)
     return paths

@@ -545,7 +545,7 @@ def run_suite(
     )
     total = len(methods) * (len(suite.problems) + sum(s.frames for s in suite.sequences))
     with contextlib.closing(
-        progress_bar(total=total, enabled=progress, desc=f"bench {suite.name}")
+        progress_bar(total=total, enabled=progress, lines=True, desc=f"bench {suite.name}")
     ) as bar:
         for spec in suite.problems:
             bar.set_postfix_str(f"building {spec.id}", refresh=True)

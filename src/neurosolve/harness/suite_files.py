@@ -84,8 +84,14 @@ def load_suite(path: str | Path) -> Suite:
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
-        except ImportError:  # Python 3.10
-            raise FileFormatError("TOML suite files need Python >= 3.11; use JSON") from None
+        except ImportError:  # Python 3.10: the same parser as the tomli package
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise FileFormatError(
+                    "TOML suite files need Python >= 3.11 or the tomli package "
+                    "(pip install tomli); or use JSON"
+                ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -30,12 +30,13 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from neurosolve._util.io import atomic_write
-from neurosolve._util.progress import progress_bar, show_progress
+from neurosolve._util.progress import log_line, progress_bar, progress_lines, show_progress
 from neurosolve.checkpoint import load_checkpoint, save_checkpoint
 from neurosolve.devices import resolve_device
 from neurosolve.errors import FileFormatError, InvalidInputError, TrainingDivergedError
 from neurosolve.training import distributed
 from neurosolve.training.config import ModelSpec, TrainConfig
+from neurosolve.training.history import epoch_line
 from neurosolve.training.history import plot_history as _plot_history
 from neurosolve.training.history import write_metrics as _write_json_atomic
 from neurosolve.training.losses import LossFn
@@ -486,6 +487,8 @@ class Trainer:
             self._write_logs(run, parameters)
         self._barrier()
         logger.info("epoch %d: %s", epoch, record)
+        if self.is_main and progress_lines(self.config.progress):
+            log_line(epoch_line(record, self.config.epochs))
 
     def _summary(self, run: RunState, parameters: int) -> dict[str, Any]:
         return {
