@@ -28,6 +28,7 @@ from neurosolve.solvers.registry import (
     describe,
     get_factory,
     make_solver,
+    method_options,
     needs_grid,
     register_method,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "describe",
     "get_factory",
     "make_solver",
+    "method_options",
     "needs_grid",
     "prepare_system",
     "register_method",
@@ -133,13 +135,6 @@ def solve(
 
 
 def _takes_device(method: str) -> bool:
-    """Whether the factory of ``method`` takes a ``device`` keyword (torch-based methods)."""
-    import inspect
-
-    from neurosolve.solvers.registry import get_factory
-
-    try:
-        params = inspect.signature(get_factory(method)).parameters
-    except (TypeError, ValueError):
-        return False
-    return "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    """Whether the solver of ``method`` takes a ``device`` option (torch-based methods)."""
+    names = method_options(method)
+    return names is None or "device" in names
