@@ -88,6 +88,13 @@ class ScipyCGDriver(Baseline):
     def _preconditioner(self) -> spla.LinearOperator | None:
         return None
 
+    def aspreconditioner(self) -> spla.LinearOperator:
+        """The preconditioner this CG runs with, as a scipy ``LinearOperator`` (for ``M=``)."""
+        M = self._preconditioner()
+        if M is None:
+            raise InvalidInputError(f"{self.name} runs without a preconditioner; none to hand out")
+        return M
+
     def _solve_one(
         self,
         b: np.ndarray,
