@@ -179,8 +179,10 @@ def needs_grid(name: str) -> bool:
 
 
 def _keyword_names(function: Any, skip: int) -> tuple[list[str], bool] | None:
-    """Keyword parameter names of ``function`` after its first ``skip`` ones, and whether it
-    also takes ``**kwargs``; None when the signature cannot be read."""
+    """Keyword parameter names of ``function`` after its first ``skip``, and ``**kwargs``.
+
+    Returns ``(names, takes_var_keyword)``, or None when the signature cannot be read.
+    """
     try:
         params = list(inspect.signature(function).parameters.values())[skip:]
     except (TypeError, ValueError):

@@ -178,7 +178,7 @@ class IncompleteCholesky:
     def _factor_ilupp(
         self, module: Any, A: sp.csr_matrix, diag: np.ndarray, shifts: tuple[float, ...]
     ) -> None:
-        """ilupp's IChol(0) of ``A`` (it reads the lower triangle), shifted if a pivot fails."""
+        """The IChol(0) of ilupp (it reads the lower triangle), shifted if a pivot fails."""
         for attempt in (0.0, *shifts):
             shifted = A if not attempt else (A + sp.diags(attempt * diag)).tocsr()
             factor = module.IChol0Preconditioner(shifted)
@@ -407,9 +407,7 @@ class IC0PCG(ScipyCGDriver):
         maxiter: int | None,
         callback: Callable[[Any], None] | None,
     ) -> SolveResult:
-        result = super()._solve(
-            b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback
-        )
+        result = super()._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
         result.info.preconditioner = self.factor.label
         result.info.extra["ic0_shift"] = float(self.factor.shift)
         return result

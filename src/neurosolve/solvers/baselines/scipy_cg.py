@@ -92,7 +92,10 @@ class ScipyCGDriver(Baseline):
         """The preconditioner this CG runs with, as a scipy ``LinearOperator`` (for ``M=``)."""
         M = self._preconditioner()
         if M is None:
-            raise InvalidInputError(f"{self.name} runs without a preconditioner; none to hand out")
+            raise InvalidInputError(
+                f"{self.name} runs without a preconditioner and is not a fixed linear map; "
+                "use scipy-cg-jacobi, ic-pcg or amg-sa-pcg for M="
+            )
         return M
 
     def _solve_one(

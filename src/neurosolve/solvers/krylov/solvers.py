@@ -120,8 +120,9 @@ class _TorchKrylov(Solver):
         """
         if self.precond is None:
             raise InvalidInputError(
-                f"{self.name} has no preconditioner to hand out: build it with "
-                "preconditioner=... (or use pcg-jacobi, ic-pcg, amg-sa-pcg, mgpc-pcg)"
+                f"{self.name} without a preconditioner is not a fixed linear map (CG depends "
+                "nonlinearly on b), so it has no M= to hand out; build it with "
+                "preconditioner=... or use pcg-jacobi, ic-pcg, amg-sa-pcg or mgpc-pcg"
             )
         op, apply, n = self.op, self.precond, self.op.num_unknowns
 
