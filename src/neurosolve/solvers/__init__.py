@@ -95,20 +95,26 @@ def solve(
     callback : callable, optional
         ``callback(x_k)`` after every iteration.
     **options
-        Settings of the method (``device``, ``dtype``, ``preconditioner``, ``history``...);
-        for torch methods ``device`` defaults to the device of a tensor ``b``.
+        Settings of the method (``device``, ``dtype``, ``preconditioner``, ``history``...;
+        :func:`method_options` lists them); ``M`` is accepted as scipy's name of
+        ``preconditioner``. For torch methods ``device`` defaults to the device of a tensor
+        ``b``.
 
     Returns
     -------
     SolveResult
-        ``x`` has the type of ``b``; ``setup_seconds`` holds the setup time of the method.
+        ``x`` has the type, floating dtype and device of ``b`` (a float32 ``b`` gets a
+        float32 ``x`` from a float64 iteration); ``setup_seconds`` holds the setup time of
+        the method.
 
     Raises
     ------
     UnknownNameError
         ``method`` is not registered (the message lists the available ones).
     InvalidInputError
-        Bad ``A``, ``b`` or ``x0`` (non-square, non-symmetric, NaN/Inf, shape mismatch).
+        Bad ``A``, ``b`` or ``x0`` (non-square, non-symmetric, NaN/Inf, shape mismatch), or
+        an option the method does not take (the message names the method, suggests the
+        likely name, e.g. ``rtol`` for ``tol``, and lists its options).
 
     Examples
     --------
@@ -120,6 +126,8 @@ def solve(
     (True, True)
     >>> solve(system, np.ones(system.n), method="amg-sa-pcg", rtol=1e-8).converged
     True
+    >>> solve(system, np.ones(system.n, dtype=np.float32), method="pcg", M="jacobi").x.dtype
+    dtype('float32')
     """
     if b is None:
         b = getattr(A, "b", None)
