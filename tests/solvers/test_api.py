@@ -146,9 +146,11 @@ def test_aspreconditioner_in_scipy_cg(method):
     assert np.linalg.norm(b - system.A @ x) <= 1.01e-8 * np.linalg.norm(b)
     # the same preconditioned CG: the same number of steps, give or take rounding
     assert abs(steps - own.iterations) <= max(2, own.iterations // 10), (steps, own.iterations)
-    # a linear map: M(u + 2v) = M u + 2 M v
+    # a linear map: M(u + 2v) = M u + 2 M v; a block is its columns
     u, v = np.random.default_rng(5).normal(size=(2, system.n))
     np.testing.assert_allclose(M @ (u + 2 * v), M @ u + 2 * (M @ v), rtol=1e-9, atol=1e-12)
+    block = apply_linear_operator(M, np.stack([u, v], axis=1))
+    np.testing.assert_allclose(block, np.stack([M @ u, M @ v], axis=1), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["cg", "scipy-cg", "fcg"])

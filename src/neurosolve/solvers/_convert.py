@@ -1,4 +1,4 @@
-"""The solution in the user's terms: the type, dtype and device of the right-hand side.
+"""Conversions at the edge of the API: ``x`` in the user's terms, and block operators.
 
 A method may iterate in a higher precision than ``b`` (the torch Krylov methods default to
 float64, the host baselines always work in float64); :func:`like_input` hands ``x`` back as
@@ -6,15 +6,54 @@ float64, the host baselines always work in float64); :func:`like_input` hands ``
 ``x`` is never widened beyond the precision it was computed in: a float64 ``b`` solved by a
 float32 iteration (``dtype=torch.float32``) gets the float32 ``x`` it asked for.
 :meth:`~neurosolve.solvers.base.Solver.solve` applies it to every result.
+
+:class:`BlockOperator` is the scipy ``LinearOperator`` the package's ``aspreconditioner()``
+methods return: one function for vectors and blocks, so a block goes through in one call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import scipy.sparse.linalg as spla
 
 from neurosolve.solvers.result import SolveResult
 
-__all__ = ["like_input", "match_input"]
+__all__ = ["BlockOperator", "like_input", "match_input"]
+
+
+class BlockOperator(spla.LinearOperator):
+    """A square float64 ``LinearOperator`` from one function of ``(n,)`` and ``(n, k)`` arrays.
+
+    Unlike ``LinearOperator(matvec=f, matmat=f)``, its class has a block product of its own,
+    so :func:`~neurosolve.solvers.krylov.preconditioners.apply_linear_operator` hands it a
+    whole block instead of one column at a time.
+
+    Parameters
+    ----------
+    n : int
+        Size of the operator.
+    function : callable
+        ``function(X) -> M X`` for ``X`` of shape ``(n,)`` or ``(n, k)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> M = BlockOperator(3, lambda X: 2.0 * X)
+    >>> M @ np.ones(3), (M @ np.ones((3, 2))).shape
+    (array([2., 2., 2.]), (3, 2))
+    """
+
+    def __init__(self, n: int, function: Callable[[np.ndarray], np.ndarray]) -> None:
+        super().__init__(np.dtype(np.float64), (int(n), int(n)))
+        self._function = function
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        return self._function(np.asarray(x, dtype=np.float64).reshape(self.shape[0]))
+
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
+        return self._function(np.asarray(X, dtype=np.float64))
 
 
 def _is_tensor(value: object) -> bool:

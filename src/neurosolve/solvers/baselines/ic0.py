@@ -31,6 +31,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers._convert import BlockOperator
 from neurosolve.solvers.baselines.scipy_cg import ScipyCGDriver
 from neurosolve.solvers.result import SolveResult
 
@@ -123,8 +124,9 @@ class IncompleteCholesky:
         The shift that was needed (0.0 normally).
     backend : str
         The implementation that ran, ``"ilupp"`` or ``"neurosolve"`` (see :attr:`label`).
-    levels : list of numpy.ndarray or None
-        Row level sets of the own factorization and triangular solves (None with ilupp).
+    levels : list of numpy.ndarray
+        Row level sets of the dependency DAG of ``L``, used by the own factorization and
+        triangular solves (computed only when asked for with ilupp).
 
     Examples
     --------
@@ -153,7 +155,7 @@ class IncompleteCholesky:
         if (diag <= 0).any():
             raise InvalidInputError("IC(0) needs a positive diagonal")
         self.n = A.shape[0]
-        self.levels: list[np.ndarray] | None = None
+        self._levels: list[np.ndarray] | None = None
         self._ilupp: Any = None
         module = None if backend == "neurosolve" else _import_ilupp()
         if module is None and backend == "ilupp":
@@ -169,6 +171,13 @@ class IncompleteCholesky:
             self._factor_own(A, diag, tuple(shifts))
         if self.shift:
             logger.info("IC(0) needed a diagonal shift of %g diag(A)", self.shift)
+
+    @property
+    def levels(self) -> list[np.ndarray]:
+        """Row level sets of the dependency DAG of ``L`` (computed on first use with ilupp)."""
+        if self._levels is None:
+            self._levels = _levels(sp.tril(self.L, k=-1, format="csr"))
+        return self._levels
 
     @property
     def label(self) -> str:
@@ -194,7 +203,7 @@ class IncompleteCholesky:
         """The level-scheduled factorization of this module, shifted if a pivot fails."""
         S = sp.tril(A, k=-1, format="csr")
         S.sort_indices()
-        self.levels = _levels(S)
+        self._levels = _levels(S)
         self._plan(S)
         for attempt in (0.0, *shifts):
             ok, off, d = self._factor(S.data, diag * (1.0 + attempt))
@@ -342,12 +351,10 @@ class IncompleteCholesky:
 
     def aspreconditioner(self) -> spla.LinearOperator:
         """The preconditioner ``(L L^T)^{-1}`` as a scipy LinearOperator."""
-        return spla.LinearOperator(
-            (self.n, self.n), matvec=self.solve, matmat=self.solve, dtype=np.float64
-        )
+        return BlockOperator(self.n, self.solve)
 
     def __repr__(self) -> str:
-        levels = "" if self.levels is None else f", levels={len(self.levels)}"
+        levels = "" if self._levels is None else f", levels={len(self._levels)}"
         return (
             f"IncompleteCholesky(n={self.n}, backend={self.backend!r}{levels}, "
             f"shift={self.shift:g})"

@@ -19,6 +19,7 @@ import torch
 
 from neurosolve._util.validate import float_dtype, integer
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers._convert import BlockOperator
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.krylov.cg import (
     ConjugateGradient,
@@ -133,7 +134,7 @@ class _TorchKrylov(Solver):
                 out = op.from_internal(apply(op.to_internal(block), block.shape[1] == 1))
             return out.detach().cpu().double().numpy().reshape(u.shape)
 
-        return spla.LinearOperator((n, n), matvec=product, matmat=product, dtype=np.float64)
+        return BlockOperator(n, product)
 
     def _solve(
         self,
