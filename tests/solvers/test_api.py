@@ -153,6 +153,17 @@ def test_aspreconditioner_in_scipy_cg(method):
     np.testing.assert_allclose(block, np.stack([M @ u, M @ v], axis=1), rtol=1e-9, atol=1e-12)
 
 
+def test_torch_aspreconditioner_on_a_grid_with_obstacles():
+    system = poisson((9, 8, 7), flags=obstacle_flags((9, 8, 7), "boxes", 1, count=2))
+    solver = make_solver("pcg-jacobi", system)
+    assert type(solver.op).__name__ == "StencilOperator"  # internal layout != unknowns
+    U = np.random.default_rng(0).normal(size=(system.n, 3))
+    expected = U / system.A.diagonal()[:, None]
+    M = solver.aspreconditioner()
+    np.testing.assert_allclose(M @ U, expected, rtol=1e-14)
+    np.testing.assert_allclose(M @ U[:, 1], expected[:, 1], rtol=1e-14)
+
+
 @pytest.mark.parametrize("method", ["cg", "scipy-cg", "fcg"])
 def test_no_preconditioner_to_hand_out(method):
     solver = make_solver(method, varcoef((8, 8)))
