@@ -303,9 +303,12 @@ def load_system(
         except InvalidInputError as exc:
             raise FileFormatError(f"{path}: invalid grid information: {exc}") from exc
     if grid is not None and grid.num_unknowns != A.shape[0]:
+        fix = ""  # a matrix without its solid cells needs the flags saying which they are
+        if flags is None and A.shape[0] < grid.num_unknowns:
+            fix = "; if the matrix leaves out solid cells, pass flags= (the cell flags) too"
         raise InvalidInputError(
             f"{path.name}: matrix has {A.shape[0]} rows but the grid has "
-            f"{grid.num_unknowns} fluid cells"
+            f"{grid.num_unknowns} fluid cells{fix}"
         )
     if b is not None:
         b = _check_vector(b, A.shape[0], f"right-hand side in {path.name}")

@@ -28,6 +28,7 @@ from neurosolve.solvers.registry import (
     describe,
     get_factory,
     make_solver,
+    method_options,
     needs_grid,
     register_method,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "describe",
     "get_factory",
     "make_solver",
+    "method_options",
     "needs_grid",
     "prepare_system",
     "register_method",
@@ -93,20 +95,26 @@ def solve(
     callback : callable, optional
         ``callback(x_k)`` after every iteration.
     **options
-        Settings of the method (``device``, ``dtype``, ``preconditioner``, ``history``...);
-        for torch methods ``device`` defaults to the device of a tensor ``b``.
+        Settings of the method (``device``, ``dtype``, ``preconditioner``, ``history``...;
+        :func:`method_options` lists them); ``M`` is accepted as scipy's name of
+        ``preconditioner``. For torch methods ``device`` defaults to the device of a tensor
+        ``b``.
 
     Returns
     -------
     SolveResult
-        ``x`` has the type of ``b``; ``setup_seconds`` holds the setup time of the method.
+        ``x`` has the type, floating dtype and device of ``b`` (a float32 ``b`` gets a
+        float32 ``x`` from a float64 iteration); ``setup_seconds`` holds the setup time of
+        the method.
 
     Raises
     ------
     UnknownNameError
         ``method`` is not registered (the message lists the available ones).
     InvalidInputError
-        Bad ``A``, ``b`` or ``x0`` (non-square, non-symmetric, NaN/Inf, shape mismatch).
+        Bad ``A``, ``b`` or ``x0`` (non-square, non-symmetric, NaN/Inf, shape mismatch), or
+        an option the method does not take (the message names the method, suggests the
+        likely name, e.g. ``rtol`` for ``tol``, and lists its options).
 
     Examples
     --------
@@ -118,6 +126,8 @@ def solve(
     (True, True)
     >>> solve(system, np.ones(system.n), method="amg-sa-pcg", rtol=1e-8).converged
     True
+    >>> solve(system, np.ones(system.n, dtype=np.float32), method="pcg", M="jacobi").x.dtype
+    dtype('float32')
     """
     if b is None:
         b = getattr(A, "b", None)
@@ -133,13 +143,6 @@ def solve(
 
 
 def _takes_device(method: str) -> bool:
-    """Whether the factory of ``method`` takes a ``device`` keyword (torch-based methods)."""
-    import inspect
-
-    from neurosolve.solvers.registry import get_factory
-
-    try:
-        params = inspect.signature(get_factory(method)).parameters
-    except (TypeError, ValueError):
-        return False
-    return "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    """Whether the solver of ``method`` takes a ``device`` option (torch-based methods)."""
+    names = method_options(method)
+    return names is None or "device" in names

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers._convert import match_input
 from neurosolve.solvers.result import SolveResult, stopping_threshold
 
 __all__ = ["Solver"]
@@ -55,8 +56,11 @@ class Solver(abc.ABC):
         Parameters
         ----------
         b : numpy.ndarray or torch.Tensor
-            Right-hand side(s). ``x`` comes back as the same type (and, for tensors, on the
-            same device).
+            Right-hand side(s). ``x`` comes back as the same type, floating dtype and (for
+            tensors) device, even when the method iterated in a higher precision (never
+            wider than the iteration: ``dtype=torch.float32`` gives a float32 ``x``). The
+            residuals are those of the iteration, so a float32 ``b`` with ``rtol`` near
+            float32's resolution may get an ``x`` whose own residual is a little above.
         x0 : array or tensor, optional
             Initial guess, same shape as ``b`` (default zero).
         rtol, atol : float
@@ -82,7 +86,8 @@ class Solver(abc.ABC):
         stopping_threshold(1.0, rtol, atol)  # validates rtol / atol
         if maxiter is not None:
             maxiter = integer(maxiter, "maxiter", minimum=0)
-        return self._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        result = self._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        return match_input(result, b)  # x as b came in: type, float dtype, device
 
     @abc.abstractmethod
     def _solve(

@@ -11,11 +11,19 @@ built-in ones are subclasses of :class:`~neurosolve.solvers.base.Solver`, the co
 a run-time factory may return any object that provides the same. A factory may carry the
 attributes ``description`` (one line; default: the first line of its docstring) and
 ``needs_grid`` (default ``False``). Input checks live in :mod:`neurosolve.solvers.system`.
+
+:func:`make_solver` checks option names before building: :func:`method_options` reads them
+from the factory's signature (following ``**options`` up the class hierarchy), scipy's
+``M=`` is accepted for ``preconditioner=``, and an unknown name is an
+:class:`~neurosolve.errors.InvalidInputError` naming the method, suggesting a close match
+(``tol`` -> ``rtol``) and listing the options.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -23,10 +31,13 @@ from neurosolve.errors import InvalidInputError, UnknownNameError
 
 __all__ = [
     "BUILTIN_METHODS",
+    "SOLVE_ARGUMENTS",
     "available",
+    "check_options",
     "describe",
     "get_factory",
     "make_solver",
+    "method_options",
     "needs_grid",
     "register_method",
 ]
@@ -50,6 +61,18 @@ BUILTIN_METHODS: dict[str, str] = {
     # learned methods (added by their owners):
     "dcdm": "neurosolve.solvers.dcdm.solver:DCDMSolver",
     "mgpc-pcg": "neurosolve.solvers.mgpc:MGPCSolver",
+}
+
+#: Arguments of ``Solver.solve`` (per call), not options of a solver object.
+SOLVE_ARGUMENTS = ("rtol", "atol", "maxiter", "x0", "callback")
+
+# Names users bring from scipy / pyamg / other solvers, and what they are called here.
+_ALIASES = {
+    "tol": "rtol",
+    "M": "preconditioner",
+    "precond": "preconditioner",
+    "max_iter": "maxiter",
+    "maxit": "maxiter",
 }
 
 # Methods registered at run time: name -> (factory, description, needs_grid).
@@ -155,6 +178,127 @@ def needs_grid(name: str) -> bool:
     return bool(getattr(get_factory(name), "needs_grid", False))
 
 
+def _keyword_names(function: Any, skip: int) -> tuple[list[str], bool] | None:
+    """Keyword parameter names of ``function`` after its first ``skip``, and ``**kwargs``.
+
+    Returns ``(names, takes_var_keyword)``, or None when the signature cannot be read.
+    """
+    try:
+        params = list(inspect.signature(function).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return None
+    named = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    return named, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _factory_options(factory: Any) -> tuple[list[str], bool]:
+    """The option names a factory takes, and whether it takes any name (open ``**kwargs``).
+
+    For a class, ``**options`` of an ``__init__`` are followed to the ``__init__`` of the
+    next class in the MRO that defines one, until one without ``**options``.
+    """
+    if not isinstance(factory, type):
+        found = _keyword_names(factory, 1)  # the first parameter is A
+        return ([], True) if found is None else found
+    names: list[str] = []
+    for cls in factory.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        found = _keyword_names(init, 2)  # self, A
+        if found is None:
+            return names, True
+        names += [name for name in found[0] if name not in names]
+        if not found[1]:
+            return names, False
+    return names, True
+
+
+def method_options(method: str) -> tuple[str, ...] | None:
+    """The keyword options the solver of ``method`` takes; None if it takes any name.
+
+    Examples
+    --------
+    >>> "preconditioner" in method_options("pcg"), "device" in method_options("pcg")
+    (True, True)
+    >>> method_options("amg-sa-pcg")
+    ('amg_options', 'cycle', 'history', 'max_restarts', 'check_symmetry')
+    """
+    names, open_ended = _factory_options(get_factory(method))
+    return None if open_ended else tuple(names)
+
+
+def _unknown_option(method: str, key: str, known: list[str]) -> InvalidInputError:
+    """The error for option ``key`` that the solver of ``method`` does not take."""
+    if key in SOLVE_ARGUMENTS:
+        hint = f"; {key} is an argument of solve(), not an option of the solver"
+    elif key in ("M", "preconditioner"):
+        hint = f"; {method} takes no preconditioner (pcg takes any, as M= or preconditioner=)"
+    else:
+        guess = _ALIASES.get(key)
+        if guess is None or guess not in (*known, *SOLVE_ARGUMENTS):
+            close = difflib.get_close_matches(key, [*known, *SOLVE_ARGUMENTS], n=1, cutoff=0.6)
+            guess = close[0] if close else None
+        hint = f"; did you mean {guess!r}?" if guess else ""
+    takes = ", ".join(known) if known else "no options"
+    return InvalidInputError(
+        f"method {method!r} rejected its options: it has no option {key!r}{hint} (options "
+        f"of {method!r}: {takes}; "
+        f"solve() takes {', '.join(SOLVE_ARGUMENTS)})"
+    )
+
+
+def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for the solver of ``method``, with ``M`` renamed, or an error naming it.
+
+    Parameters
+    ----------
+    method : str
+        A registered method name.
+    options : dict
+        Keyword options meant for the method's factory.
+
+    Returns
+    -------
+    dict
+        The options, with scipy's ``M`` renamed ``preconditioner`` for the methods that
+        take one.
+
+    Raises
+    ------
+    InvalidInputError
+        An option the method does not take (the message names the method, suggests a
+        close name and lists the options), or both ``M`` and ``preconditioner``.
+
+    Examples
+    --------
+    >>> check_options("pcg", {"M": "jacobi"})
+    {'preconditioner': 'jacobi'}
+    >>> try:
+    ...     check_options("cg", {"tol": 1e-8})
+    ... except InvalidInputError as exc:
+    ...     print(str(exc)[:78])
+    method 'cg' rejected its options: it has no option 'tol'; did you mean 'rtol'?
+    """
+    names, open_ended = _factory_options(get_factory(method))
+    options = dict(options)
+    if "M" in options and "preconditioner" in names:
+        if "preconditioner" in options:
+            raise InvalidInputError(
+                f"method {method!r}: pass the preconditioner once, as M= or preconditioner="
+            )
+        options["preconditioner"] = options.pop("M")
+    if not open_ended:
+        for key in options:
+            if key not in names:
+                raise _unknown_option(method, key, names)
+    return options
+
+
 def make_solver(method: str, A: Any, **options: Any) -> Any:
     """Build the solver object of ``method`` for the operator ``A``.
 
@@ -165,13 +309,22 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
     A : LinearSystem, scipy sparse matrix, LinearOperator or ndarray
         The operator. Methods that need a grid require a LinearSystem with a grid.
     **options
-        Method-specific settings (device, dtype, preconditioner, ...).
+        Method-specific settings (device, dtype, preconditioner, ...); see
+        :func:`method_options`. ``M`` is accepted as scipy's name of ``preconditioner``.
 
     Returns
     -------
     Solver
         A :class:`~neurosolve.solvers.base.Solver` (or, for a run-time registration, an
         object with its ``solve`` and ``setup_seconds``).
+
+    Raises
+    ------
+    UnknownNameError
+        ``method`` is not registered.
+    InvalidInputError
+        An option the method does not take (see :func:`check_options`), or a method that
+        needs a grid given a bare matrix.
 
     Examples
     --------
@@ -182,10 +335,20 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
     array([1., 1.])
     """
     factory = get_factory(method)
+    options = check_options(method, options)
     if needs_grid(method) and getattr(A, "grid", None) is None:
         raise InvalidInputError(
             f"method {method!r} needs a grid: pass a LinearSystem with a grid (e.g. from "
             "neurosolve.data.systems.poisson, or load_system(path, grid=...)); for a bare "
             "matrix use " + ", ".join(m for m in available() if not needs_grid(m))
         )
-    return factory(A, **options)
+    try:
+        return factory(A, **options)
+    except TypeError as exc:
+        # An open **options passed on to a class that refuses a name (e.g. mgpc-pcg's
+        # options going to its inner PCG): the same error as a name refused up front.
+        names, open_ended = _factory_options(factory)
+        if not open_ended or "unexpected keyword argument" not in str(exc):
+            raise
+        key = str(exc).rsplit("argument", 1)[-1].strip(" '\"")
+        raise _unknown_option(method, key, names) from exc

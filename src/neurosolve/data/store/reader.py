@@ -228,6 +228,9 @@ class _H5DatasetBase:
         dtype of the returned tensors (default ``torch.float32``).
     indices : sequence of int, optional
         Use only these samples (local indices into the file), in this order.
+    as_dict : bool, default False
+        Items as ``{"x": x, "y": y}`` instead of ``(x, y)``, as neuraloperator's datasets
+        give them; a ``DataLoader`` then yields dict batches.
 
     Attributes
     ----------
@@ -253,6 +256,10 @@ class _H5DatasetBase:
     >>> x, y = ds[0]
     >>> len(ds), tuple(x.shape), x.dtype
     (2, (2, 8, 8), torch.float32)
+    >>> from torch.utils.data import DataLoader
+    >>> batch = next(iter(DataLoader(H5Dataset(out, as_dict=True), batch_size=2)))
+    >>> sorted(batch), tuple(batch["y"].shape)
+    (['x', 'y'], (2, 1, 8, 8))
     """
 
     def __init__(
@@ -261,6 +268,7 @@ class _H5DatasetBase:
         *,
         dtype: torch.dtype | None = None,
         indices: Sequence[int] | None = None,
+        as_dict: bool = False,
     ):
         import torch
 
@@ -276,6 +284,9 @@ class _H5DatasetBase:
         if not isinstance(dtype, torch.dtype):
             raise InvalidInputError(f"dtype must be a torch.dtype, got {dtype!r}")
         self.dtype = dtype
+        if not isinstance(as_dict, (bool, np.bool_)):
+            raise InvalidInputError(f"as_dict must be True or False, got {as_dict!r}")
+        self.as_dict = bool(as_dict)
         if indices is None:
             self.indices = np.arange(header_count)
         else:
@@ -319,7 +330,9 @@ class _H5DatasetBase:
             self._pid = os.getpid()
         return self._file
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, item: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
         import torch
 
         n = len(self.indices)
@@ -331,7 +344,8 @@ class _H5DatasetBase:
         f = self._handle()
         x = _read_block(f, "x", i, i + 1, self.path)[0]
         y = _read_block(f, "y", i, i + 1, self.path)[0]
-        return torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).to(self.dtype)
+        x_t, y_t = torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).to(self.dtype)
+        return {"x": x_t, "y": y_t} if self.as_dict else (x_t, y_t)
 
     def close(self) -> None:
         """Close this process's file handle (it is reopened on the next access)."""
@@ -362,7 +376,7 @@ def __getattr__(name: str) -> Any:
         cls = type(
             "H5Dataset",  # noqa: F822 -- built on first access, see __getattr__
             (_H5DatasetBase, torch.utils.data.Dataset),
-            {"__module__": __name__},
+            {"__module__": __name__, "__doc__": _H5DatasetBase.__doc__},
         )
         globals()["H5Dataset"] = cls
         return cls

@@ -1,19 +1,29 @@
 """Zero-fill incomplete Cholesky, IC(0), and scipy CG preconditioned by it.
 
-No maintained incomplete-Cholesky package installs cleanly here (``ilupp`` ships only a
-source distribution that needs a C++ toolchain), so :class:`IncompleteCholesky` is written
-here: the zero-fill factor ``L`` with the sparsity of ``tril(A)``, computed row-wise in
-*level-scheduled* vectorized numpy (rows of one level of the dependency DAG are independent;
-a 7-point 64^3 grid has 190 levels), and applied by level-scheduled triangular solves (same
-levels), which are several times faster here than ``scipy.sparse.linalg.spsolve_triangular``.
-If a pivot is not positive (possible for SPD matrices that are not M-matrices), the
-factorization is retried on ``A + s diag(A)`` with ``s = 1e-3, 1e-2, ...`` (Manteuffel's
-shift); the shift used is reported.
+:class:`IncompleteCholesky` computes the zero-fill factor ``L`` (the sparsity of
+``tril(A)``) with one of two implementations, both giving the same factor up to rounding:
+
+- ``"ilupp"``: the compiled IChol(0) of the `ilupp <https://pypi.org/project/ilupp/>`_
+  package (``pip install ilupp``, or the ``neurosolve[ilupp]`` extra; a source build that
+  needs a C++ compiler), used when it is installed: its setup and its triangular solves
+  are several times faster;
+- ``"neurosolve"``: the fallback written here, computed row-wise in *level-scheduled*
+  vectorized numpy (rows of one level of the dependency DAG are independent; a 7-point
+  64^3 grid has 190 levels), and applied by level-scheduled triangular solves (same
+  levels), several times faster than ``scipy.sparse.linalg.spsolve_triangular``.
+
+``backend="auto"`` (the default) takes ilupp when it imports and the fallback otherwise; the
+one that ran is :attr:`IncompleteCholesky.backend`, and every ``ic-pcg`` result records it
+as ``info.preconditioner`` (``"ic0 (ilupp)"`` or ``"ic0 (neurosolve)"``). If a pivot is not
+positive (possible for SPD matrices that are not M-matrices), the factorization is retried
+on ``A + s diag(A)`` with ``s = 1e-3, 1e-2, ...`` (Manteuffel's shift); the shift used is
+reported (``info["ic0_shift"]``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,11 +31,50 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers._convert import BlockOperator
 from neurosolve.solvers.baselines.scipy_cg import ScipyCGDriver
+from neurosolve.solvers.result import SolveResult
 
-__all__ = ["IC0PCG", "IncompleteCholesky"]
+__all__ = ["BACKENDS", "IC0PCG", "IncompleteCholesky", "ilupp_available"]
 
 logger = logging.getLogger(__name__)
+
+#: Implementations of the factorization; "auto" is ilupp when installed, else neurosolve's.
+BACKENDS = ("auto", "ilupp", "neurosolve")
+
+
+def _import_ilupp() -> Any:
+    """The ilupp module, or None when it is not installed."""
+    try:
+        import ilupp
+    except ImportError:
+        return None
+    return ilupp
+
+
+def ilupp_available() -> bool:
+    """Whether the compiled IC(0) of the ``ilupp`` package can be used.
+
+    Examples
+    --------
+    >>> ilupp_available() in (True, False)
+    True
+    """
+    return _import_ilupp() is not None
+
+
+def _check_backend(backend: Any) -> str:
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise InvalidInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def _pivot_failure(shifts: tuple[float, ...]) -> InvalidInputError:
+    return InvalidInputError(
+        "IC(0) failed: non-positive pivots even with a diagonal shift of "
+        f"{shifts[-1] if shifts else 0.0:g} diag(A); the matrix is probably not positive "
+        "definite"
+    )
 
 
 def _levels(S: sp.csr_matrix) -> list[np.ndarray]:
@@ -54,7 +103,7 @@ def _levels(S: sp.csr_matrix) -> list[np.ndarray]:
 
 
 class IncompleteCholesky:
-    """Zero-fill incomplete Cholesky ``A ~ L L^T`` with level-scheduled factor and solves.
+    """Zero-fill incomplete Cholesky ``A ~ L L^T``: ilupp's when installed, else our own.
 
     Parameters
     ----------
@@ -62,6 +111,10 @@ class IncompleteCholesky:
         Symmetric matrix with a positive diagonal (only ``tril(A)`` is read).
     shifts : sequence of float
         Diagonal shifts ``s`` (``A + s diag(A)``) tried in order if a pivot is not positive.
+    backend : {"auto", "ilupp", "neurosolve"}
+        ``"ilupp"``: the compiled IChol(0) of the ilupp package (an error if it is not
+        installed); ``"neurosolve"``: the level-scheduled factor and solves of this module;
+        ``"auto"``: ilupp when it imports, else this module's.
 
     Attributes
     ----------
@@ -69,8 +122,11 @@ class IncompleteCholesky:
         The lower-triangular factor (pattern of ``tril(A)``).
     shift : float
         The shift that was needed (0.0 normally).
+    backend : str
+        The implementation that ran, ``"ilupp"`` or ``"neurosolve"`` (see :attr:`label`).
     levels : list of numpy.ndarray
-        Row level sets used by the factorization and the triangular solves.
+        Row level sets of the dependency DAG of ``L``, used by the own factorization and
+        triangular solves (computed only when asked for with ilupp).
 
     Examples
     --------
@@ -84,33 +140,78 @@ class IncompleteCholesky:
     True
     """
 
-    def __init__(self, A: Any, *, shifts: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)) -> None:
+    def __init__(
+        self,
+        A: Any,
+        *,
+        shifts: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0),
+        backend: str = "auto",
+    ) -> None:
+        backend = _check_backend(backend)
         A = sp.csr_matrix(A, dtype=np.float64)
         A.sum_duplicates()
         A.sort_indices()
-        n = A.shape[0]
         diag = A.diagonal()
         if (diag <= 0).any():
             raise InvalidInputError("IC(0) needs a positive diagonal")
+        self.n = A.shape[0]
+        self._levels: list[np.ndarray] | None = None
+        self._ilupp: Any = None
+        module = None if backend == "neurosolve" else _import_ilupp()
+        if module is None and backend == "ilupp":
+            raise InvalidInputError(
+                "backend='ilupp' needs the ilupp package: pip install ilupp (a source build "
+                "with a C++ compiler), or use backend='auto' for the fallback"
+            )
+        if module is not None:
+            self.backend = "ilupp"
+            self._factor_ilupp(module, A, diag, tuple(shifts))
+        else:
+            self.backend = "neurosolve"
+            self._factor_own(A, diag, tuple(shifts))
+        if self.shift:
+            logger.info("IC(0) needed a diagonal shift of %g diag(A)", self.shift)
+
+    @property
+    def levels(self) -> list[np.ndarray]:
+        """Row level sets of the dependency DAG of ``L`` (computed on first use with ilupp)."""
+        if self._levels is None:
+            self._levels = _levels(sp.tril(self.L, k=-1, format="csr"))
+        return self._levels
+
+    @property
+    def label(self) -> str:
+        """``"ic0 (ilupp)"`` or ``"ic0 (neurosolve)"``: the implementation that ran."""
+        return f"ic0 ({self.backend})"
+
+    def _factor_ilupp(
+        self, module: Any, A: sp.csr_matrix, diag: np.ndarray, shifts: tuple[float, ...]
+    ) -> None:
+        """The IChol(0) of ilupp (it reads the lower triangle), shifted if a pivot fails."""
+        for attempt in (0.0, *shifts):
+            shifted = A if not attempt else (A + sp.diags(attempt * diag)).tocsr()
+            factor = module.IChol0Preconditioner(shifted)
+            L = sp.csr_matrix(factor.factors()[0])  # lower triangular, CSR
+            d = L.diagonal()
+            # ilupp does not stop at a failed pivot: the factor holds NaN from there on
+            if np.isfinite(L.data).all() and (d > 0).all():
+                self.shift, self.L, self.d, self._ilupp = attempt, L, d, factor
+                return
+        raise _pivot_failure(shifts)
+
+    def _factor_own(self, A: sp.csr_matrix, diag: np.ndarray, shifts: tuple[float, ...]) -> None:
+        """The level-scheduled factorization of this module, shifted if a pivot fails."""
         S = sp.tril(A, k=-1, format="csr")
         S.sort_indices()
-        self.n = n
-        self.levels = _levels(S)
+        self._levels = _levels(S)
         self._plan(S)
-        shift = 0.0
         for attempt in (0.0, *shifts):
             ok, off, d = self._factor(S.data, diag * (1.0 + attempt))
             if ok:
-                shift = attempt
                 break
         else:
-            raise InvalidInputError(
-                "IC(0) failed: non-positive pivots even with a diagonal shift of "
-                f"{shifts[-1]:g} diag(A); the matrix is probably not positive definite"
-            )
-        if shift:
-            logger.info("IC(0) needed a diagonal shift of %g diag(A)", shift)
-        self.shift = shift
+            raise _pivot_failure(shifts)
+        self.shift = attempt
         self.d = d
         Soff = sp.csr_matrix((off, S.indices, S.indptr), shape=S.shape)
         self.L = (Soff + sp.diags(d)).tocsr()
@@ -224,6 +325,12 @@ class IncompleteCholesky:
     def solve(self, r: np.ndarray) -> np.ndarray:
         """Apply ``(L L^T)^{-1}`` to ``r`` (shape ``(n,)`` or ``(n, k)``)."""
         r = np.asarray(r, dtype=np.float64)
+        if self._ilupp is not None:
+            if r.ndim == 1:
+                out = r.copy()
+                self._ilupp.apply(out)  # in place
+                return out
+            return np.stack([self.solve(r[:, j]) for j in range(r.shape[1])], axis=1)
         rp = r[self._perm]
         d = self._dp if r.ndim == 1 else self._dp[:, None]
         y = np.empty_like(rp)
@@ -244,19 +351,34 @@ class IncompleteCholesky:
 
     def aspreconditioner(self) -> spla.LinearOperator:
         """The preconditioner ``(L L^T)^{-1}`` as a scipy LinearOperator."""
-        return spla.LinearOperator(
-            (self.n, self.n), matvec=self.solve, matmat=self.solve, dtype=np.float64
-        )
+        return BlockOperator(self.n, self.solve)
 
     def __repr__(self) -> str:
-        return f"IncompleteCholesky(n={self.n}, levels={len(self.levels)}, shift={self.shift:g})"
+        levels = "" if self._levels is None else f", levels={len(self._levels)}"
+        return (
+            f"IncompleteCholesky(n={self.n}, backend={self.backend!r}{levels}, "
+            f"shift={self.shift:g})"
+        )
 
 
 class IC0PCG(ScipyCGDriver):
     """scipy CG preconditioned by zero-fill incomplete Cholesky, IC(0).
 
-    The factor is built by :class:`IncompleteCholesky` (level-scheduled, with a diagonal
-    shift only if a pivot fails) and applied by level-scheduled triangular solves.
+    The factor is built by :class:`IncompleteCholesky`: ilupp's compiled IChol(0) when
+    ilupp is installed, else the level-scheduled one of this module (with a diagonal shift
+    only if a pivot fails). Every result records the implementation that ran as
+    ``info.preconditioner`` (``"ic0 (ilupp)"`` / ``"ic0 (neurosolve)"``) and the shift as
+    ``info["ic0_shift"]``.
+
+    Parameters
+    ----------
+    A : LinearSystem, scipy sparse matrix or ndarray
+        SPD matrix.
+    backend : {"auto", "ilupp", "neurosolve"}
+        Implementation of the factorization (``"auto"``: ilupp when installed).
+    **options
+        ``history``, ``max_restarts``, ``check_symmetry`` (see
+        :class:`~neurosolve.solvers.baselines.common.Baseline`).
 
     Examples
     --------
@@ -266,12 +388,33 @@ class IC0PCG(ScipyCGDriver):
     >>> result = IC0PCG(system).solve(np.ones(system.n), rtol=1e-8)
     >>> result.converged, result.iterations < 40
     (True, True)
+    >>> result.info.preconditioner in ("ic0 (ilupp)", "ic0 (neurosolve)")
+    True
     """
 
     name = "ic-pcg"
 
+    def __init__(self, A: Any, *, backend: str = "auto", **options: Any) -> None:
+        self.backend = _check_backend(backend)
+        super().__init__(A, **options)
+
     def _setup(self) -> None:
-        self.factor = IncompleteCholesky(self._matrix())
+        self.factor = IncompleteCholesky(self._matrix(), backend=self.backend)
 
     def _preconditioner(self) -> spla.LinearOperator:
         return self.factor.aspreconditioner()
+
+    def _solve(
+        self,
+        b: Any,
+        *,
+        x0: Any,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[Any], None] | None,
+    ) -> SolveResult:
+        result = super()._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        result.info.preconditioner = self.factor.label
+        result.info.extra["ic0_shift"] = float(self.factor.shift)
+        return result

@@ -88,6 +88,16 @@ class ScipyCGDriver(Baseline):
     def _preconditioner(self) -> spla.LinearOperator | None:
         return None
 
+    def aspreconditioner(self) -> spla.LinearOperator:
+        """The preconditioner this CG runs with, as a scipy ``LinearOperator`` (for ``M=``)."""
+        M = self._preconditioner()
+        if M is None:
+            raise InvalidInputError(
+                f"{self.name} runs without a preconditioner and is not a fixed linear map; "
+                "use scipy-cg-jacobi, ic-pcg or amg-sa-pcg for M="
+            )
+        return M
+
     def _solve_one(
         self,
         b: np.ndarray,

@@ -21,6 +21,7 @@ import torch
 from neurosolve._util.validate import float_dtype
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.krylov.preconditioners import apply_linear_operator
 from neurosolve.solvers.stencil import SparseOperator, StencilOperator
 from neurosolve.solvers.system import PreparedSystem, prepare_system
 
@@ -49,7 +50,7 @@ class _LinearOperatorAdapter:
         return v
 
     def apply_internal(self, v: torch.Tensor) -> torch.Tensor:
-        out = self.operator.matmat(v.detach().cpu().double().numpy().reshape(v.shape[0], -1))
+        out = apply_linear_operator(self.operator, v.detach().cpu().double().numpy())
         return torch.as_tensor(np.asarray(out), dtype=v.dtype, device=v.device).reshape(v.shape)
 
     def diagonal_internal(self) -> torch.Tensor:

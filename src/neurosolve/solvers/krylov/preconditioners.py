@@ -4,6 +4,12 @@
 a scipy ``LinearOperator``, an object with ``.aspreconditioner()`` (a pyamg hierarchy, a
 solver of this package) or any callable (a torch module) into one function
 ``apply(v, single) -> M v`` on the operator's internal layout, with a label for reports.
+
+A scipy ``LinearOperator`` is applied as scipy applies it: ``matvec`` on a 1-D vector for one
+right-hand side, and for a block ``matmat`` only where the operator's class defines a block
+product of its own (a matrix wrapped by ``aslinearoperator``), else ``matvec`` column by
+column (see :func:`apply_linear_operator`). A user's ``matvec`` is therefore never handed an
+``(n, 1)`` column, on which ``lambda v: v / d`` would broadcast to ``(n, n)``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,59 @@ from torch import nn
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.stencil import SparseOperator
 
-__all__ = ["make_preconditioner"]
+__all__ = ["apply_linear_operator", "make_preconditioner"]
+
+# The class scipy builds for LinearOperator(shape, matvec=..., ...). Whether such an operator
+# was given a matmat is not public, so its blocks are applied column by column.
+_FROM_FUNCTIONS = type(spla.LinearOperator((1, 1), matvec=lambda v: v, dtype=np.float64))
+
+
+def _has_block_product(M: spla.LinearOperator) -> bool:
+    """Whether ``M``'s class computes ``M @ X`` for a block itself (not column by column)."""
+    cls = type(M)
+    return cls is not _FROM_FUNCTIONS and cls._matmat is not spla.LinearOperator._matmat
+
+
+def apply_linear_operator(M: spla.LinearOperator, X: np.ndarray) -> np.ndarray:
+    """``M @ X`` for an ``(n,)`` vector or an ``(n, k)`` block, calling ``M`` as scipy does.
+
+    One vector (or a block of one column) goes to ``M.matvec`` as a 1-D array; a wider block
+    goes to ``M.matmat`` when ``M``'s class has a block product of its own, else to
+    ``M.matvec`` one 1-D column at a time.
+
+    Parameters
+    ----------
+    M : scipy.sparse.linalg.LinearOperator
+        The operator, of shape ``(n, n)``.
+    X : numpy.ndarray
+        ``(n,)`` or ``(n, k)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``M @ X``, the shape of ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse.linalg as spla
+    >>> d = np.array([1.0, 2.0, 4.0])
+    >>> M = spla.LinearOperator((3, 3), matvec=lambda v: v / d)
+    >>> apply_linear_operator(M, np.ones((3, 2)))
+    array([[1.  , 1.  ],
+           [0.5 , 0.5 ],
+           [0.25, 0.25]])
+    """
+    X = np.asarray(X)
+    n = X.shape[0]
+    if X.ndim == 1:
+        return np.asarray(M.matvec(X)).reshape(n)
+    if X.shape[1] == 1:
+        return np.asarray(M.matvec(X[:, 0])).reshape(n, 1)
+    if _has_block_product(M):
+        return np.asarray(M.matmat(X)).reshape(X.shape)
+    columns = [np.asarray(M.matvec(X[:, j])).reshape(n) for j in range(X.shape[1])]
+    return np.stack(columns, axis=1)
 
 
 def make_preconditioner(
@@ -87,8 +145,7 @@ def _action(M: Any, n: int, device: torch.device, dtype: torch.dtype) -> tuple[A
             raise InvalidInputError(f"preconditioner has shape {M.shape}; expected ({n}, {n})")
 
         def host(u: torch.Tensor) -> torch.Tensor:
-            out = M.matmat(u.detach().cpu().double().numpy())
-            return torch.as_tensor(np.asarray(out))
+            return torch.as_tensor(apply_linear_operator(M, u.detach().cpu().double().numpy()))
 
         return host, False, "linear-operator"
     if isinstance(M, nn.Module) or callable(M):

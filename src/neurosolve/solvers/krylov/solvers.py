@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
+import scipy.sparse.linalg as spla
 import torch
 
 from neurosolve._util.validate import float_dtype, integer
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers._convert import BlockOperator
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.krylov.cg import (
     ConjugateGradient,
@@ -96,6 +99,43 @@ class _TorchKrylov(Solver):
         """The iteration's strategy for one solve: CG with this solver's preconditioner."""
         return ConjugateGradient(self.precond, single)
 
+    def aspreconditioner(self) -> spla.LinearOperator:
+        """The solver's preconditioner as a scipy ``LinearOperator`` on the unknowns.
+
+        Vectors and blocks go to the device in the solver's dtype and come back as float64
+        numpy arrays (a host round trip per product on CUDA). For ``fcg`` the map is only
+        linear if the preconditioner given was.
+
+        Raises
+        ------
+        InvalidInputError
+            The solver has no preconditioner (``cg`` without ``preconditioner=``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scipy.sparse as sp
+        >>> M = JacobiPCGSolver(sp.diags([2.0, 4.0]).tocsr()).aspreconditioner()
+        >>> M @ np.ones(2)
+        array([0.5 , 0.25])
+        """
+        if self.precond is None:
+            raise InvalidInputError(
+                f"{self.name} without a preconditioner is not a fixed linear map (CG depends "
+                "nonlinearly on b), so it has no M= to hand out; build it with "
+                "preconditioner=... or use pcg-jacobi, ic-pcg, amg-sa-pcg or mgpc-pcg"
+            )
+        op, apply, n = self.op, self.precond, self.op.num_unknowns
+
+        def product(v: np.ndarray) -> np.ndarray:
+            u = torch.as_tensor(np.asarray(v, dtype=np.float64), device=op.device)
+            block = u.to(op.dtype).reshape(n, -1)
+            with torch.no_grad():
+                out = op.from_internal(apply(op.to_internal(block), block.shape[1] == 1))
+            return out.detach().cpu().double().numpy().reshape(u.shape)
+
+        return BlockOperator(n, product)
+
     def _solve(
         self,
         b: Any,
@@ -106,7 +146,7 @@ class _TorchKrylov(Solver):
         maxiter: int | None,
         callback: Callable[[Any], None] | None,
     ) -> SolveResult:
-        # maxiter defaults to 10 n; x comes back in the solver's dtype.
+        # maxiter defaults to 10 n.
         with torch.no_grad():  # a solve is never part of an autograd graph
             return Run(self, b, x0, rtol, atol, maxiter, callback).iterate()
 
@@ -158,8 +198,10 @@ class CGSolver(_TorchKrylov):
 
     Notes
     -----
-    :meth:`solve` iterates at most ``10 n`` times unless ``maxiter`` says otherwise, and
-    returns ``x`` in the solver's dtype.
+    :meth:`solve` iterates at most ``10 n`` times unless ``maxiter`` says otherwise. It
+    iterates in the solver's ``dtype`` and returns ``x`` as the type and device of ``b``, in
+    the narrower of the two dtypes: a float32 ``b`` gets a float32 ``x`` from a float64
+    iteration, and ``dtype=torch.float32`` a float32 ``x``.
 
     Examples
     --------
@@ -214,8 +256,14 @@ class JacobiPCGSolver(_TorchKrylov):
 
     name = "pcg-jacobi"
 
-    def __init__(self, A: Any, **options: Any) -> None:
-        options.pop("preconditioner", None)
+    def __init__(self, A: Any, *, preconditioner: Any = None, **options: Any) -> None:
+        if preconditioner is not None and not (
+            isinstance(preconditioner, str) and preconditioner == "jacobi"
+        ):
+            raise InvalidInputError(
+                "pcg-jacobi always uses the Jacobi preconditioner; for another one use pcg "
+                "with preconditioner=... (or M=...)"
+            )
         super().__init__(A, preconditioner="jacobi", **options)
 
 
