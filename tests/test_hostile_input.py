@@ -248,7 +248,7 @@ def test_generate_onto_symlink_keeps_the_link(tmp_path, capsys):
 
 
 def test_check_output_cases(tmp_path):
-    """check_output: inputs, folders, FIFOs, dangling links, a file as folder refused."""
+    """check_output: inputs, folders, FIFOs, dangling links, missing folders refused."""
     (tmp_path / "in.npy").write_text("x")
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -259,14 +259,12 @@ def test_check_output_cases(tmp_path):
         tmp_path: "is a directory",
         fifo: "is a FIFO",
         dangling: "dangling symlink",
-        tmp_path / "in.npy" / "x.npy": "not a directory",
+        tmp_path / "no" / "x.npy": "does not exist",
     }
     for path, text in cases.items():
         with pytest.raises(InvalidInputError, match=text):
             check_output(path, inputs=[tmp_path / "in.npy"], overwrite=True)
     assert check_output(tmp_path / "new.npy") == tmp_path / "new.npy"
-    # a folder that does not exist yet is made by the writer
-    assert check_output(tmp_path / "new" / "deeper" / "x.npy").name == "x.npy"
 
 
 # ------------------------------------------------------------------------- reading files

@@ -157,6 +157,7 @@ def test_train_sfno_summary_names_and_refine_saves(tmp_path, capsys):
     assert {"val_l2", "val_h1"} <= set(epoch)
 
     figure = tmp_path / "figs" / "refined.svg"
+    figure.parent.mkdir()  # outputs go into existing folders (a typo makes no new tree)
     predictions = tmp_path / "pred.npz"
     argv = ["refine", str(run / "model.pt"), "--data", str(test), "--steps", "2", "-q"]
     argv += ["--predictions", str(predictions), "--figure", str(figure), "--format", "svg"]

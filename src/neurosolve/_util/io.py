@@ -195,9 +195,9 @@ def check_output(
     Refused, each with one line naming the path: writing onto one of the command's
     ``inputs`` (the same file, also through another name or a link), onto an existing node
     that is not a regular file (a directory, a character or block device, a FIFO, a
-    socket), under a path whose folder part is a file, and over an existing file unless
-    ``overwrite``. Missing folders are fine: the writers create them. A symlink to a regular file counts as that file: writers replace the
-    link's target and keep the link.
+    socket), into a folder that does not exist (a mistyped folder makes no new tree), and
+    over an existing file unless ``overwrite``. A symlink to a regular file counts as that
+    file: writers replace the link's target and keep the link.
 
     Parameters
     ----------
@@ -247,11 +247,8 @@ def check_output(
     except FileNotFoundError:
         if path.is_symlink():
             raise InvalidInputError(f"{what} {path} is a dangling symlink") from None
-        folder = path.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not folder.is_dir():
-            raise InvalidInputError(f"{what} {path}: {folder} is not a folder") from None
+        if not path.parent.is_dir():
+            raise InvalidInputError(f"{what} folder {path.parent} does not exist") from None
         return path
     except OSError as exc:
         raise InvalidInputError(f"{what} {path}: {exc.strerror.lower()}") from None
