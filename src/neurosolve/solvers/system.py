@@ -21,7 +21,7 @@ import scipy.sparse.linalg as spla
 
 from neurosolve.errors import InvalidInputError
 
-__all__ = ["PreparedSystem", "check_vector", "prepare_system"]
+__all__ = ["PreparedSystem", "check_vector", "prepare_system", "rhs_scales"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ def prepare_system(
     if sp.issparse(A) or isinstance(A, np.ndarray) or _is_array_like(A):
         matrix = A if sp.issparse(A) else np.asarray(A)
         _check_square(matrix.shape, name)
+        if sp.issparse(matrix):  # before any arithmetic: a bad index array can crash scipy
+            _check_structure(matrix, name)
         kind = np.dtype(matrix.dtype).kind
         if kind == "c":
             raise InvalidInputError(f"{name} is complex; only real SPD systems are supported")
@@ -158,6 +160,95 @@ def prepare_system(
         f"{name} must be a LinearSystem, a scipy sparse matrix, a LinearOperator, a dense "
         f"array or a StencilOperator; got {type(A).__name__}"
     )
+
+
+def _check_index_array(values: Any, bound: int, what: str, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise InvalidInputError(f"{name}: {what} must be a 1-D integer array, got {arr.dtype}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= bound):
+        raise InvalidInputError(
+            f"{name}: {what} out of range [0, {bound}) (min {int(arr.min())}, max "
+            f"{int(arr.max())}); the sparse structure is corrupt"
+        )
+    return arr
+
+
+def _check_structure(matrix: Any, name: str) -> None:
+    """Refuse a scipy sparse matrix whose index arrays do not describe its shape.
+
+    scipy trusts ``indptr`` / ``indices`` (and COO ``row`` / ``col``) without checking, and
+    its compiled kernels read out of bounds on a hand-built matrix with an index past the
+    shape: checked here with numpy only, before anything touches the entries.
+    """
+    rows, cols = (int(v) for v in matrix.shape)
+    fmt = matrix.format
+    if fmt == "coo":
+        nnz = len(np.asarray(matrix.data))
+        for attr, bound in (("row", rows), ("col", cols)):
+            arr = _check_index_array(getattr(matrix, attr), bound, f"{attr} index", name)
+            if arr.size != nnz:
+                raise InvalidInputError(
+                    f"{name}: {arr.size} {attr} indices for {nnz} stored values"
+                )
+        return
+    if fmt not in ("csr", "csc", "bsr"):
+        return  # dok, lil, dia: built by scipy itself, consistent by construction
+    block = matrix.blocksize if fmt == "bsr" else (1, 1)
+    major, minor = (cols, rows) if fmt == "csc" else (rows // block[0], cols // block[1])
+    indptr = np.asarray(matrix.indptr)
+    if indptr.ndim != 1 or indptr.dtype.kind not in "iu" or indptr.size != major + 1:
+        raise InvalidInputError(
+            f"{name}: indptr has {indptr.size} entries of dtype {indptr.dtype}; a "
+            f"{fmt.upper()} matrix of shape {(rows, cols)} needs {major + 1} integers"
+        )
+    steps = np.diff(indptr)
+    if int(indptr[0]) != 0 or (steps.size and int(steps.min()) < 0):
+        raise InvalidInputError(f"{name}: indptr must start at 0 and never decrease")
+    indices = np.asarray(matrix.indices)
+    stored = len(np.asarray(matrix.data))
+    if int(indptr[-1]) > min(indices.size, stored):
+        raise InvalidInputError(
+            f"{name}: indptr ends at {int(indptr[-1])} but there are {indices.size} indices "
+            f"and {stored} stored values"
+        )
+    what = "row index" if fmt == "csc" else "column index"
+    _check_index_array(indices[: int(indptr[-1])], minor, what, name)
+
+
+def rhs_scales(maxabs: Any) -> np.ndarray:
+    """Powers of two that bring right-hand sides of any magnitude into a safe range.
+
+    Squares of entries beyond about 1e154 overflow and those below about 1e-162 underflow,
+    so ``||b||`` and every inner product of an iteration do too. A solver divides each
+    column of ``b`` by its scale (and ``x0``, ``atol`` alike), iterates on the scaled
+    system and multiplies ``x`` back. Powers of two scale exactly: for a column whose
+    largest entry lies in ``[2^-24, 2^24]`` the scale is 1, and any other column runs the
+    same iteration bit for bit as one of unit size would.
+
+    Parameters
+    ----------
+    maxabs : array_like
+        ``max |b_j|`` per column (non-negative; zero for a zero column).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 scales ``s_j``, powers of two, with ``max |b_j| / s_j`` in ``[0.5, 1)``
+        where a column needs scaling, else 1.
+
+    Examples
+    --------
+    >>> m = np.array([1.0, 2.0**100, 0.0, 1e-300])
+    >>> (m / rhs_scales(m)).tolist()
+    [1.0, 0.5, 0.0, 0.669...]
+    """
+    m = np.asarray(maxabs, dtype=np.float64).reshape(-1)
+    out = np.ones_like(m)
+    wild = np.isfinite(m) & (m > 0) & ((m > 2.0**24) | (m < 2.0**-24))
+    _, exponent = np.frexp(m[wild])
+    out[wild] = np.ldexp(1.0, exponent)
+    return out
 
 
 def _torch_matrix_to_host(A: Any) -> Any:
