@@ -138,6 +138,8 @@ def _takes_device(method: str) -> bool:
 
     from neurosolve.solvers.registry import get_factory
 
+    if getattr(get_factory(method), "cpu_only", False):  # host methods take b off a GPU
+        return False
     try:
         params = inspect.signature(get_factory(method)).parameters
     except (TypeError, ValueError):

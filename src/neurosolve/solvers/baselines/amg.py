@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.baselines.common import Baseline, Column
+from neurosolve.solvers.baselines.common import Baseline, Column, _check_cpu
 from neurosolve.solvers.baselines.scipy_cg import ScipyCGDriver
 from neurosolve.solvers.result import Status, stopping_threshold
 
@@ -44,13 +44,19 @@ class _Hierarchy:
         history: str = "true",
         max_restarts: int = 3,
         check_symmetry: bool = True,
+        device: Any = None,
     ) -> None:
+        _check_cpu(self.name, device)  # before the (possibly long) hierarchy setup
         self.amg_options = dict(amg_options or {})
         if cycle not in ("V", "W", "F"):
             raise InvalidInputError(f"cycle must be 'V', 'W' or 'F', got {cycle!r}")
         self.cycle = cycle
         super().__init__(
-            A, history=history, max_restarts=max_restarts, check_symmetry=check_symmetry
+            A,
+            history=history,
+            max_restarts=max_restarts,
+            check_symmetry=check_symmetry,
+            device=device,
         )
 
     def _build_hierarchy(self, options: dict[str, Any]) -> Any:

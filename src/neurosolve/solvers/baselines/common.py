@@ -21,7 +21,7 @@ from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.result import SolveInfo, SolveResult, Status
-from neurosolve.solvers.system import check_vector, prepare_system
+from neurosolve.solvers.system import check_vector, prepare_system, rhs_scales
 
 __all__ = ["Baseline", "Column"]
 
@@ -46,6 +46,8 @@ class Column:
         Seconds since the start of the column at each entry of ``residuals``.
     restarts : int
         Restarts after a false convergence of the library's iteration.
+    detail : str or None
+        What went wrong, beyond the status (``SolveInfo.detail``).
     stats : dict
         Further :class:`~neurosolve.solvers.result.SolveInfo` fields of the method.
     """
@@ -58,6 +60,7 @@ class Column:
     times: Any = field(default_factory=list)
     restarts: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
 
     @classmethod
     def zero(cls, b: np.ndarray) -> Column:
@@ -80,9 +83,20 @@ class Baseline(Solver):
         residual did not (then ``Status.STAGNATION``).
     check_symmetry : bool
         Check symmetry / positive diagonal of ``A`` at construction.
+    device : str or torch.device, optional
+        Accepted for a uniform interface, but only ``"cpu"`` (or None): scipy and pyamg
+        run on the host; any other device is refused with :class:`InvalidInputError`.
+
+    Notes
+    -----
+    Each column of ``b`` whose entries are beyond ``2^24`` or below ``2^-24`` in magnitude
+    is solved scaled by a power of two (with ``x0`` and ``atol``) and ``x`` scaled back, so
+    that norms and inner products neither overflow nor underflow.
     """
 
     name: ClassVar[str] = "baseline"
+    #: scipy / pyamg: host only (:func:`neurosolve.solve` never passes a tensor's device).
+    cpu_only: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -91,7 +105,9 @@ class Baseline(Solver):
         history: str = "true",
         max_restarts: int = 3,
         check_symmetry: bool = True,
+        device: Any = None,
     ) -> None:
+        _check_cpu(self.name, device)
         if history not in ("true", "cheap"):
             raise InvalidInputError(f"history must be 'true' or 'cheap', got {history!r}")
         self.max_restarts = integer(max_restarts, "max_restarts", minimum=0)
@@ -134,13 +150,19 @@ class Baseline(Solver):
         b, x0 = self._host_inputs(b, x0)
         t0 = time.perf_counter()
         if b.ndim == 1:
-            col = self._solve_one(b, x0, rtol, atol, maxiter, callback)
+            col = self._solve_column(b, x0, rtol, atol, maxiter, callback)
             x, status, iterations, matvecs = col.x, col.status, col.iterations, col.matvecs
             residuals = np.asarray(col.residuals)
-            info = SolveInfo(method=self.name, times=col.times, restarts=col.restarts, **col.stats)
+            info = SolveInfo(
+                method=self.name,
+                times=col.times,
+                restarts=col.restarts,
+                detail=col.detail,
+                **col.stats,
+            )
         else:
             cols = [
-                self._solve_one(
+                self._solve_column(
                     b[:, j], None if x0 is None else x0[:, j], rtol, atol, maxiter, callback
                 )
                 for j in range(b.shape[1])
@@ -155,6 +177,8 @@ class Baseline(Solver):
                 column_status=[c.status.value for c in cols],
                 column_iterations=[c.iterations for c in cols],
                 times=[c.times for c in cols],
+                detail="; ".join(f"column {j}: {c.detail}" for j, c in enumerate(cols) if c.detail)
+                or None,
             )
         if is_torch:
             import torch
@@ -184,6 +208,36 @@ class Baseline(Solver):
                 raise InvalidInputError(f"x0 has shape {x0.shape} but b has shape {b.shape}")
         return b, x0
 
+    def _solve_column(
+        self,
+        b: np.ndarray,
+        x0: np.ndarray | None,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[np.ndarray], None] | None,
+    ) -> Column:
+        """:meth:`_solve_one` on ``b`` scaled into a safe range; never converged with NaN."""
+        s = float(rhs_scales([np.max(np.abs(b))])[0])
+        if s == 1.0:
+            col = self._solve_one(b, x0, rtol, atol, maxiter, callback)
+        else:
+            inner = None if callback is None else (lambda xk: callback(xk * s))
+            x0s = None if x0 is None else x0 / s
+            col = self._solve_one(b / s, x0s, rtol, atol / s, maxiter, inner)
+            with np.errstate(over="ignore"):  # an x beyond float64 is reported below
+                col.x = col.x * s
+                if "pyamg_residuals" in col.stats:  # absolute norms: in the user's units
+                    col.stats["pyamg_residuals"] = col.stats["pyamg_residuals"] * s
+        final = float(np.asarray(col.residuals, dtype=np.float64)[-1])
+        if not (np.isfinite(final) and np.isfinite(col.x).all()):
+            col.status = Status.NONFINITE
+            col.detail = col.detail or (
+                "the solution or its final residual is NaN or Inf"
+                + ("" if np.isfinite(col.x).all() else " (x overflows float64)")
+            )
+        return col
+
     def _solve_one(
         self,
         b: np.ndarray,
@@ -197,6 +251,19 @@ class Baseline(Solver):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n}, setup={self.setup_seconds:.3g}s)"
+
+
+def _check_cpu(name: str, device: Any) -> None:
+    """Refuse any device but the CPU for a host method."""
+    if device is None:
+        return
+    kind = str(device).split(":")[0].strip().lower()
+    if kind != "cpu":
+        raise InvalidInputError(
+            f"{name} runs on the CPU only (scipy/pyamg); got device={str(device)!r}. Leave "
+            "the device out, or use a torch method on that device: cg, pcg, pcg-jacobi, fcg, "
+            "mgpc-pcg, dcdm"
+        )
 
 
 def _stack_histories(histories: list[Any]) -> np.ndarray:

@@ -392,7 +392,10 @@ class DCDMSolver(Solver):
         """
         bnorm = torch.linalg.vector_norm(B, dim=0)
         thresholds = torch.tensor(
-            [stopping_threshold(float(v), rtol, atol / float(s)) for v, s in zip(bnorm, scale)],
+            [
+                stopping_threshold(float(v), rtol, atol / float(s))
+                for v, s in zip(bnorm, scale, strict=True)
+            ],
             device=self.device,
             dtype=torch.float64,
         )

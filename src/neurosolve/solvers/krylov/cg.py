@@ -290,7 +290,10 @@ class Run:
         self.bnorm = bnorm
         self.bscale = np.where(bnorm > 0, bnorm, 1.0)
         self.thr = np.array(
-            [stopping_threshold(float(v), rtol, atol / s) for v, s in zip(bnorm, self.scale)]
+            [
+                stopping_threshold(float(v), rtol, atol / s)
+                for v, s in zip(bnorm, self.scale, strict=True)
+            ]
         )
         self.matvecs = 0
         self.verify_matvecs = 0

@@ -138,8 +138,8 @@ class MGPCSolver(Solver):
         **options: Any,
     ) -> None:
         from neurosolve.solvers.krylov import PCGSolver
-        from neurosolve.solvers.system import prepare_system
         from neurosolve.solvers.stencil import StencilOperator
+        from neurosolve.solvers.system import prepare_system
 
         dtype = float_dtype(dtype)
         prepared = prepare_system(A)
