@@ -97,6 +97,8 @@ class Baseline(Solver):
     name: ClassVar[str] = "baseline"
     #: scipy / pyamg: host only (:func:`neurosolve.solve` never passes a tensor's device).
     cpu_only: ClassVar[bool] = True
+    #: Set at setup when it proved ``A`` not SPD; every solve then reports BREAKDOWN with it.
+    premise: str | None = None
 
     def __init__(
         self,
@@ -232,10 +234,12 @@ class Baseline(Solver):
         final = float(np.asarray(col.residuals, dtype=np.float64)[-1])
         if not (np.isfinite(final) and np.isfinite(col.x).all()):
             col.status = Status.NONFINITE
-            col.detail = col.detail or (
-                "the solution or its final residual is NaN or Inf"
-                + ("" if np.isfinite(col.x).all() else " (x overflows float64)")
-            )
+            col.detail = col.detail or "the solution or its final residual is NaN or Inf"
+        if self.premise and col.status is not Status.BREAKDOWN:
+            # never "converged" (nor a plain maxiter) on a matrix shown not to be SPD
+            nonfinite = col.status is Status.NONFINITE
+            col.detail = f"{col.detail}; {self.premise}" if nonfinite else self.premise
+            col.status = col.status if nonfinite else Status.BREAKDOWN
         return col
 
     def _solve_one(
