@@ -180,10 +180,6 @@ CLI_CASES: list[CliCase] = [
         (*SOLVE, "{indefinite}"),
         "not positive definite",
         code=1,
-        xfail="amg-sa-pcg (and ic-pcg, scipy-cg) reach the tolerance on an indefinite matrix "
-        "and report plain 'converged' (the x is a true solution, but the SPD method's premise "
-        "is silently false); krylov.py could flag a negative Ritz value of the Lanczos "
-        "tridiagonal it already builds for the condition estimate (warn or BREAKDOWN)",
     ),
     C(
         "singular",
