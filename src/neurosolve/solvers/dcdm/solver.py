@@ -21,6 +21,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
+from neurosolve._util.validate import float_dtype
 from neurosolve.checkpoint import load_shipped
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
@@ -124,6 +125,9 @@ def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
         if grid is None and flags is None:
             if system.grid is None:
                 _refuse(system.name or "this matrix")
+            from neurosolve.data import check_spd_matrix
+
+            check_spd_matrix(system.A, name="the DCDM matrix")  # symmetric, positive diagonal
             return system
         matrix = system.A
     else:
@@ -231,8 +235,8 @@ class DCDMSolver(Solver):
             raise InvalidInputError(f"k must be >= 0, got {k}")
         self.k = int(k)
         self.device = resolve_device(device)
-        self.dtype = dtype
-        self.network_dtype = network_dtype
+        self.dtype = dtype = float_dtype(dtype)  # "float32" as well as torch.float32
+        self.network_dtype = network_dtype = float_dtype(network_dtype)
         self.system = _grid_system(A, grid, flags)
         self.grid = self.system.grid
         self.operator = StencilOperator.from_system(self.system, device=self.device, dtype=dtype)

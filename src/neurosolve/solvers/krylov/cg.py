@@ -590,12 +590,8 @@ class Run:
             self.stop(bad, Status.NONFINITE)
             self.detail = "the final residual is NaN or Inf"
         x_user = self.to_user(self.x)
-        if self.scaled and not bool(torch.isfinite(torch.as_tensor(x_user)).all()):
-            self.stop(np.ones(self.k, dtype=bool), Status.NONFINITE)
-            self.detail = (
-                f"the solution overflows {str(self.dtype).replace('torch.', '')} once scaled "
-                "back to the size of b; solve in float64"
-            )
+        if self.scaled:
+            self._check_range()
         overall = Status.from_severity(int(self.status.min())) if self.k else Status.CONVERGED
         return SolveResult(
             x=x_user,
@@ -607,6 +603,24 @@ class Run:
             matvecs=self.matvecs,
             info=self._info(),
         )
+
+    def _check_range(self) -> None:
+        """NONFINITE where the scaled-back ``x`` over- or underflows the working precision.
+
+        A float32 ``x`` of a right-hand side of 1e-162 would be rounded to zero (and one of
+        1e155 to Inf): then the solve is not what it claims, whatever the scaled residual.
+        """
+        info = torch.finfo(self.dtype)
+        xmax = self.x.abs().amax(dim=0).to(torch.float64).cpu().numpy() * self.scale
+        low, high = info.tiny / info.eps, info.max
+        bad = (xmax > high) | ((xmax > 0) & (xmax < low)) | ~np.isfinite(xmax)
+        if bad.any():
+            self.stop(bad, Status.NONFINITE)
+            name = str(self.dtype).replace("torch.", "")
+            self.detail = (
+                f"the solution, of magnitude {float(np.max(xmax[bad])):.3e}, is outside the "
+                f"range of {name} once scaled back to the size of b; solve in float64"
+            )
 
     def _info(self) -> SolveInfo:
         s = self.s
