@@ -612,7 +612,8 @@ class Run:
         """
         info = torch.finfo(self.dtype)
         xmax = self.x.abs().amax(dim=0).to(torch.float64).cpu().numpy() * self.scale
-        low, high = info.tiny / info.eps, info.max
+        # below the smallest normal number, rounding is no longer relative to the size
+        low, high = info.tiny, info.max
         bad = (xmax > high) | ((xmax > 0) & (xmax < low)) | ~np.isfinite(xmax)
         if bad.any():
             self.stop(bad, Status.NONFINITE)
