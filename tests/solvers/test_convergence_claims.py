@@ -90,12 +90,27 @@ def test_safe_norm_and_relative_residual_do_not_overflow():
     assert relative_residual(A, np.full(3, 1e200), np.full(3, 2e200)) == pytest.approx(0.5)
 
 
-def test_float32_x_out_of_range_is_not_converged():
-    system = poisson((8, 8))
-    b = np.ones(system.n) * 1e-162
-    result = solve(system, b, method="cg", dtype=torch.float32)
+@pytest.mark.parametrize("scale", [1e-162, 1e155])
+@pytest.mark.parametrize("method", ["cg", "fcg", "mgpc-pcg", "dcdm"])
+def test_float32_x_out_of_range_is_not_converged(method, scale):
+    # x of 1e-162 rounds to zero in float32, x of 1e155 to Inf
+    system = _system(method)
+    b = np.ones(system.n) * scale
+    result = solve(system, b, method=method, dtype=torch.float32, **_options(method))
     assert result.status is Status.NONFINITE
-    assert "float32" in result.reason
+    assert "outside the range of float32" in result.reason or "NaN or Inf" in result.reason
+
+
+@pytest.mark.parametrize("method", ["cg", "scipy-cg", "amg-sa", "ic-pcg", "dcdm"])
+def test_subnormal_x_is_not_converged(method):
+    # b of 1e-318 is subnormal: x scaled back keeps only a few bits (residual ~3e-4)
+    system = _system(method)
+    b = np.random.default_rng(0).standard_normal(system.n) * 1e-318
+    result = solve(system, b, method=method, rtol=1e-6)
+    assert not result.converged
+    assert "outside the range of float64" in result.reason
+    if not result.converged:
+        assert relative_residual(system.A, result.x, b) > 1e-6
 
 
 @pytest.mark.parametrize("method", ["fcg", "pcg-jacobi", "cg"])

@@ -247,7 +247,7 @@ def rhs_scales(maxabs: Any) -> np.ndarray:
     out = np.ones_like(m)
     wild = np.isfinite(m) & (m > 0) & ((m > 2.0**24) | (m < 2.0**-24))
     _, exponent = np.frexp(m[wild])
-    out[wild] = np.ldexp(1.0, exponent)
+    out[wild] = np.ldexp(1.0, np.minimum(exponent, 1023))  # 2^1024 would be Inf
     return out
 
 

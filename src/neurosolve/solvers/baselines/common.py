@@ -20,7 +20,13 @@ import scipy.sparse as sp
 from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.base import Solver
-from neurosolve.solvers.result import SolveInfo, SolveResult, Status
+from neurosolve.solvers.result import (
+    SolveInfo,
+    SolveResult,
+    Status,
+    safe_norm,
+    stopping_threshold,
+)
 from neurosolve.solvers.system import check_vector, prepare_system, rhs_scales
 
 __all__ = ["Baseline", "Column"]
@@ -231,6 +237,8 @@ class Baseline(Solver):
                 col.x = col.x * s
                 if "pyamg_residuals" in col.stats:  # absolute norms: in the user's units
                     col.stats["pyamg_residuals"] = col.stats["pyamg_residuals"] * s
+            if col.status is Status.CONVERGED:
+                self._check_scaled_back(col, b / s, s, rtol, atol)
         final = float(np.asarray(col.residuals, dtype=np.float64)[-1])
         if not (np.isfinite(final) and np.isfinite(col.x).all()):
             col.status = Status.NONFINITE
@@ -241,6 +249,27 @@ class Baseline(Solver):
             col.detail = f"{col.detail}; {self.premise}" if nonfinite else self.premise
             col.status = col.status if nonfinite else Status.BREAKDOWN
         return col
+
+    def _check_scaled_back(
+        self, col: Column, b_scaled: np.ndarray, s: float, rtol: float, atol: float
+    ) -> None:
+        """Recheck a converged column on its ``x`` rounded in the user's units.
+
+        ``x * s`` may overflow or fall below the normal range of float64 (losing its
+        digits); the residual of that rounded ``x``, divided by ``s`` again (exact), must
+        still meet the threshold, or the column is NONFINITE.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            back = col.x / s
+            rnorm = safe_norm(b_scaled - self.A @ back) if np.isfinite(back).all() else np.inf
+        bnorm = safe_norm(b_scaled)
+        if not rnorm <= stopping_threshold(bnorm, rtol, atol / s):
+            col.status = Status.NONFINITE
+            col.residuals = [*list(col.residuals)[:-1], rnorm / bnorm]
+            col.detail = (
+                "the solution is outside the range of float64 once scaled back to the size "
+                "of b (its entries over- or underflow); solve a rescaled system"
+            )
 
     def _solve_one(
         self,

@@ -352,6 +352,19 @@ class DCDMSolver(Solver):
         if not (bool(torch.isfinite(X).all()) and np.isfinite(residuals[-1]).all()):
             run.status = Status.NONFINITE
             detail = "the solution or its residual is NaN or Inf"
+        elif run.status is Status.CONVERGED and bool((scale != 1).any()):
+            # x rounded in the user's units may over- or underflow: recheck that x, exactly
+            # rescaled, against the thresholds
+            back = X.double() / scale
+            true = torch.linalg.vector_norm(run.B64 - self.operator64.matvec(back), dim=0)
+            run.matvecs += 1
+            if not bool((true <= run.thresholds).all()):
+                run.status = Status.NONFINITE
+                detail = (
+                    "the solution is outside the range of "
+                    f"{str(self.dtype).replace('torch.', '')} once scaled back to the size of b "
+                    "(its entries over- or underflow); solve a rescaled system"
+                )
         return SolveResult(
             x=restore(X[:, 0] if single else X),
             status=run.status,

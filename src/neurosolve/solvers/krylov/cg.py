@@ -578,6 +578,8 @@ class Run:
         if need.any():
             cols = np.flatnonzero(need)
             self.final_true[cols] = self.true_residual64(cols)
+        if self.scaled:
+            self._check_scaled_back()
         hist_arr = np.array(self.hist)
         for j in range(self.k):  # last entry of each column: its true final residual
             hist_arr[self.stop_it[j] :, j] = self.final_true[j] / self.bscale[j]
@@ -588,10 +590,8 @@ class Run:
         bad = ~np.isfinite(self.final_true)
         if bad.any():
             self.stop(bad, Status.NONFINITE)
-            self.detail = "the final residual is NaN or Inf"
+            self.detail = self.detail or "the final residual is NaN or Inf"
         x_user = self.to_user(self.x)
-        if self.scaled:
-            self._check_range()
         overall = Status.from_severity(int(self.status.min())) if self.k else Status.CONVERGED
         return SolveResult(
             x=x_user,
@@ -604,23 +604,35 @@ class Run:
             info=self._info(),
         )
 
-    def _check_range(self) -> None:
-        """NONFINITE where the scaled-back ``x`` over- or underflows the working precision.
+    def _check_scaled_back(self) -> None:
+        """Recheck converged columns on the ``x`` the user gets, rounded in the user's units.
 
-        A float32 ``x`` of a right-hand side of 1e-162 would be rounded to zero (and one of
-        1e155 to Inf): then the solve is not what it claims, whatever the scaled residual.
+        Scaled back to the size of ``b``, ``x`` may leave the range of the working
+        precision: Inf above it, zero or subnormal (a few bits left) below it. The residual
+        of that rounded ``x`` (divided by the same power of two again, which is exact) is
+        what must meet the threshold; columns where it does not become NONFINITE.
         """
-        info = torch.finfo(self.dtype)
-        xmax = self.x.abs().amax(dim=0).to(torch.float64).cpu().numpy() * self.scale
-        # below the smallest normal number, rounding is no longer relative to the size
-        low, high = info.tiny, info.max
-        bad = (xmax > high) | ((xmax > 0) & (xmax < low)) | ~np.isfinite(xmax)
+        conv = np.flatnonzero(self.status == Status.CONVERGED.severity)
+        if conv.size == 0:
+            return
+        scale = torch.as_tensor(self.scale[conv], device=self.device)
+        x = self.x[:, conv].to(torch.float64)
+        with torch.no_grad():
+            returned = ((x * scale).to(self.dtype).to(torch.float64)) / scale
+        self.verify_matvecs += conv.size
+        self.matvecs += conv.size
+        r = self.b64[:, conv] - self.s.op64.apply_internal(returned)
+        tn = _colnorm(r).cpu().numpy().astype(np.float64)
+        bad = ~(tn <= self.thr[conv])
         if bad.any():
-            self.stop(bad, Status.NONFINITE)
+            cols = conv[bad]
+            self.stop(np.isin(np.arange(self.k), cols), Status.NONFINITE)
+            self.final_true[cols] = tn[bad]
             name = str(self.dtype).replace("torch.", "")
             self.detail = (
-                f"the solution, of magnitude {float(np.max(xmax[bad])):.3e}, is outside the "
-                f"range of {name} once scaled back to the size of b; solve in float64"
+                f"the solution is outside the range of {name} once scaled back to the size of "
+                f"b (its entries over- or underflow); solve a rescaled system"
+                + (" or in float64" if name != "float64" else "")
             )
 
     def _info(self) -> SolveInfo:
