@@ -245,3 +245,30 @@ def test_corrupt_csc_and_coo_are_refused():
     O.col = np.array([0, 1, 4], dtype=O.col.dtype)
     with pytest.raises(InvalidInputError, match="col index out of range"):
         solve(O, np.ones(3), method="scipy-cg")
+
+
+def test_dcdm_refuses_a_nonsymmetric_linear_system_and_takes_dtype_names():
+    from neurosolve.solvers.dcdm import DCDMSolver
+
+    system = poisson((4, 4, 4))
+    A = system.A.tolil()
+    A[0, 1] *= 1.5
+    with pytest.raises(InvalidInputError, match="not symmetric"):
+        DCDMSolver(LinearSystem(A=A.tocsr(), grid=system.grid))
+    assert DCDMSolver(system, dtype="float32").dtype == torch.float32
+
+
+def test_float64_twin_uses_the_original_coefficients():
+    from neurosolve.solvers.krylov.operators import as_torch_operator, float64_twin
+
+    system = poisson((6, 6), coefficient=np.exp(np.random.default_rng(1).uniform(-3, 3, (6, 6))))
+    op32 = as_torch_operator(system, dtype=torch.float32)
+    twin = float64_twin(op32, prepare_system(system))
+    u = np.random.default_rng(2).standard_normal(system.n)
+    v = torch.as_tensor(u).reshape(-1, 1)
+    exact = torch.as_tensor(system.A @ u).reshape(-1, 1)
+    got = twin.from_internal(twin.apply_internal(twin.to_internal(v)))
+    rounded = op32.from_internal(op32.apply_internal(op32.to_internal(v.float()))).double()
+    size = float(exact.abs().max())
+    assert float((got - exact).abs().max()) <= 1e-13 * size
+    assert float((rounded - exact).abs().max()) > 1e-9 * size  # what it used to check with
