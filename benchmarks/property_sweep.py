@@ -71,13 +71,13 @@ def run(count: int, seed: int) -> dict:
 def table(summary: dict) -> str:
     """The outcomes per method as a text table."""
     kinds = ("spd", "indefinite", "nonsymmetric")
-    lines = [f"{'method':<16}" + "".join(f"{k:<40}" for k in kinds)]
+    lines = [f"{'method':<16}" + "".join(f"{k:<48}" for k in kinds)]
     for method, counts in summary["outcomes"].items():
         cells = []
         for kind in kinds:
             parts = sorted((o.split(":", 1)[1], n) for o, n in counts.items() if o.startswith(kind))
             cells.append(", ".join(f"{o} {n}" for o, n in parts))
-        lines.append(f"{method:<16}" + "".join(f"{c:<40}" for c in cells))
+        lines.append(f"{method:<16}" + "".join(f"{c:<48}" for c in cells))
     lines.append(
         f"{summary['cases']} cases (seed {summary['seed']}), {summary['violations']} "
         f"violations, {summary['total_seconds']} s"
