@@ -55,10 +55,16 @@ def _check_shape(shape, name: str) -> tuple[int, int]:
     return rows, cols
 
 
-def _check_compressed(indptr, indices, data, shape: tuple[int, int], name: str) -> None:
-    """The CSR (or CSC) invariants scipy's kernels rely on, checked with numpy only."""
+def _check_compressed(
+    indptr, indices, data, shape: tuple[int, int], name: str, minor_name: str = "column"
+) -> None:
+    """The CSR (or CSC) invariants scipy's kernels rely on, checked with numpy only.
+
+    ``shape`` is (major, minor): (rows, columns) for CSR, (columns, rows) for CSC, whose
+    ``indices`` are row indices (``minor_name="row"``).
+    """
     indptr = _check_index_array(indptr, name, "indptr")
-    indices = _check_index_array(indices, name, "column indices")
+    indices = _check_index_array(indices, name, f"{minor_name} indices")
     data = np.asarray(data)
     major, minor = shape
     if indptr.size != major + 1:
@@ -67,7 +73,7 @@ def _check_compressed(indptr, indices, data, shape: tuple[int, int], name: str) 
         )
     if data.ndim != 1 or data.size != indices.size:
         raise InvalidInputError(
-            f"{name}: {data.size} values for {indices.size} column indices (data shape "
+            f"{name}: {data.size} values for {indices.size} {minor_name} indices (data shape "
             f"{data.shape})"
         )
     if int(indptr[0]) != 0 or int(indptr[-1]) != indices.size:
@@ -84,7 +90,7 @@ def _check_compressed(indptr, indices, data, shape: tuple[int, int], name: str) 
         if lo < 0 or hi >= minor:
             bad = lo if lo < 0 else hi
             raise InvalidInputError(
-                f"{name}: column index {bad} is outside 0..{minor - 1} (shape {shape})"
+                f"{name}: {minor_name} index {bad} is outside 0..{minor - 1} (shape {shape})"
             )
 
 
@@ -144,7 +150,9 @@ def check_csr_structure(A, name: str = "matrix") -> sp.csr_matrix:
         if fmt == "csc":
             major = (shape[1], shape[0])
         data = A.data if fmt != "bsr" else np.zeros(np.asarray(A.indices).size)
-        _check_compressed(A.indptr, A.indices, data, major, name)
+        _check_compressed(
+            A.indptr, A.indices, data, major, name, "row" if fmt == "csc" else "column"
+        )
     elif fmt == "coo":
         coords = getattr(A, "coords", None) or (A.row, A.col)
         for axis, idx in enumerate(coords):

@@ -144,5 +144,9 @@ def solve(
 
 def _takes_device(method: str) -> bool:
     """Whether the solver of ``method`` takes a ``device`` option (torch-based methods)."""
+    from neurosolve.solvers.registry import get_factory
+
+    if getattr(get_factory(method), "cpu_only", False):  # host methods take b off a GPU
+        return False
     names = method_options(method)
     return names is None or "device" in names

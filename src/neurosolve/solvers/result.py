@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolveInfo", "SolveResult", "Status", "stopping_threshold", "relative_residual"]
+__all__ = [
+    "SolveInfo",
+    "SolveResult",
+    "Status",
+    "relative_residual",
+    "safe_norm",
+    "stopping_threshold",
+]
 
 
 class Status(enum.Enum):
@@ -163,6 +170,10 @@ class SolveInfo(Mapping):
         Learned methods: evaluations of the network.
     k : int
         DCDM: directions kept for A-orthogonalization.
+    detail : str
+        What exactly went wrong, beyond the status's message (e.g. the iteration where
+        ``p^T A p <= 0`` showed the matrix is not positive definite); part of
+        :attr:`SolveResult.reason`.
     extra : dict
         Method-specific values without a field of their own (read through the same keys).
     """
@@ -191,6 +202,7 @@ class SolveInfo(Mapping):
     condition_estimate: float | None = None
     network_calls: int | None = None
     k: int | None = None
+    detail: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -305,8 +317,9 @@ class SolveResult:
 
     @property
     def reason(self) -> str:
-        """Human-readable explanation of :attr:`status`."""
-        return self.status.message
+        """Human-readable explanation of :attr:`status` (and ``info.detail`` when set)."""
+        detail = self.info.detail
+        return f"{self.status.message} ({detail})" if detail else self.status.message
 
     @property
     def final_residual(self) -> float:
@@ -355,7 +368,8 @@ def stopping_threshold(bnorm: float, rtol: float, atol: float) -> float:
 def relative_residual(A: Any, x: np.ndarray, b: np.ndarray) -> float:
     """True relative residual ``||b - A x||_2 / ||b||_2`` computed in float64.
 
-    ``A`` may be anything with ``A @ x`` (scipy sparse matrix or LinearOperator, ndarray).
+    Both norms are taken by :func:`safe_norm` (no overflow at 1e155, no underflow at
+    1e-162). ``A`` may be anything with ``A @ x`` (scipy sparse matrix or LinearOperator, ndarray).
     A zero ``b`` gives the absolute residual instead.
 
     Examples
@@ -367,6 +381,36 @@ def relative_residual(A: Any, x: np.ndarray, b: np.ndarray) -> float:
     x64 = np.asarray(x, dtype=np.float64)
     b64 = np.asarray(b, dtype=np.float64)
     r = b64 - np.asarray(A @ x64, dtype=np.float64).reshape(b64.shape)
-    bnorm = float(np.linalg.norm(b64))
-    rnorm = float(np.linalg.norm(r))
+    bnorm = safe_norm(b64)
+    rnorm = safe_norm(r)
     return rnorm / bnorm if bnorm > 0 else rnorm
+
+
+def safe_norm(v: Any) -> float:
+    """The 2-norm of ``v`` in float64, without overflow or underflow of the squares.
+
+    ``numpy.linalg.norm`` squares the entries, so a vector with entries of 1e155 has an
+    infinite norm and one with entries of 1e-170 a zero norm. Here the entries are first
+    divided by a power of two near their largest magnitude (an exact scaling), then the
+    norm is scaled back. NaN or Inf entries give NaN or Inf.
+
+    Examples
+    --------
+    >>> safe_norm(np.array([3e200, 4e200]))
+    5e+200
+    >>> safe_norm(np.array([3e-300, 4e-300]))
+    5e-300
+    >>> safe_norm(np.zeros(3))
+    0.0
+    """
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        return 0.0
+    m = float(np.max(np.abs(a)))
+    if not np.isfinite(m):
+        return float("nan") if np.isnan(a).any() else float("inf")
+    if m == 0.0:
+        return 0.0
+    _, exponent = np.frexp(m)
+    scaled = np.ldexp(a, -int(exponent))
+    return float(np.ldexp(np.sqrt(np.dot(scaled, scaled)), int(exponent)))

@@ -19,9 +19,10 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from neurosolve.data import check_csr_structure
 from neurosolve.errors import InvalidInputError
 
-__all__ = ["PreparedSystem", "check_vector", "prepare_system"]
+__all__ = ["PreparedSystem", "check_vector", "prepare_system", "rhs_scales"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ def prepare_system(
             raise InvalidInputError(f"{name} is complex; only real SPD systems are supported")
         if kind not in "fiub":
             raise InvalidInputError(f"{name} has dtype {matrix.dtype}; expected real numbers")
+        if sp.issparse(matrix):  # before any arithmetic: a bad index array can crash scipy
+            matrix = check_csr_structure(matrix, name)
         matrix = sp.csr_matrix(matrix, dtype=np.float64)
         if not np.isfinite(matrix.data).all():
             bad = int((~np.isfinite(matrix.data)).sum())
@@ -158,6 +161,41 @@ def prepare_system(
         f"{name} must be a LinearSystem, a scipy sparse matrix, a LinearOperator, a dense "
         f"array or a StencilOperator; got {type(A).__name__}"
     )
+
+
+def rhs_scales(maxabs: Any) -> np.ndarray:
+    """Powers of two that bring right-hand sides of any magnitude into a safe range.
+
+    Squares of entries beyond about 1e154 overflow and those below about 1e-162 underflow,
+    so ``||b||`` and every inner product of an iteration do too. A solver divides each
+    column of ``b`` by its scale (and ``x0``, ``atol`` alike), iterates on the scaled
+    system and multiplies ``x`` back. Powers of two scale exactly: for a column whose
+    largest entry lies in ``[2^-24, 2^24]`` the scale is 1, and any other column runs the
+    same iteration bit for bit as one of unit size would.
+
+    Parameters
+    ----------
+    maxabs : array_like
+        ``max |b_j|`` per column (non-negative; zero for a zero column).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 scales ``s_j``, powers of two, with ``max |b_j| / s_j`` in ``[0.5, 1)``
+        where a column needs scaling, else 1.
+
+    Examples
+    --------
+    >>> m = np.array([1.0, 2.0**100, 0.0, 1e-300])
+    >>> (m / rhs_scales(m)).tolist()
+    [1.0, 0.5, 0.0, 0.669...]
+    """
+    m = np.asarray(maxabs, dtype=np.float64).reshape(-1)
+    out = np.ones_like(m)
+    wild = np.isfinite(m) & (m > 0) & ((m > 2.0**24) | (m < 2.0**-24))
+    _, exponent = np.frexp(m[wild])
+    out[wild] = np.ldexp(1.0, np.minimum(exponent, 1023))  # 2^1024 would be Inf
+    return out
 
 
 def _torch_matrix_to_host(A: Any) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.baselines.common import Baseline, Column
+from neurosolve.solvers.baselines.common import Baseline, Column, _check_cpu
 from neurosolve.solvers.baselines.scipy_cg import ScipyCGDriver
 from neurosolve.solvers.result import Status, stopping_threshold
 
@@ -28,6 +28,36 @@ __all__ = [
     "SmoothedAggregationAMG",
     "SmoothedAggregationPCG",
 ]
+
+
+#: Levels with at most this many unknowns get a dense eigenvalue check at setup.
+_CHECKED_LEVEL_SIZE = 1000
+
+
+def _indefinite_level(ml: Any) -> str | None:
+    """Why the hierarchy proves ``A`` indefinite, or None.
+
+    A multigrid cycle has no ``p^T A p`` to watch, and on a matrix that is symmetric but
+    not positive definite it may still converge. Its Galerkin matrices ``P^T A P`` do
+    tell: a negative eigenvalue ``v^T P^T A P v < 0`` of any level is the negative
+    curvature ``(P v)^T A (P v) < 0`` of ``A``. Every level of at most
+    ``_CHECKED_LEVEL_SIZE`` unknowns (the finest one of a small system) is checked densely;
+    in the tests every converged run on an indefinite matrix was caught this way.
+    """
+    for number, level in enumerate(ml.levels):
+        n = level.A.shape[0]
+        if n > _CHECKED_LEVEL_SIZE:
+            continue
+        dense = level.A.toarray()
+        eigenvalues = np.linalg.eigvalsh(0.5 * (dense + dense.T))
+        lowest, top = float(eigenvalues[0]), float(np.max(np.abs(eigenvalues)))
+        if lowest < -64 * np.finfo(float).eps * top:
+            return (
+                f"level {number} of the hierarchy ({n} unknowns) has the eigenvalue "
+                f"{lowest:.3e} < 0: A is not positive definite, so the SPD premise of "
+                "the method is broken (x may still meet the tolerance, but do not trust it)"
+            )
+    return None
 
 
 class _Hierarchy:
@@ -44,13 +74,19 @@ class _Hierarchy:
         history: str = "true",
         max_restarts: int = 3,
         check_symmetry: bool = True,
+        device: Any = None,
     ) -> None:
+        _check_cpu(self.name, device)  # before the (possibly long) hierarchy setup
         self.amg_options = dict(amg_options or {})
         if cycle not in ("V", "W", "F"):
             raise InvalidInputError(f"cycle must be 'V', 'W' or 'F', got {cycle!r}")
         self.cycle = cycle
         super().__init__(
-            A, history=history, max_restarts=max_restarts, check_symmetry=check_symmetry
+            A,
+            history=history,
+            max_restarts=max_restarts,
+            check_symmetry=check_symmetry,
+            device=device,
         )
 
     def _build_hierarchy(self, options: dict[str, Any]) -> Any:
@@ -58,8 +94,11 @@ class _Hierarchy:
 
         A = self._matrix()
         if self.kind == "sa":
-            return pyamg.smoothed_aggregation_solver(A, **options)
-        return pyamg.ruge_stuben_solver(A, **options)
+            ml = pyamg.smoothed_aggregation_solver(A, **options)
+        else:
+            ml = pyamg.ruge_stuben_solver(A, **options)
+        self.premise = _indefinite_level(ml)
+        return ml
 
     def __repr__(self) -> str:
         return (

@@ -20,8 +20,14 @@ import scipy.sparse as sp
 from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.base import Solver
-from neurosolve.solvers.result import SolveInfo, SolveResult, Status
-from neurosolve.solvers.system import check_vector, prepare_system
+from neurosolve.solvers.result import (
+    SolveInfo,
+    SolveResult,
+    Status,
+    safe_norm,
+    stopping_threshold,
+)
+from neurosolve.solvers.system import check_vector, prepare_system, rhs_scales
 
 __all__ = ["Baseline", "Column"]
 
@@ -46,6 +52,8 @@ class Column:
         Seconds since the start of the column at each entry of ``residuals``.
     restarts : int
         Restarts after a false convergence of the library's iteration.
+    detail : str or None
+        What went wrong, beyond the status (``SolveInfo.detail``).
     stats : dict
         Further :class:`~neurosolve.solvers.result.SolveInfo` fields of the method.
     """
@@ -58,6 +66,7 @@ class Column:
     times: Any = field(default_factory=list)
     restarts: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
 
     @classmethod
     def zero(cls, b: np.ndarray) -> Column:
@@ -80,9 +89,22 @@ class Baseline(Solver):
         residual did not (then ``Status.STAGNATION``).
     check_symmetry : bool
         Check symmetry / positive diagonal of ``A`` at construction.
+    device : str or torch.device, optional
+        Accepted for a uniform interface, but only ``"cpu"`` (or None): scipy and pyamg
+        run on the host; any other device is refused with :class:`InvalidInputError`.
+
+    Notes
+    -----
+    Each column of ``b`` whose entries are beyond ``2^24`` or below ``2^-24`` in magnitude
+    is solved scaled by a power of two (with ``x0`` and ``atol``) and ``x`` scaled back, so
+    that norms and inner products neither overflow nor underflow.
     """
 
     name: ClassVar[str] = "baseline"
+    #: scipy / pyamg: host only (:func:`neurosolve.solve` never passes a tensor's device).
+    cpu_only: ClassVar[bool] = True
+    #: Set at setup when it proved ``A`` not SPD; every solve then reports BREAKDOWN with it.
+    premise: str | None = None
 
     def __init__(
         self,
@@ -91,7 +113,9 @@ class Baseline(Solver):
         history: str = "true",
         max_restarts: int = 3,
         check_symmetry: bool = True,
+        device: Any = None,
     ) -> None:
+        _check_cpu(self.name, device)
         if history not in ("true", "cheap"):
             raise InvalidInputError(f"history must be 'true' or 'cheap', got {history!r}")
         self.max_restarts = integer(max_restarts, "max_restarts", minimum=0)
@@ -134,13 +158,19 @@ class Baseline(Solver):
         b, x0 = self._host_inputs(b, x0)
         t0 = time.perf_counter()
         if b.ndim == 1:
-            col = self._solve_one(b, x0, rtol, atol, maxiter, callback)
+            col = self._solve_column(b, x0, rtol, atol, maxiter, callback)
             x, status, iterations, matvecs = col.x, col.status, col.iterations, col.matvecs
             residuals = np.asarray(col.residuals)
-            info = SolveInfo(method=self.name, times=col.times, restarts=col.restarts, **col.stats)
+            info = SolveInfo(
+                method=self.name,
+                times=col.times,
+                restarts=col.restarts,
+                detail=col.detail,
+                **col.stats,
+            )
         else:
             cols = [
-                self._solve_one(
+                self._solve_column(
                     b[:, j], None if x0 is None else x0[:, j], rtol, atol, maxiter, callback
                 )
                 for j in range(b.shape[1])
@@ -155,6 +185,8 @@ class Baseline(Solver):
                 column_status=[c.status.value for c in cols],
                 column_iterations=[c.iterations for c in cols],
                 times=[c.times for c in cols],
+                detail="; ".join(f"column {j}: {c.detail}" for j, c in enumerate(cols) if c.detail)
+                or None,
             )
         if is_torch:
             import torch
@@ -184,6 +216,61 @@ class Baseline(Solver):
                 raise InvalidInputError(f"x0 has shape {x0.shape} but b has shape {b.shape}")
         return b, x0
 
+    def _solve_column(
+        self,
+        b: np.ndarray,
+        x0: np.ndarray | None,
+        rtol: float,
+        atol: float,
+        maxiter: int | None,
+        callback: Callable[[np.ndarray], None] | None,
+    ) -> Column:
+        """:meth:`_solve_one` on ``b`` scaled into a safe range; never converged with NaN."""
+        s = float(rhs_scales([np.max(np.abs(b))])[0])
+        if s == 1.0:
+            col = self._solve_one(b, x0, rtol, atol, maxiter, callback)
+        else:
+            inner = None if callback is None else (lambda xk: callback(xk * s))
+            x0s = None if x0 is None else x0 / s
+            col = self._solve_one(b / s, x0s, rtol, atol / s, maxiter, inner)
+            with np.errstate(over="ignore"):  # an x beyond float64 is reported below
+                col.x = col.x * s
+                if "pyamg_residuals" in col.stats:  # absolute norms: in the user's units
+                    col.stats["pyamg_residuals"] = col.stats["pyamg_residuals"] * s
+            if col.status is Status.CONVERGED:
+                self._check_scaled_back(col, b / s, s, rtol, atol)
+        final = float(np.asarray(col.residuals, dtype=np.float64)[-1])
+        if not (np.isfinite(final) and np.isfinite(col.x).all()):
+            col.status = Status.NONFINITE
+            col.detail = col.detail or "the solution or its final residual is NaN or Inf"
+        if self.premise and col.status is not Status.BREAKDOWN:
+            # never "converged" (nor a plain maxiter) on a matrix shown not to be SPD
+            nonfinite = col.status is Status.NONFINITE
+            col.detail = f"{col.detail}; {self.premise}" if nonfinite else self.premise
+            col.status = col.status if nonfinite else Status.BREAKDOWN
+        return col
+
+    def _check_scaled_back(
+        self, col: Column, b_scaled: np.ndarray, s: float, rtol: float, atol: float
+    ) -> None:
+        """Recheck a converged column on its ``x`` rounded in the user's units.
+
+        ``x * s`` may overflow or fall below the normal range of float64 (losing its
+        digits); the residual of that rounded ``x``, divided by ``s`` again (exact), must
+        still meet the threshold, or the column is NONFINITE.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            back = col.x / s
+            rnorm = safe_norm(b_scaled - self.A @ back) if np.isfinite(back).all() else np.inf
+        bnorm = safe_norm(b_scaled)
+        if not rnorm <= stopping_threshold(bnorm, rtol, atol / s):
+            col.status = Status.NONFINITE
+            col.residuals = [*list(col.residuals)[:-1], rnorm / bnorm]
+            col.detail = (
+                "the solution is outside the range of float64 once scaled back to the size "
+                "of b (its entries over- or underflow); solve a rescaled system"
+            )
+
     def _solve_one(
         self,
         b: np.ndarray,
@@ -197,6 +284,19 @@ class Baseline(Solver):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n}, setup={self.setup_seconds:.3g}s)"
+
+
+def _check_cpu(name: str, device: Any) -> None:
+    """Refuse any device but the CPU for a host method."""
+    if device is None:
+        return
+    kind = str(device).split(":")[0].strip().lower()
+    if kind != "cpu":
+        raise InvalidInputError(
+            f"{name} runs on the CPU only (scipy/pyamg); got device={str(device)!r}. Leave "
+            "the device out, or use a torch method on that device: cg, pcg, pcg-jacobi, fcg, "
+            "mgpc-pcg, dcdm"
+        )
 
 
 def _stack_histories(histories: list[Any]) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,9 +30,9 @@ logger = logging.getLogger(__name__)
 class _Stop(Exception):
     """Raised from a scipy callback to end the iteration early (divergence, NaN)."""
 
-    def __init__(self, status: Status, x: np.ndarray) -> None:
+    def __init__(self, status: Status, x: np.ndarray, detail: str | None = None) -> None:
         super().__init__(status.value)
-        self.status, self.x = status, x
+        self.status, self.x, self.detail = status, x, detail
 
 
 class _Monitor:
@@ -54,8 +55,36 @@ class _Monitor:
         self.mv = 0
         self.residuals = [r0 / self.bscale]
         self.times = [0.0]
+        self.last_x: np.ndarray | None = None  # scipy's iterate: x_k while it forms A p_k
+        self.detail: str | None = None
+
+    def curvature_operator(self, A: Any, x: np.ndarray) -> spla.LinearOperator:
+        """``A`` for scipy, checking ``v^T A v > 0`` on every vector it is applied to."""
+        self.last_x = x
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            v = np.ravel(v)
+            Av = np.ravel(A @ v)
+            if v.any():
+                curvature = float(v @ Av)
+                if not np.isfinite(curvature):
+                    raise _Stop(Status.NONFINITE, self._snapshot(), "p^T A p is NaN or Inf")
+                if curvature <= 0:
+                    raise _Stop(
+                        Status.BREAKDOWN,
+                        self._snapshot(),
+                        f"p^T A p = {curvature:.3e} <= 0 at iteration {self.it + 1}: A is "
+                        "not positive definite, so the SPD premise of CG is broken",
+                    )
+            return Av
+
+        return spla.LinearOperator(A.shape, matvec=matvec, dtype=np.float64)
+
+    def _snapshot(self) -> np.ndarray:
+        return np.array(self.last_x, dtype=np.float64, copy=True)
 
     def __call__(self, xk: np.ndarray) -> None:
+        self.last_x = xk  # scipy updates this array in place: x_k until the next step
         self.it += 1
         self.mv += 1
         if self.true_history:
@@ -121,6 +150,7 @@ class ScipyCGDriver(Baseline):
             r0 = bnorm
         monitor = _Monitor(self, b, r0, thr, callback)
         col, final = self._iterate(b, x, r0, thr, maxiter, monitor)
+        col.detail = monitor.detail
         monitor.residuals[-1] = final / monitor.bscale  # the last entry: the true residual
         col.iterations = monitor.it
         col.residuals = monitor.residuals
@@ -167,12 +197,14 @@ class ScipyCGDriver(Baseline):
     ) -> tuple[np.ndarray, float, Status | None]:
         """One call of scipy's ``cg``: ``x``, its true residual, and the verdict (None: restart)."""
         # scipy stops on ||r_recurrence|| < atol; atol = our threshold, rtol = 0.
+        A = monitor.curvature_operator(self.A, x)
         try:
             x, code = spla.cg(
-                self.A, b, x0=x, rtol=0.0, atol=thr, maxiter=remaining, M=M, callback=monitor
+                A, b, x0=x, rtol=0.0, atol=thr, maxiter=remaining, M=M, callback=monitor
             )
         except _Stop as stop:
             monitor.mv += 2
+            monitor.detail = stop.detail
             return stop.x, self._true_norm(stop.x, b), stop.status
         monitor.mv += 2  # the initial residual of this call, and the check below
         final = self._true_norm(x, b)

@@ -21,12 +21,14 @@ import scipy.sparse
 import torch
 from torch import nn
 
+from neurosolve._util.validate import float_dtype
 from neurosolve.checkpoint import load_shipped
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.result import SolveResult, Status, stopping_threshold
+from neurosolve.solvers.system import rhs_scales
 
 __all__ = [
     "DCDMSolver",
@@ -123,6 +125,9 @@ def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
         if grid is None and flags is None:
             if system.grid is None:
                 _refuse(system.name or "this matrix")
+            from neurosolve.data import check_spd_matrix
+
+            check_spd_matrix(system.A, name="the DCDM matrix")  # symmetric, positive diagonal
             return system
         matrix = system.A
     else:
@@ -230,11 +235,17 @@ class DCDMSolver(Solver):
             raise InvalidInputError(f"k must be >= 0, got {k}")
         self.k = int(k)
         self.device = resolve_device(device)
-        self.dtype = dtype
-        self.network_dtype = network_dtype
+        self.dtype = dtype = float_dtype(dtype)  # "float32" as well as torch.float32
+        self.network_dtype = network_dtype = float_dtype(network_dtype)
         self.system = _grid_system(A, grid, flags)
         self.grid = self.system.grid
         self.operator = StencilOperator.from_system(self.system, device=self.device, dtype=dtype)
+        # residuals in float64 with the given coefficients when iterating in lower precision
+        self.operator64 = (
+            self.operator
+            if dtype == torch.float64
+            else StencilOperator.from_system(self.system, device=self.device, dtype=torch.float64)
+        )
         if model is None or isinstance(model, (str, Path)):
             model = load_dcdm_model(model, device=self.device)
         if isinstance(model, nn.Module):
@@ -318,26 +329,51 @@ class DCDMSolver(Solver):
         B, single, restore = self._right_hand_sides(b)
         maxiter = 500 if maxiter is None else int(maxiter)
         start = time.perf_counter()
-        run = self._start(B, x0, rtol, atol)
+        # columns too large or small for their squares: solved scaled by a power of two
+        scale = torch.as_tensor(
+            rhs_scales(B.abs().amax(dim=0).cpu().numpy()), device=self.device, dtype=B.dtype
+        )
+        B = B / scale  # float64: kept for the residuals, rounded to dtype for the iteration
+        if x0 is not None:
+            x0 = (self._initial_guess(x0, B) / scale).to(self.dtype)
+        run = self._start(B, x0, rtol, atol, scale)
         while run.status is Status.MAXITER and run.iterations < maxiter:
             status = self._step(run)
             if status is None:
                 if callback is not None:
-                    callback(run.X[:, 0] if single else run.X)
+                    callback(run.X[:, 0] * scale[0] if single else run.X * scale)
                 status = run.decide()
             if status is not None:
                 run.status = status
         elapsed = time.perf_counter() - start
         residuals = np.asarray(run.history)
+        X = (run.X.double() * scale).to(self.dtype)
+        detail = None
+        if not (bool(torch.isfinite(X).all()) and np.isfinite(residuals[-1]).all()):
+            run.status = Status.NONFINITE
+            detail = "the solution or its residual is NaN or Inf"
+        elif run.status is Status.CONVERGED and bool((scale != 1).any()):
+            # x rounded in the user's units may over- or underflow: recheck that x, exactly
+            # rescaled, against the thresholds
+            back = X.double() / scale
+            true = torch.linalg.vector_norm(run.B64 - self.operator64.matvec(back), dim=0)
+            run.matvecs += 1
+            if not bool((true <= run.thresholds).all()):
+                run.status = Status.NONFINITE
+                detail = (
+                    "the solution is outside the range of "
+                    f"{str(self.dtype).replace('torch.', '')} once scaled back to the size of b "
+                    "(its entries over- or underflow); solve a rescaled system"
+                )
         return SolveResult(
-            x=restore(run.X[:, 0] if single else run.X),
+            x=restore(X[:, 0] if single else X),
             status=run.status,
             iterations=run.iterations,
             residuals=residuals[:, 0] if single else residuals,
             setup_seconds=self.setup_seconds,
             solve_seconds=elapsed,
             matvecs=run.matvecs,
-            info={"network_calls": run.calls, "k": self.k},
+            info={"network_calls": run.calls, "k": self.k, "detail": detail},
         )
 
     def _right_hand_sides(
@@ -349,7 +385,7 @@ class DCDMSolver(Solver):
         b_t = torch.as_tensor(np.asarray(b) if is_numpy else b)
         if b_t.ndim not in (1, 2) or b_t.shape[0] != n:
             raise InvalidInputError(f"b must have shape ({n},) or ({n}, m), got {tuple(b_t.shape)}")
-        B = b_t.reshape(n, -1).to(device=self.device, dtype=self.dtype)
+        B = b_t.reshape(n, -1).to(device=self.device, dtype=torch.float64)
         if not torch.isfinite(B).all():
             raise InvalidInputError("b contains NaN or Inf")
         if is_numpy:
@@ -357,25 +393,37 @@ class DCDMSolver(Solver):
         device, dtype = b_t.device, b_t.dtype
         return B, b_t.ndim == 1, lambda x: x.to(device=device, dtype=dtype)
 
-    def _start(self, B: torch.Tensor, x0: Any, rtol: float, atol: float) -> _Run:
-        """The initial iterate, residual and stopping thresholds."""
+    def _initial_guess(self, x0: Any, B: torch.Tensor) -> torch.Tensor:
+        X = torch.as_tensor(np.asarray(x0) if not torch.is_tensor(x0) else x0)
+        X = X.reshape(B.shape[0], -1).to(device=self.device, dtype=torch.float64).clone()
+        if X.shape != B.shape:
+            raise InvalidInputError(f"x0 has shape {tuple(X.shape)}, b has {tuple(B.shape)}")
+        return X
+
+    def _start(
+        self, B: torch.Tensor, X: torch.Tensor | None, rtol: float, atol: float, scale: Any
+    ) -> _Run:
+        """The initial iterate, residual and thresholds (``B``: scaled, float64).
+
+        Norms, thresholds and the decisions on them are float64 in every precision.
+        """
         bnorm = torch.linalg.vector_norm(B, dim=0)
         thresholds = torch.tensor(
-            [stopping_threshold(float(v), rtol, atol) for v in bnorm],
+            [
+                stopping_threshold(float(v), rtol, atol / float(s))
+                for v, s in zip(bnorm, scale, strict=True)
+            ],
             device=self.device,
-            dtype=self.dtype,
+            dtype=torch.float64,
         )
-        scale = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
-        if x0 is None:
-            X, R, matvecs = torch.zeros_like(B), B.clone(), 0
+        bscale = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
+        run = _Run(B.to(self.dtype), B, B, thresholds, bscale, deque(maxlen=max(self.k, 1)))
+        run.B64 = B
+        if X is None:
+            run.X, run.R = torch.zeros_like(run.B), run.B.clone()
         else:
-            X = torch.as_tensor(np.asarray(x0) if not torch.is_tensor(x0) else x0)
-            X = X.reshape(B.shape[0], -1).to(device=self.device, dtype=self.dtype).clone()
-            if X.shape != B.shape:
-                raise InvalidInputError(f"x0 has shape {tuple(X.shape)}, b has {tuple(B.shape)}")
-            R, matvecs = B - self._matvec(X), 1
-        run = _Run(B, X, R, thresholds, scale, deque(maxlen=max(self.k, 1)), matvecs=matvecs)
-        run.record(torch.linalg.vector_norm(R, dim=0))
+            run.X, run.R = X, self._residual(run, X)
+        run.record(self._residual_norm(run))
         run.best = run.rnorm.clone()
         run.since_best = torch.zeros_like(run.rnorm, dtype=torch.long)
         run.done = run.rnorm <= thresholds
@@ -405,13 +453,25 @@ class DCDMSolver(Solver):
         safe = torch.where(active, qAq, 1.0)
         alpha = torch.where(active, (q * run.R).sum(dim=0) / safe, 0.0)
         run.X = run.X + alpha * q
-        run.R = run.B - self._matvec(run.X)
-        run.matvecs += 1
+        run.R = self._residual(run, run.X)
         run.iterations += 1
         if self.k > 0:
             run.directions.append((q, Aq, safe))
-        run.record(torch.linalg.vector_norm(run.R, dim=0))
+        run.record(self._residual_norm(run))
         return None
+
+    def _residual(self, run: _Run, X: torch.Tensor) -> torch.Tensor:
+        """``B - A X``; below float64 computed in float64 with the given coefficients."""
+        run.matvecs += 1
+        if self.operator64 is self.operator:
+            return run.B - self._matvec(X)
+        run.R64 = run.B64 - self.operator64.matvec(X.double())
+        return run.R64.to(self.dtype)
+
+    def _residual_norm(self, run: _Run) -> torch.Tensor:
+        """Norms of the true residual (float64 ones below float64), per column."""
+        R = run.R if run.R64 is None else run.R64
+        return torch.linalg.vector_norm(R, dim=0).double()
 
 
 @dataclass
@@ -433,6 +493,8 @@ class _Run:
     done: Any = None
     best: Any = None
     since_best: Any = None
+    R64: Any = None
+    B64: Any = None
 
     def record(self, rnorm: torch.Tensor) -> None:
         """Keep the residual norms of the current iterate and their relative history."""

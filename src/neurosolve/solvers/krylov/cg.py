@@ -24,7 +24,7 @@ import torch
 
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.result import SolveInfo, SolveResult, Status, stopping_threshold
-from neurosolve.solvers.system import check_vector
+from neurosolve.solvers.system import check_vector, rhs_scales
 
 __all__ = ["ConjugateGradient", "PolakRibiere", "Run", "TruncatedFlexible", "Variant"]
 
@@ -256,32 +256,48 @@ class Run:
         self._load(b_user, x0, rtol, atol)
 
     def _load(self, b_user: Any, x0: Any, rtol: float, atol: float) -> None:
-        """Working copies of ``b`` and ``x`` on the device, float64 ``b`` and thresholds."""
+        """Working copies of ``b`` and ``x`` on the device, float64 ``b`` and thresholds.
+
+        Each column of ``b`` (with ``x0`` and ``atol``) is divided by a power of two from
+        :func:`~neurosolve.solvers.system.rhs_scales` when its entries are too large or too
+        small for squares to stay finite and normal; ``x`` is scaled back at the end.
+        """
         op, n = self.s.op, self.s.op.num_unknowns
 
-        def to_dev(v: Any, dtype: torch.dtype) -> torch.Tensor:
-            t = torch.as_tensor(v).to(device=self.device, dtype=dtype)
+        def to_dev(v: Any) -> torch.Tensor:
+            t = torch.as_tensor(v).to(device=self.device, dtype=torch.float64)
             return t.reshape(n, -1)
 
+        b_user64 = to_dev(b_user)
+        self.scale = rhs_scales(b_user64.abs().amax(dim=0).cpu().numpy())
+        self.scaled = bool((self.scale != 1.0).any())
+        if self.scaled:
+            b_user64 = b_user64 / torch.as_tensor(self.scale, device=self.device)
         # Unknown-layout float64 copies for verification; internal working copies.
-        self.b64 = (
-            op.to_internal(to_dev(b_user, torch.float64)) if op.dtype != torch.float64 else None
-        )
-        self.b = op.to_internal(to_dev(b_user, self.dtype))
+        self.b64 = op.to_internal(b_user64) if op.dtype != torch.float64 else None
+        self.b = op.to_internal(b_user64.to(self.dtype))
         if self.b64 is None:
             self.b64 = self.b
         self.k = self.b.shape[1]
-        self.x = (
-            op.to_internal(to_dev(x0, self.dtype)).clone()
-            if x0 is not None
-            else torch.zeros_like(self.b)
-        )
+        if x0 is not None:
+            x064 = to_dev(x0)
+            if self.scaled:
+                x064 = x064 / torch.as_tensor(self.scale, device=self.device)
+            self.x = op.to_internal(x064.to(self.dtype)).clone()
+        else:
+            self.x = torch.zeros_like(self.b)
         bnorm = _colnorm(self.b64).cpu().numpy().astype(np.float64)
         self.bnorm = bnorm
         self.bscale = np.where(bnorm > 0, bnorm, 1.0)
-        self.thr = np.array([stopping_threshold(float(v), rtol, atol) for v in bnorm])
+        self.thr = np.array(
+            [
+                stopping_threshold(float(v), rtol, atol / s)
+                for v, s in zip(bnorm, self.scale, strict=True)
+            ]
+        )
         self.matvecs = 0
         self.verify_matvecs = 0
+        self.detail: str | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def on_device(self, values: np.ndarray) -> Any:
@@ -307,6 +323,8 @@ class Run:
     def to_user(self, v: torch.Tensor) -> Any:
         """``v`` in the layout, type and device of the user's ``b`` (always a copy)."""
         u = self.s.op.from_internal(v)
+        if self.scaled:  # back to the user's units (in float64: the scale may be 2^500)
+            u = (u.to(torch.float64) * torch.as_tensor(self.scale, device=u.device)).to(u.dtype)
         if self.single:
             u = u[:, 0]
         # always a copy: callbacks may keep iterates, and x must not alias solver state
@@ -518,7 +536,12 @@ class Run:
             np.flatnonzero(replace_cols).tolist(),
         )
         rc = torch.as_tensor(replace_cols, device=self.device)
-        self.r = torch.where(rc, self.b - self.A(self.x), self.r)
+        if self.dtype == torch.float64:
+            self.r = torch.where(rc, self.b - self.A(self.x), self.r)
+        else:  # in float64 with the original matrix, the one convergence is checked on
+            self.matvecs += self.k
+            true_r = self.b64 - self.s.op64.apply_internal(self.x.to(torch.float64))
+            self.r = torch.where(rc, true_r.to(self.dtype), self.r)
         z = self.variant.precondition(self.r)
         host = _host([_coldot(self.r, z), *self.variant.residual_dots(z, Ap)])
         rz_new_h = np.where(replace_cols, host[0], rz_new_h)
@@ -555,6 +578,8 @@ class Run:
         if need.any():
             cols = np.flatnonzero(need)
             self.final_true[cols] = self.true_residual64(cols)
+        if self.scaled:
+            self._check_scaled_back()
         hist_arr = np.array(self.hist)
         for j in range(self.k):  # last entry of each column: its true final residual
             hist_arr[self.stop_it[j] :, j] = self.final_true[j] / self.bscale[j]
@@ -562,9 +587,14 @@ class Run:
         conv = self.status == Status.CONVERGED.severity
         if np.any(self.final_true[conv] > self.thr[conv]):
             raise RuntimeError("internal error: converged column fails the true residual check")
+        bad = ~np.isfinite(self.final_true)
+        if bad.any():
+            self.stop(bad, Status.NONFINITE)
+            self.detail = self.detail or "the final residual is NaN or Inf"
+        x_user = self.to_user(self.x)
         overall = Status.from_severity(int(self.status.min())) if self.k else Status.CONVERGED
         return SolveResult(
-            x=self.to_user(self.x),
+            x=x_user,
             status=overall,
             iterations=int(self.stop_it.max()) if self.k else 0,
             residuals=hist_arr[:, 0] if self.single else hist_arr,
@@ -573,6 +603,37 @@ class Run:
             matvecs=self.matvecs,
             info=self._info(),
         )
+
+    def _check_scaled_back(self) -> None:
+        """Recheck converged columns on the ``x`` the user gets, rounded in the user's units.
+
+        Scaled back to the size of ``b``, ``x`` may leave the range of the working
+        precision: Inf above it, zero or subnormal (a few bits left) below it. The residual
+        of that rounded ``x`` (divided by the same power of two again, which is exact) is
+        what must meet the threshold; columns where it does not become NONFINITE.
+        """
+        conv = np.flatnonzero(self.status == Status.CONVERGED.severity)
+        if conv.size == 0:
+            return
+        scale = torch.as_tensor(self.scale[conv], device=self.device)
+        x = self.x[:, conv].to(torch.float64)
+        with torch.no_grad():
+            returned = ((x * scale).to(self.dtype).to(torch.float64)) / scale
+        self.verify_matvecs += conv.size
+        self.matvecs += conv.size
+        r = self.b64[:, conv] - self.s.op64.apply_internal(returned)
+        tn = _colnorm(r).cpu().numpy().astype(np.float64)
+        bad = ~(tn <= self.thr[conv])
+        if bad.any():
+            cols = conv[bad]
+            self.stop(np.isin(np.arange(self.k), cols), Status.NONFINITE)
+            self.final_true[cols] = tn[bad]
+            name = str(self.dtype).replace("torch.", "")
+            self.detail = (
+                f"the solution is outside the range of {name} once scaled back to the size of "
+                f"b (its entries over- or underflow); solve a rescaled system"
+                + (" or in float64" if name != "float64" else "")
+            )
 
     def _info(self) -> SolveInfo:
         s = self.s
@@ -589,7 +650,8 @@ class Run:
             dtype=str(self.dtype).replace("torch.", ""),
             operator=type(s.op).__name__,
             preconditioner=s.precond_label,
-            threshold=self.thr[0] if self.single else self.thr,
+            threshold=self.thr[0] * self.scale[0] if self.single else self.thr * self.scale,
+            detail=self.detail,
         )
         if self.variant.lanczos:
             a = np.array(self.alphas).reshape(-1, self.k)

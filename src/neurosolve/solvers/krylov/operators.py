@@ -128,7 +128,14 @@ def as_torch_operator(
 
 
 def float64_twin(op: Any, prepared: PreparedSystem) -> Any:
-    """The same operator in float64 (for verifying float32 solves); ``op`` itself if it is.
+    """The same operator in float64, from the ORIGINAL float64 coefficients.
+
+    A float32 iteration verifies its convergence with this operator, so it must not be
+    ``op`` cast back up: the float32-rounded coefficients describe a nearby matrix, whose
+    residual can meet the tolerance while the residual of the given matrix does not. The
+    twin is built from the float64 CSR matrix of ``prepared`` (as a stencil when ``op`` is
+    one), or is the float64 torch operator the solver was given; ``op`` itself when it is
+    float64 already.
 
     Examples
     --------
@@ -140,7 +147,19 @@ def float64_twin(op: Any, prepared: PreparedSystem) -> Any:
     """
     if op.dtype == torch.float64:
         return op
+    given = prepared.torch_operator
+    if given is not None and given.dtype == torch.float64:
+        if given.device == op.device:
+            return given
+        if isinstance(given, StencilOperator):  # a copy: never move the caller's module
+            return StencilOperator(
+                given.grid, given.diagonal.to(op.device), given.neighbours.to(op.device)
+            )
     if isinstance(op, StencilOperator):
+        if prepared.matrix is not None:
+            return StencilOperator.from_matrix(
+                prepared.matrix, op.grid, device=op.device, dtype=torch.float64
+            )
         return StencilOperator(op.grid, op.diagonal.double(), op.neighbours.double())
     if prepared.matrix is not None:
         return SparseOperator(prepared.matrix, device=op.device, dtype=torch.float64)

@@ -165,8 +165,15 @@ class MGPCSolver(Solver):
             torch.cuda.synchronize(device)
         self.model_setup_seconds = time.perf_counter() - t0
         self.preconditioner = MGPCPreconditioner(self.hierarchy, op.cells, tuple(op.grid.shape))
+        # The PCG iterates in ``dtype`` but verifies convergence in float64 against the
+        # given matrix: it gets the float64 stencil and rounds its own working copy.
+        exact = op
+        if dtype != torch.float64:
+            exact = StencilOperator.from_matrix(
+                prepared.matrix, prepared.grid, device=device, dtype=torch.float64
+            )
         self.pcg = PCGSolver(
-            op,
+            exact,
             preconditioner=self.preconditioner,
             device=device,
             dtype=dtype,
