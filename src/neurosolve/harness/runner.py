@@ -142,26 +142,18 @@ def solver_options(method: str, device: str | None, options: dict[str, Any] | No
     {'strength': 0.25}
     """
     opts = dict(options or {})
-    if device is not None and "device" not in opts and _accepts_device(method):
+    if device is not None and "device" not in opts and _takes_device(method):
         opts["device"] = device
     return opts
 
 
-def _accepts_device(method: str) -> bool:
-    """Whether ``method``'s factory takes a ``device`` keyword (torch-based methods)."""
-    import inspect
+def _takes_device(method: str) -> bool:
+    from neurosolve.solvers import takes_device
 
     try:
-        from neurosolve.solvers import registry
-
-        factory = registry.get_factory(method)
-    except (ImportError, AttributeError, UnknownNameError):
+        return takes_device(method)
+    except UnknownNameError:
         return False
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _build_and_solve(system, method, opts, *, rtol, atol, maxiter, callback=None):

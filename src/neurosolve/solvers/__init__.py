@@ -31,6 +31,7 @@ from neurosolve.solvers.registry import (
     method_options,
     needs_grid,
     register_method,
+    takes_device,
 )
 from neurosolve.solvers.result import (
     SolveInfo,
@@ -59,6 +60,7 @@ __all__ = [
     "relative_residual",
     "solve",
     "stopping_threshold",
+    "takes_device",
 ]
 
 
@@ -136,17 +138,7 @@ def solve(
 
             raise InvalidInputError("no right-hand side: pass b (the system has none either)")
     if "device" not in options and type(b).__module__.startswith("torch"):
-        if _takes_device(method):
+        if takes_device(method):
             options["device"] = b.device
     solver = make_solver(method, A, **options)
     return solver.solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
-
-
-def _takes_device(method: str) -> bool:
-    """Whether the solver of ``method`` takes a ``device`` option (torch-based methods)."""
-    from neurosolve.solvers.registry import get_factory
-
-    if getattr(get_factory(method), "cpu_only", False):  # host methods take b off a GPU
-        return False
-    names = method_options(method)
-    return names is None or "device" in names

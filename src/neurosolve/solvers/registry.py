@@ -40,6 +40,7 @@ __all__ = [
     "method_options",
     "needs_grid",
     "register_method",
+    "takes_device",
 ]
 
 #: Built-in methods: name -> "module:attr" of the factory (imported lazily).
@@ -218,6 +219,24 @@ def _factory_options(factory: Any) -> tuple[list[str], bool]:
     return names, True
 
 
+def takes_device(method: str) -> bool:
+    """Whether ``method`` runs where a ``device`` option puts it (the torch-based methods).
+
+    The scipy / pyamg baselines accept ``device`` only to refuse anything but the CPU, so a
+    caller with a device in hand (a CUDA right-hand side, ``bench --device``) leaves it out
+    for them.
+
+    Examples
+    --------
+    >>> takes_device("cg"), takes_device("amg-sa-pcg")
+    (True, False)
+    """
+    if getattr(get_factory(method), "cpu_only", False):
+        return False
+    names = method_options(method)
+    return names is None or "device" in names
+
+
 def method_options(method: str) -> tuple[str, ...] | None:
     """The keyword options the solver of ``method`` takes; None if it takes any name.
 
@@ -226,7 +245,7 @@ def method_options(method: str) -> tuple[str, ...] | None:
     >>> "preconditioner" in method_options("pcg"), "device" in method_options("pcg")
     (True, True)
     >>> method_options("amg-sa-pcg")
-    ('amg_options', 'cycle', 'history', 'max_restarts', 'check_symmetry')
+    ('amg_options', 'cycle', 'history', 'max_restarts', 'check_symmetry', 'device')
     """
     names, open_ended = _factory_options(get_factory(method))
     return None if open_ended else tuple(names)
