@@ -145,12 +145,11 @@ def prepare_system(
         if kind not in "fiub":
             raise InvalidInputError(f"{name} has dtype {matrix.dtype}; expected real numbers")
         if sp.issparse(matrix):  # before any arithmetic: a bad index array can crash scipy
-            matrix = check_csr_structure(matrix, name)
-        matrix = sp.csr_matrix(matrix, dtype=np.float64)
+            matrix = check_csr_structure(matrix, name)  # canonical: sorted, no duplicates
+        matrix = sp.csr_matrix(matrix, dtype=np.float64)  # a dense array's CSR is canonical too
         if not np.isfinite(matrix.data).all():
             bad = int((~np.isfinite(matrix.data)).sum())
             raise InvalidInputError(f"{name} contains NaN or Inf entries ({bad} of them)")
-        matrix.sum_duplicates()
         if check_symmetry:
             matrix = _check_spd(matrix, name)
         return PreparedSystem(
