@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from neurosolve._util.limits import check_memory
 from neurosolve._util.validate import integer
-from neurosolve.errors import FileFormatError, InvalidInputError
+from neurosolve.errors import FileFormatError, InvalidInputError, NeurosolveError
 
 __all__ = ["FNO_KINDS", "FORMATS", "LayoutError", "NonFiniteDataError", "detect_format"]
 
@@ -71,6 +72,8 @@ class _Var:
         full = tuple(index) + (slice(None),) * (len(self.shape) - len(index))
         try:
             out = np.asarray(self.data[full[::-1] if self.reverse else full])
+        except NeurosolveError:
+            raise
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
             raise FileFormatError(
                 f"{self.path}: {self.name!r} is unreadable (truncated or corrupted): {exc}"
@@ -94,7 +97,13 @@ class _V5Array:
                 float(np.prod(self.shape, dtype=np.float64)) * itemsize,
                 f"reading {self.name!r} of {self.path.name} (a MATLAB v5 file is read whole)",
             )
-            array = scipy.io.loadmat(self.path, variable_names=[self.name])[self.name]
+            try:
+                array = scipy.io.loadmat(self.path, variable_names=[self.name])[self.name]
+            except (ValueError, OSError, TypeError, KeyError, EOFError) as exc:
+                raise FileFormatError(
+                    f"{self.path}: {self.name!r} is unreadable (truncated or corrupted MATLAB "
+                    f"v5 file): {exc}"
+                ) from exc
             if np.iscomplexobj(array):
                 raise LayoutError(f"{self.path}: {self.name!r} is complex; a real array is needed")
             self._array = array
@@ -156,12 +165,38 @@ def detect_format(path: str | os.PathLike) -> tuple[str, str]:
     )
 
 
+def _check_v5_length(path: Path) -> None:
+    """Refuse a truncated v5 file: its data elements must end where the file ends.
+
+    After the 128-byte header a v5 file is a sequence of elements, each an 8-byte tag (data
+    type, byte count) and its bytes; matrices (type 14) are padded to 8 bytes. scipy's
+    listing stops quietly at a cut, which would otherwise read as a missing key.
+    """
+    size, pos = path.stat().st_size, 128
+    with open(path, "rb") as fh:
+        order = "<" if fh.read(128)[126:128] == b"IM" else ">"
+        while pos + 8 <= size:
+            fh.seek(pos)
+            tag = fh.read(8)
+            kind, nbytes = struct.unpack(order + "II", tag)
+            end = pos + 8 + nbytes + ((-nbytes) % 8 if kind == 14 else 0)
+            if pos + 8 + nbytes > size:
+                raise FileFormatError(
+                    f"{path}: truncated MATLAB v5 file (an element at byte {pos} declares "
+                    f"{nbytes} bytes, the file ends at byte {size})"
+                )
+            pos = end
+    if pos < size:
+        raise FileFormatError(f"{path}: truncated MATLAB v5 file (it ends inside a tag)")
+
+
 def _mat_vars(path: Path, container: str, f: h5py.File | None) -> dict[str, _Var]:
     """The numeric variables of a MATLAB file (v5 listing or v7.3 HDF5 root)."""
     out: dict[str, _Var] = {}
     if container == "v5":
         import scipy.io
 
+        _check_v5_length(path)
         try:
             listing = scipy.io.whosmat(path)
         except (ValueError, OSError, TypeError, NotImplementedError) as exc:
