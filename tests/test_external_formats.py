@@ -377,6 +377,8 @@ def test_bad_options(tmp_path, data):
     ns = write_v5(tmp_path / "ns.mat", {"u": data["u"]})
     with pytest.raises(InvalidInputError, match="7 frames .* do not hold t_in=5 .* t_out=4"):
         describe(ns, t_in=5, t_out=4)
+    with pytest.raises(InvalidInputError, match=r"4 kept with time_stride 2\) leave no target"):
+        describe(ns, t_in=4, time_stride=2)
     with pytest.raises(InvalidInputError, match="fields apply to PDEBench files only"):
         describe(ns, fields=["u"])
     with pytest.raises(InvalidInputError, match="format must be one of"):

@@ -291,10 +291,15 @@ def _time_window(path: Path, frames: int, opts: _Options) -> tuple[int, int, int
     available = len(range(0, frames, opts.time_stride))
     t_in = 10 if opts.t_in is None else opts.t_in
     t_out = available - t_in if opts.t_out is None else opts.t_out
-    if t_out < 1 or t_in + t_out > available:
+    kept = f"{frames} frames ({available} kept with time_stride {opts.time_stride})"
+    if opts.t_out is None and t_out < 1:
         raise InvalidInputError(
-            f"{path}: {frames} frames (time_stride {opts.time_stride}: {available} kept) do "
-            f"not hold t_in={t_in} input and t_out={t_out} target frames; lower --t-in/--t-out"
+            f"{path}: {kept} leave no target frame after t_in={t_in}; lower --t-in"
+        )
+    if t_in + t_out > available:
+        raise InvalidInputError(
+            f"{path}: {kept} do not hold t_in={t_in} input and t_out={t_out} target "
+            "frames; lower --t-in/--t-out"
         )
     return t_in, t_out, (t_in + t_out - 1) * opts.time_stride + 1
 
@@ -383,7 +388,7 @@ def _fno_plan(path: Path, found: dict[str, _Var], opts: _Options) -> _Plan:
     ss = _strided(s, opts.subsample)
     plan = _series_plan("navier-stokes", n, (ss, ss), 1, window, frames)
     plan.sources = ("a', 'u" if opts.initial else "u", "u")
-    plan.params["initial"] = opts.initial
+    plan.params.update(initial=opts.initial, time_stride=opts.time_stride)
     return plan
 
 
