@@ -133,6 +133,17 @@ def test_v73_streams_in_blocks(tmp_path, data, monkeypatch):
     np.testing.assert_array_equal(x, np.moveaxis(data["u"][..., :3], -1, 1))
 
 
+def test_v5_memory_check_before_loading(tmp_path, data, monkeypatch):
+    path = write_v5(tmp_path / "ns.mat", {"u": data["u"]})
+    assert describe(path, t_in=3)["count"] == 4  # the listing alone loads nothing
+    monkeypatch.setenv("NEUROSOLVE_MAX_BYTES", "1000")
+    with pytest.raises(InvalidInputError, match="'u' of ns.mat .a MATLAB v5 file is read whole"):
+        next(iter_blocks_of(path, t_in=3, limit=1))
+    v73 = write_v73(tmp_path / "ns73.mat", {"u": data["u"]})
+    monkeypatch.setattr(external, "BLOCK_BYTES", 1)  # streamed: a block per sample
+    assert [s for s, _, _ in iter_blocks_of(v73, t_in=3)] == [0, 1, 2, 3]
+
+
 # ------------------------------------------------------------------ PDEBench
 
 
@@ -233,6 +244,9 @@ def test_cli_import_and_inspect(tmp_path, data, capsys):
     assert main(["datasets", "inspect", str(src), "--subsample", "2", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["x_shape"] == [5, 1, 5, 5] and shown["container"] == "v5"
+    assert main(["datasets", "inspect", str(src)]) == 0
+    text = capsys.readouterr().out
+    assert "fno-mat darcy data, MATLAB v5" in text and "x          (5, 1, 9, 9)" in text
     argv = ["datasets", "import", str(src), "--out", str(out), "--subsample", "2"]
     assert main([*argv, "--limit", "4"]) == 0
     assert "wrote" in capsys.readouterr().out and read_info(out)["x_shape"] == (4, 1, 5, 5)

@@ -526,7 +526,18 @@ def _is_fno(found: dict[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def open_plan(path: str | os.PathLike, fmt: str | None, opts: _Options) -> Iterator[tuple]:
-    """Open ``path`` and yield ``(format, container, plan)``; the file closes afterwards."""
+    """Open ``path`` and yield ``(format, container, plan)``; the file closes afterwards.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, scipy.io, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "darcy.mat"
+    >>> scipy.io.savemat(path, {"coeff": np.ones((3, 4, 4)), "sol": np.ones((3, 4, 4))})
+    >>> with open_plan(path, None, _options(limit=2)) as (fmt, container, plan):
+    ...     x, y = plan.read(0, plan.samples)
+    >>> fmt, container, plan.layout, x.shape
+    ('fno-mat', 'v5', 'darcy', (2, 1, 4, 4))
+    """
     if fmt is not None and fmt not in FORMATS:
         raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = _existing(path)
@@ -546,9 +557,9 @@ def open_plan(path: str | os.PathLike, fmt: str | None, opts: _Options) -> Itera
                 "fno-mat" if _is_fno(found) and "tensor" not in found else "pdebench"
             )
         if detected == "pdebench":
-            plan = _pdebench_plan(path, f, opts)
             if opts.kind is not None or opts.initial:
                 raise InvalidInputError("kind and initial apply to FNO .mat files only")
+            plan = _pdebench_plan(path, f, opts)
         else:
             found = _mat_vars(path, container, f)
             if opts.fields is not None:
