@@ -221,6 +221,17 @@ def test_pdebench_1d(tmp_path, rng):
     np.testing.assert_array_equal(y, tensor[:, 3:9, ::2])
 
 
+def test_pdebench_2d_scalar_series_is_not_darcy(tmp_path, rng):
+    tensor = rng.standard_normal((2, 5, 8, 8))
+    path = write_h5(tmp_path / "2D_scalar.h5", {"tensor": tensor})
+    x, y = read_pdebench(path, t_in=2, dtype="float64")
+    np.testing.assert_array_equal(x, tensor[:, :2])
+    np.testing.assert_array_equal(y, tensor[:, 2:])
+    darcy_without_nu = write_h5(tmp_path / "d.h5", {"tensor": tensor[:, :1]})
+    with pytest.raises(LayoutError, match=r"Darcy file: key 'nu' missing \(keys found: 'tensor'"):
+        describe(darcy_without_nu)
+
+
 # ------------------------------------------------------------------ import and train
 
 

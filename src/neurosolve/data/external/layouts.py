@@ -507,7 +507,8 @@ def _pdebench_groups(path: Path, f: h5py.File, opts: _Options) -> _Plan:
 def _pdebench_plan(path: Path, f: h5py.File, opts: _Options) -> _Plan:
     found = {k: _Var(k, f[k], path) for k in f if isinstance(f[k], h5py.Dataset)}
     groups = [k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]]
-    if "nu" in found or ("tensor" in found and len(found["tensor"].shape) == 4):
+    tensor = found.get("tensor")
+    if "nu" in found or (tensor is not None and len(tensor.shape) == 4 and tensor.shape[1] == 1):
         return _pdebench_darcy(path, f, found, opts)
     if any(n in found for n in ("tensor", "velocity", *_CFD_FIELDS)):
         return _pdebench_fields(path, f, found, opts)
