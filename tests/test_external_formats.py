@@ -247,6 +247,28 @@ def test_import_writes_the_same_arrays(tmp_path, data):
     assert info["params"]["layout"] == "navier-stokes"
     assert info["params"]["matlab"] == "v7.3" and info["params"]["samples_in_file"] == 4
     assert (info["params"]["t_in"], info["params"]["t_out"]) == (3, 4)
+    again = import_dataset(src, tmp_path / "again.h5", t_in=3, limit=3, progress=False)
+    assert again.read_bytes() == out.read_bytes()  # deterministic, like generated files
+
+
+def test_import_reports_progress_per_block(tmp_path, data, monkeypatch):
+    import io
+
+    from neurosolve._util.progress import LineProgress
+
+    buf = io.StringIO()
+
+    def lines(*, enabled, lines, **kwargs):
+        assert enabled and lines  # a bar on a terminal, lines elsewhere
+        return LineProgress(file=buf, min_interval=0, **kwargs)
+
+    monkeypatch.setattr(external, "progress_bar", lines)
+    monkeypatch.setattr(external, "BLOCK_BYTES", 8 * 2 * 81 * 2)  # two samples per block
+    src = write_v73(tmp_path / "darcy.mat", {"coeff": data["coeff"], "sol": data["sol"]})
+    import_dataset(src, tmp_path / "d.h5")
+    shown = [line.split(" (")[0] for line in buf.getvalue().splitlines()]
+    assert shown == [f"neurosolve: import: {n}/5 sample" for n in (2, 4, 5)]
+    assert read_info(tmp_path / "d.h5")["chunk"] == 2
 
 
 def test_cli_import_and_inspect(tmp_path, data, capsys):
