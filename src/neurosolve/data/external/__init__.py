@@ -14,8 +14,8 @@ FNO (Li et al. 2021), MATLAB files:
 - Darcy (``piececonst_r421_N1024_smooth1.mat``): ``coeff`` and ``sol``, both ``(N, s, s)``;
   here ``x = coeff[:, None]``, ``y = sol[:, None]``. The authors subsample with a stride
   ``r`` (``[::r, ::r]``, 421 -> 85 for ``r = 5``), which ``subsample`` reproduces.
-- Navier-Stokes (``ns_V1e-3_N5000_T50.mat``): ``u`` ``(N, s, s, T)``, the vorticity at
-  ``t = 1 .. T``, ``a`` ``(N, s, s)`` the initial vorticity, some files also ``t``. The
+- Navier-Stokes (``ns_V1e-3_N5000_T50.mat``): ``u`` ``(N, s, s, T)``, the vorticity
+  trajectory, ``a`` ``(N, s, s)`` the initial vorticity, some files also ``t``. The
   authors map ``u[..., :10]`` to ``u[..., 10:50]``; here ``x = u[..., :t_in]`` and
   ``y = u[..., t_in:t_in + t_out]`` with time moved to the channel axis (the layout of
   ``neurosolve generate navier-stokes``), ``initial=True`` puts ``a`` first.
@@ -34,11 +34,12 @@ PDEBench (Takamoto et al. 2022), HDF5 files:
   ``x-coordinate`` and ``t-coordinate``.
 - Compressible CFD: ``density``, ``pressure``, ``Vx`` (, ``Vy``, ``Vz``), each
   ``(N, T, *spatial)``; the channels are taken in that order.
-- Incompressible Navier-Stokes (``ns_incom_inhom_2d_512-*.h5``): ``velocity``
+- Incompressible Navier-Stokes (``ns_incom_inhom_2d_512-0.h5``): ``velocity``
   ``(N, T, s, s, 2)``, ``particles`` ``(N, T, s, s, 1)``, ``force`` ``(N, s, s, 2)`` and
   ``t`` ``(N, T)``; by default ``velocity`` frames and the (time-independent) ``force``
   are read, ``force`` as extra input channels.
-- Per-sample groups (shallow water, 2D diffusion-reaction, diffusion-sorption): groups
+- Per-sample groups (``2D_rdb_NA_NA.h5`` shallow water, ``2D_diff-react_NA_NA.h5``,
+  ``1D_diff-sorp_NA_NA.h5``): groups
   ``"0000"``, ``"0001"``, ... each with ``data`` ``(T, *spatial, C)`` and ``grid/x``
   (``grid/y``), ``grid/t``.
 
@@ -53,8 +54,10 @@ subsampling, time windows) and the ``MatReader`` of its ``utilities3.py`` (h5py 
 reversing the axes); ``pdebench/PDEBench`` ``pdebench/models/fno/utils.py`` (``FNODataset``:
 ``tensor``/``nu``/CFD fields and the coordinates; ``FNODatasetMult``: the per-sample groups),
 ``pdebench/data_gen/src/data_io.py`` (the incompressible Navier-Stokes fields and shapes) and
-``sim_radial_dam_break.py`` (``{seed:04d}/data``, ``grid/x``, ``grid/y``, ``grid/t``); the
-MAT-file header as documented by MathWorks and read by ``scipy.io.matlab`` and ``matio``.
+``sim_radial_dam_break.py`` (``{seed:04d}/data``, ``grid/x``, ``grid/y``, ``grid/t``), and its
+``data_download`` README (file names); the MAT-file header (128 bytes: 116 of text, the
+version at byte 124, the endian mark at 126; v7.3: version 2 and a 512-byte HDF5 user
+block) as the notes of ``dthul/matfile`` and the ``matio`` readers describe it.
 
 Reading is memory-safe for HDF5 (v7.3 and PDEBench): samples are read block by block (at
 most :data:`BLOCK_BYTES` at once) and a 10 GB file is never loaded whole. A v5 file has no
