@@ -325,15 +325,28 @@ def _timed_solve(
 ) -> _Solve:
     """The (optional) untimed warm-up, then ``repeat`` timed setups and solves."""
     probes = []
+    # Time stamps per iteration come from a callback unless the method keeps its own clock
+    # (info["times"], as the warm-up shows): a callback receives a copy of x_k, which the
+    # timed solve should not pay for. On a GPU the copy would also synchronize.
+    stamp = not _is_cuda(device)
     if warmup:
         probes.append(MemoryProbe(device, trace=True))
         with probes[-1]:
-            _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
+            _, warm = _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
             _sync(device)
+        stamp = stamp and not _keeps_clock(warm)
     setups, solves, iterations = [], [], []
     for _ in range(repeat):
         result, stamps, (t0, t1, t2), probe = _timed_once(
-            system, method, b, opts, rtol=rtol, atol=atol, maxiter=maxiter, device=device
+            system,
+            method,
+            b,
+            opts,
+            rtol=rtol,
+            atol=atol,
+            maxiter=maxiter,
+            device=device,
+            stamp=stamp,
         )
         probes.append(probe)
         setups.append(t1 - t0)
@@ -347,18 +360,29 @@ def _timed_solve(
     return _Solve(result, x.reshape(b.shape), residuals, *clocks, setups, solves, iterations)
 
 
-def _timed_once(system, method, b, opts, *, rtol, atol, maxiter, device):
+def _keeps_clock(result: Any) -> bool:
+    """Whether ``result`` has its own time stamp for every entry of its residuals."""
+    times = (result.info or {}).get("times")
+    try:  # one clock, as _residual_times reads it (not one per column of a block)
+        values = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    residuals = np.asarray(result.residuals)
+    return times is not None and values.ndim == 1 and values.size == len(residuals)
+
+
+def _timed_once(system, method, b, opts, *, rtol, atol, maxiter, device, stamp):
     """One timed setup and solve: the result, callback stamps, clocks and memory probe."""
     from neurosolve.solvers import make_solver
 
     stamps: list[float] = []
 
-    def stamp(*args: Any, **kwargs: Any) -> None:
+    def on_iteration(*args: Any, **kwargs: Any) -> None:
         stamps.append(time.perf_counter())
 
-    # On a GPU a callback would copy x_k to the host every iteration; there the
-    # residual times come from the method's own info["times"] (or are spread evenly).
-    callback = None if _is_cuda(device) else stamp
+    # Without a callback the residual times come from the method's own info["times"]
+    # (or are spread evenly over the solve).
+    callback = on_iteration if stamp else None
     probe = MemoryProbe(device, trace=False)
     with probe:
         _sync(device)

@@ -55,7 +55,9 @@ def host_values(values: list[torch.Tensor]) -> np.ndarray:
 
 
 class Variant(abc.ABC):
-    """What distinguishes one CG method from another: the strategy of a :class:`~neurosolve.solvers.krylov.cg.Run`.
+    """What distinguishes one CG method from another: the strategy of a run.
+
+    A :class:`~neurosolve.solvers.krylov.cg.Run` calls these methods every iteration.
 
     Parameters
     ----------
