@@ -396,10 +396,11 @@ class SparseOperator:
     """A scipy sparse matrix as a torch sparse CSR tensor (CPU or CUDA, float32/float64).
 
     The grid-free fallback of the torch solvers: any SPD matrix, no structure assumed. The
-    indices are stored as int32 when the matrix allows (half the index traffic of int64;
-    on the CPU torch's CSR product with int32 indices is as fast as scipy's on one thread
-    and scales with threads, see ``benchmarks/cg_per_iteration.py``), and one column is
-    multiplied as a vector (``mv``), which torch runs faster than the ``(n, 1)`` product.
+    indices are stored as int32 when the matrix allows (half the index traffic of int64),
+    and one column is multiplied as a vector (``mv``): on one CPU thread that product is
+    within 10% of scipy's CSR product at 64^3 and 128^3, where the int64 ``(n, 1)`` product
+    took 2x and 4x scipy's time (``benchmarks/cg_per_iteration.py``), and it runs on
+    torch's threads (scipy's is serial).
 
     Parameters
     ----------
