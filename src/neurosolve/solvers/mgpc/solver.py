@@ -134,7 +134,7 @@ class MGPCSolver(Solver):
         device: Any = None,
         dtype: torch.dtype | str = torch.float64,
         max_coarse: int = 512,
-        history: str = "true",
+        history: str = "recurrence",
         **options: Any,
     ) -> None:
         from neurosolve.solvers.krylov import PCGSolver
