@@ -5,7 +5,8 @@ The scene is the closed box with an open top of the issue's changing-geometry se
 boundary_air="top")`` (one AIR layer at the top of axis 0). Per size, the script times in
 one process, with pinned threads:
 
-- ``matvec``: one scipy CSR product ``A @ x`` (the unit of every other figure);
+- ``matvec``: one scipy CSR product ``A @ x`` (the unit of every other figure, wall and CPU
+  time each divided by the same clock's matvec time);
 - ``stencil_read``: :func:`~neurosolve.solvers.stencil.stencil_from_csr`;
 - ``operator``: the whole :meth:`StencilOperator.from_matrix` (the read, and the tensors);
 - ``coarsen``: the Galerkin hierarchy (``_coarsen``: ``coarsening_axes`` and
@@ -15,8 +16,8 @@ one process, with pinned threads:
 - ``coarsest``: the coarsest level's dense matrix and inverse;
 - ``build``: the whole ``Hierarchy.build``;
 - ``setup``: ``MGPCSolver(...).setup_seconds`` (what a changing-geometry frame pays before
-  its first PCG iteration; the input checks of ``prepare_system`` are not part of it) and
-  ``constructor``: the whole ``MGPCSolver(...)`` call, input checks included.
+  its first PCG iteration; the input checks of ``prepare_system`` are not part of it; wall
+  time only) and ``constructor``: the whole ``MGPCSolver(...)`` call, input checks included.
 
 Every phase is repeated (``--repeats``, at least 3); min and median are recorded, and each
 is divided by the min / median CSR matvec time measured in the same process. The same
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -88,18 +90,22 @@ def scene(n: int, seed: int):
     return poisson(Grid((n, n, n), flags=flags, boundary="neumann"))
 
 
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+def timed(fn: Callable[[], object], repeats: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``repeats`` calls of ``fn`` (after one warm-up call).
+
+    The CPU time (of this process) is recorded next to the wall time: on a machine shared
+    with other jobs, a preempted call's wall time grows, its CPU time much less.
+    """
     fn()
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append((time.perf_counter() - t, time.process_time() - c))
     return times
 
 
-def phases(system, net, repeats: int) -> dict[str, list[float]]:
+def phases(system, net, repeats: int) -> dict[str, list]:
     """Seconds per phase of the MGPC setup of ``system`` (lists of ``repeats`` timings)."""
     import torch
 
@@ -109,7 +115,7 @@ def phases(system, net, repeats: int) -> dict[str, list[float]]:
 
     A = system.A.tocsr()
     x = np.ones(A.shape[0])
-    out: dict[str, list[float]] = {}
+    out: dict[str, list] = {}
     out["matvec"] = timed(lambda: A @ x, max(20, repeats))
     out["stencil_read"] = timed(lambda: stencil_from_csr(A, system.grid), repeats)
     out["operator"] = timed(lambda: StencilOperator.from_matrix(A, system.grid), repeats)
@@ -134,10 +140,11 @@ def phases(system, net, repeats: int) -> dict[str, list[float]]:
 
         out["coarsest"] = timed(coarsest, repeats)
         out["build"] = timed(lambda: hmod.Hierarchy.build(net, d, c, f), repeats)
-    setups: list[float] = []
+    setups: list[tuple[float, float]] = []
 
     def construct():
-        setups.append(MGPCSolver(system, model=net, history="cheap").setup_seconds)
+        wall = MGPCSolver(system, model=net, history="cheap").setup_seconds
+        setups.append((wall, float("nan")))  # setup_seconds is wall time only
 
     out["constructor"] = timed(construct, repeats)
     out["setup"] = setups[1:]  # the warm-up call's setup is dropped, as every warm-up
@@ -145,26 +152,35 @@ def phases(system, net, repeats: int) -> dict[str, list[float]]:
     return out
 
 
-def summarize(raw: dict[str, list[float]]) -> dict:
-    """Min / median seconds and CSR-matvec equivalents of every phase."""
-    mv_min, mv_med = min(raw["matvec"]), statistics.median(raw["matvec"])
-    rows = {}
-    for name, times in raw.items():
-        if name in ("matvec", "levels"):
-            continue
-        rows[name] = {
-            "min_seconds": min(times),
-            "median_seconds": statistics.median(times),
-            "min_matvecs": min(times) / mv_min,
-            "median_matvecs": statistics.median(times) / mv_med,
-            "repeats": len(times),
+def summarize(raw: dict[str, list]) -> dict:
+    """Min / median seconds and CSR-matvec equivalents of every phase, wall and CPU time."""
+    clocks = {}
+    for k, clock in enumerate(("wall", "cpu")):
+        mv = [t[k] for t in raw["matvec"]]
+        mv_min, mv_med = min(mv), statistics.median(mv)
+        rows = {}
+        for name, pairs in raw.items():
+            if name in ("matvec", "levels"):
+                continue
+            times = [t[k] for t in pairs]
+            if any(math.isnan(t) for t in times):
+                continue
+            rows[name] = {
+                "min_seconds": min(times),
+                "median_seconds": statistics.median(times),
+                "min_matvecs": min(times) / mv_min,
+                "median_matvecs": statistics.median(times) / mv_med,
+                "repeats": len(times),
+            }
+        clocks[clock] = {
+            "matvec_min_seconds": mv_min,
+            "matvec_median_seconds": mv_med,
+            "phases": rows,
         }
     return {
-        "matvec_min_seconds": mv_min,
-        "matvec_median_seconds": mv_med,
         "matvec_repeats": len(raw["matvec"]),
         "level_cells": [int(c) for c in raw["levels"]],
-        "phases": rows,
+        **clocks,
     }
 
 
@@ -211,11 +227,22 @@ def main(argv=None) -> int:
         summary["nnz"] = int(system.A.nnz)
         payload["sizes"][str(n)] = summary
         if not args.quiet:
-            print(f"{n}^3: {system.n} unknowns, CSR matvec {summary['matvec_min_seconds']:.3g} s")
-            for name, row in summary["phases"].items():
+            print(f"{n}^3: {system.n} unknowns; min / median in CSR matvecs (wall | CPU)")
+            wall, cpu = summary["wall"], summary["cpu"]
+            print(
+                f"  {'matvec':13s} {wall['matvec_min_seconds']:.3g} s"
+                f" | {cpu['matvec_min_seconds']:.3g} s"
+            )
+            for name, row in wall["phases"].items():
+                crow = cpu["phases"].get(name)
+                cpu_text = (
+                    f"{crow['min_matvecs']:7.1f} {crow['median_matvecs']:7.1f}"
+                    if crow
+                    else " " * 15
+                )
                 print(
-                    f"  {name:13s} min {row['min_seconds']:.4g} s = {row['min_matvecs']:7.1f} mv"
-                    f"   median {row['median_seconds']:.4g} s = {row['median_matvecs']:7.1f} mv"
+                    f"  {name:13s} {row['min_matvecs']:7.1f} {row['median_matvecs']:7.1f}"
+                    f" | {cpu_text}   ({row['min_seconds']:.4g} s)"
                 )
     payload["load_average_after"] = list(os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from torch import nn
 
 from neurosolve.checkpoint import BaseModel
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.stencil import apply_stencil
 
 __all__ = ["CYCLES", "MGPCNet", "level_features"]
 
@@ -53,18 +52,8 @@ def level_features(
     >>> tuple(feats.shape), weights[0, :, 1].tolist()
     ((1, 6, 3), [0.5, 0.5])
     """
-    ndim = diagonal.dim() - 2
-    safe = torch.where(fluid > 0, diagonal, torch.ones_like(diagonal))
-    ratio = couplings.abs() / safe
-    total = ratio.sum(dim=1, keepdim=True)
-    present = (couplings != 0).to(diagonal.dtype)
-    count = present.sum(dim=1, keepdim=True)
-    largest = ratio.amax(dim=1, keepdim=True)
-    mean = total / count.clamp(min=1.0)
-    inv = torch.full_like(total, 1.0 / (2 * ndim))
-    feats = torch.cat([fluid, total, largest, mean, count / (2 * ndim), inv], dim=1) * fluid
-    weights = ratio / total.clamp(min=torch.finfo(ratio.dtype).tiny)
-    return feats, weights
+    feats, weights = _features(diagonal, couplings, fluid)
+    return feats.reshape(*feats.shape[:2], *diagonal.shape[2:]), weights
 
 
 class MGPCNet(BaseModel):
@@ -147,32 +136,85 @@ class MGPCNet(BaseModel):
             self.head.bias.fill_(_logit(1.7, THETA_MIN, THETA_MAX))
             self.level_scale.fill_(_logit(1.3, SCALE_MIN, SCALE_MAX))
 
-    @staticmethod
-    def _channels(lin: nn.Linear, h: torch.Tensor) -> torch.Tensor:
-        return lin(h.movedim(1, -1)).movedim(-1, 1)
-
     def forward(
         self, diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor, level: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Smoother weights ``(G, nu, *S)`` and the over-correction factor (0-d) of a level."""
+        """Smoother weights ``(G, nu, *S)`` and the over-correction factor (0-d) of a level.
+
+        The stencil is read in the network's precision (float32 for the shipped model: the
+        outputs are bounded by sigmoids, and every value in their range keeps ``M`` SPD).
+        Fields are ``(G, channels, cells)``, so every per-cell layer is one batched GEMM
+        with its bias (a layer's self and neighbour maps stacked into one), and the
+        neighbour average is accumulated into the self part in place.
+        """
         dtype = self.lift.weight.dtype
-        feats, weights = level_features(diagonal, couplings, fluid)
-        feats, weights = feats.to(dtype), weights.to(dtype)
-        zero = torch.zeros_like(feats[:, :1])
-        h = F.gelu(self._channels(self.lift, feats))
+        grid = diagonal.shape[2:]
+        feats, weights = _features(diagonal.to(dtype), couplings.to(dtype), fluid.to(dtype))
+        h = F.gelu(_mix(self.lift.weight, self.lift.bias, feats))
         for smap, nmap in zip(self.self_maps, self.nbr_maps, strict=True):
-            avg = apply_stencil(zero, weights, h)  # neighbour average, all channels at once
-            h = F.gelu(self._channels(smap, h) + self._channels(nmap, avg))
-        out = self._channels(self.head, h)
+            both = _mix(
+                torch.cat([smap.weight, nmap.weight]),
+                torch.cat([smap.bias, torch.zeros_like(smap.bias)]),
+                h,
+            )  # (G, 2 width, cells): self part with its bias, then the neighbour part
+            out = both[:, : self.width].unflatten(-1, grid)
+            nbr = both[:, self.width :].unflatten(-1, grid)
+            h = F.gelu(_add_neighbours(out, weights, nbr).flatten(2))
         bucket = min(int(level), self.level_buckets - 1)
-        out = out + self.level_bias[bucket].reshape(1, -1, *([1] * (out.dim() - 2)))
+        out = _mix(self.head.weight, self.head.bias + self.level_bias[bucket], h)
         theta = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(out)
-        return theta, self.over_correction(level)
+        return theta.unflatten(-1, grid), self.over_correction(level)
 
     def over_correction(self, level: int) -> torch.Tensor:
         """The factor ``s`` (0-d, in ``[0.5, 1.4]``) of the correction from ``level``."""
         bucket = min(int(level), self.level_buckets - 1)
         return SCALE_MIN + (SCALE_MAX - SCALE_MIN) * torch.sigmoid(self.level_scale[bucket])
+
+
+def _mix(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The per-cell linear map ``weight @ h + bias`` of fields ``(G, C_in, cells)``."""
+    if h.shape[0] == 1:
+        return torch.addmm(bias[:, None], weight, h[0])[None]
+    return torch.baddbmm(bias[None, :, None], weight.expand(h.shape[0], -1, -1), h)
+
+
+def _features(
+    diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`level_features` with the features flattened: ``(G, 6, cells)``, ``(G, 2 d, *S)``."""
+    ndim = diagonal.dim() - 2
+    size = couplings.abs()
+    count = size.sign().sum(dim=1, keepdim=True)  # couplings present (a sum, not a count)
+    safe = torch.where(fluid > 0, diagonal, 1.0)
+    ratio = size / safe if size.requires_grad else size.div_(safe)
+    total = ratio.sum(dim=1, keepdim=True)
+    largest = ratio.amax(dim=1, keepdim=True)
+    mean = total / count.clamp(min=1.0)
+    feats = torch.cat([fluid, total, largest, mean, count / (2 * ndim), fluid / (2 * ndim)], dim=1)
+    feats = feats.flatten(2) * fluid.flatten(2)
+    norm = total.clamp(min=torch.finfo(ratio.dtype).tiny)
+    weights = ratio / norm if ratio.requires_grad else ratio.div_(norm)
+    return feats, weights
+
+
+def _add_neighbours(out: torch.Tensor, weights: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``out += sum_j w_j h(c + e_j)`` for fields ``(G, C, *S)``, in place; returns ``out``.
+
+    The weights ``(G, 2 d, *S)`` are a zero-diagonal stencil in the layout of
+    :func:`~neurosolve.solvers.stencil.apply_stencil` (channel ``2 a`` to ``-e_a``), applied
+    to every channel at once; neighbours outside the grid read the zero padding.
+    """
+    ndim = weights.dim() - 2
+    padded = F.pad(h, (1, 1) * ndim)
+    shape = h.shape[2:]
+    inner = [slice(1, 1 + n) for n in shape]
+    for a in range(ndim):
+        for side, start in ((0, 0), (1, 2)):
+            index = list(inner)
+            index[a] = slice(start, start + shape[a])
+            view = padded[(slice(None), slice(None), *index)]
+            out.addcmul_(weights[:, 2 * a + side : 2 * a + side + 1], view)
+    return out
 
 
 def _logit(value: float, low: float, high: float) -> float:
