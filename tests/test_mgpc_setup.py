@@ -18,7 +18,7 @@ import torch
 from neurosolve.data import poisson
 from neurosolve.data.grids import FLUID, SOLID, Grid
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.mgpc import hierarchy
+from neurosolve.solvers.mgpc import hierarchy, network
 from neurosolve.solvers.mgpc.network import MGPCNet, level_features
 from neurosolve.solvers.stencil import apply_stencil, stencil_from_csr
 
@@ -276,7 +276,9 @@ def reference_forward(net, diagonal, couplings, fluid, level):
 
 @pytest.mark.parametrize(("shape", "G"), [((7, 5), 1), ((6, 4), 3), ((5, 4, 3), 1), ((4, 3, 5), 2)])
 @pytest.mark.parametrize("level", [0, 5])
-def test_network_matches_the_per_cell_formulation(shape, G, level):
+@pytest.mark.parametrize("chunk_cells", [1, 30, 1 << 15])  # chunks of 1, 2-7 planes, all
+def test_network_matches_the_per_cell_formulation(shape, G, level, chunk_cells, monkeypatch):
+    monkeypatch.setattr(network, "_CHUNK_CELLS", chunk_cells)
     torch.manual_seed(0)
     net = MGPCNet(width=6, layers=2, smoothing_steps=2)
     with torch.no_grad():
@@ -295,7 +297,9 @@ def test_network_matches_the_per_cell_formulation(shape, G, level):
     torch.testing.assert_close(theta64, expected, rtol=0, atol=1e-12)
 
 
-def test_network_backward_reaches_every_parameter():
+@pytest.mark.parametrize("chunk_cells", [1, 1 << 15])
+def test_network_backward_reaches_every_parameter(chunk_cells, monkeypatch):
+    monkeypatch.setattr(network, "_CHUNK_CELLS", chunk_cells)
     torch.manual_seed(1)
     net = MGPCNet(width=5, layers=2)
     d, c, f = random_stencil_tensors((5, 6), 2, seed=3)

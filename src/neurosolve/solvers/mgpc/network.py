@@ -148,7 +148,7 @@ class MGPCNet(BaseModel):
         neighbour average is accumulated into the self part in place.
         """
         dtype = self.lift.weight.dtype
-        G, grid = diagonal.shape[0], tuple(diagonal.shape[2:])
+        grid = tuple(diagonal.shape[2:])
         chunks = _chunks(grid)
         maps = [
             (
@@ -157,47 +157,34 @@ class MGPCNet(BaseModel):
             )
             for smap, nmap in zip(self.self_maps, self.nbr_maps, strict=True)
         ]
-        weights = diagonal.new_empty((G, couplings.shape[1], *grid), dtype=dtype)
-        selfs, nbrs = self._layer_fields(G, grid, dtype, diagonal.device)
-        for p0, p1 in chunks:  # features, lift, the first layer's maps: cell by cell
-            feats, w = _features(*(t[:, :, p0:p1].to(dtype) for t in (diagonal, couplings, fluid)))
-            weights[:, :, p0:p1] = w
-            h = F.gelu(_mix(self.lift.weight, self.lift.bias, feats))
-            _store(_mix(*maps[0], h), selfs[0], nbrs[0], p0, p1)
         bucket = min(int(level), self.level_buckets - 1)
-        head_bias = self.head.bias + self.level_bias[bucket]
-        theta = diagonal.new_empty((G, self.smoothing_steps, *grid), dtype=dtype)
-        for k in range(self.layers):  # neighbour sums (reading the last layer), next maps
-            for p0, p1 in chunks:
-                out = _add_neighbours(selfs[k][:, :, p0:p1], weights[:, :, p0:p1], nbrs[k], p0)
-                h = F.gelu(out.flatten(2))
-                if k + 1 < self.layers:
-                    _store(_mix(*maps[k + 1], h), selfs[k + 1], nbrs[k + 1], p0, p1)
+        head = (self.head.weight, self.head.bias + self.level_bias[bucket])
+        theta = diagonal.new_empty((diagonal.shape[0], self.smoothing_steps, *grid), dtype=dtype)
+        weights: dict[int, torch.Tensor] = {}
+        stages = [_Stage(len(chunks)) for _ in range(self.layers)]  # the input of each layer
+        # Stage k handles chunk t - k at step t: its neighbours' parts in chunk t - k + 1
+        # came from stage k - 1 earlier in the same step.
+        for t in range(len(chunks) + self.layers):
+            if t < len(chunks):  # features, lift, the first layer's maps: cell by cell
+                p0, p1 = chunks[t]
+                stencil = (x[:, :, p0:p1].to(dtype) for x in (diagonal, couplings, fluid))
+                feats, weights[t] = _features(*stencil)
+                h = F.gelu(_mix(self.lift.weight, self.lift.bias, feats))
+                stages[0].put(t, _mix(*maps[0], h).unflatten(-1, (p1 - p0, *grid[1:])))
+            for k in range(self.layers):
+                j = t - k - 1  # the neighbour sums of layer k, on chunk j
+                if not 0 <= j < len(chunks):
                     continue
-                t = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(
-                    _mix(self.head.weight, head_bias, h)
-                )
-                theta[:, :, p0:p1] = t.unflatten(-1, out.shape[2:])
+                out, padded = stages[k].take(j)
+                h = F.gelu(_add_neighbours(out, weights[j], padded).flatten(2))
+                if k + 1 < self.layers:
+                    stages[k + 1].put(j, _mix(*maps[k + 1], h).unflatten(-1, out.shape[2:]))
+                    continue
+                p0, p1 = chunks[j]
+                t_ = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(_mix(*head, h))
+                theta[:, :, p0:p1] = t_.unflatten(-1, out.shape[2:])
+                del weights[j]
         return theta, self.over_correction(level)
-
-    def _layer_fields(
-        self, G: int, grid: tuple[int, ...], dtype: torch.dtype, device: torch.device
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per layer: its self part ``(G, width, *S)`` and zero-padded neighbour part.
-
-        One buffer per layer (none is overwritten, so autograd can use them all).
-        """
-        selfs, nbrs = [], []
-        for _ in range(self.layers):
-            selfs.append(torch.empty((G, self.width, *grid), dtype=dtype, device=device))
-            padded = torch.empty(
-                (G, self.width, *(n + 2 for n in grid)), dtype=dtype, device=device
-            )
-            for a in range(len(grid)):  # only the border is zeroed: chunks fill the rest
-                padded.select(2 + a, 0).zero_()
-                padded.select(2 + a, grid[a] + 1).zero_()
-            nbrs.append(padded)
-        return selfs, nbrs
 
     def over_correction(self, level: int) -> torch.Tensor:
         """The factor ``s`` (0-d, in ``[0.5, 1.4]``) of the correction from ``level``."""
@@ -244,36 +231,63 @@ def _chunks(grid: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(p, min(p + step, grid[0])) for p in range(0, grid[0], step)]
 
 
-def _store(both: torch.Tensor, selfs: torch.Tensor, padded: torch.Tensor, p0: int, p1: int):
-    """Write a chunk's maps ``(G, 2 width, cells)``: self part, neighbour part (padded)."""
-    width = selfs.shape[1]
-    chunk = (p1 - p0, *selfs.shape[3:])
-    selfs[:, :, p0:p1] = both[:, :width].unflatten(-1, chunk)
-    inner = tuple(slice(1, n - 1) for n in padded.shape[3:])
-    padded[(slice(None), slice(None), slice(p0 + 1, p1 + 1), *inner)] = both[:, width:].unflatten(
-        -1, chunk
-    )
+class _Stage:
+    """A layer's input, chunk by chunk: self parts, and neighbour parts with a halo plane.
+
+    ``put(j, both)`` takes chunk ``j``'s maps ``(G, 2 width, T_j, *rest)``; the neighbour
+    part goes into a field zero-padded on every side, whose first and last planes are the
+    neighbouring chunks' adjacent planes (zero at the ends of the grid). ``take(j)`` (after
+    ``put(j + 1)``) returns the self part and that padded field, and forgets them: only a
+    few chunks are held at a time, so they stay in cache, and none is written after it is
+    read (autograd can use them).
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.selfs: dict[int, torch.Tensor] = {}
+        self.padded: dict[int, torch.Tensor] = {}
+
+    def put(self, j: int, both: torch.Tensor) -> None:
+        width = both.shape[1] // 2
+        self.selfs[j] = both[:, :width]
+        nbr = both[:, width:]
+        shape = nbr.shape[2:]
+        padded = nbr.new_empty((*nbr.shape[:2], *(n + 2 for n in shape)))
+        for a in range(1, len(shape)):  # the zero border of the other axes
+            padded.select(2 + a, 0).zero_()
+            padded.select(2 + a, shape[a] + 1).zero_()
+        inner = tuple(slice(1, n + 1) for n in shape[1:])
+        padded[(slice(None), slice(None), slice(1, shape[0] + 1), *inner)] = nbr
+        if j > 0:  # the halo planes shared with the previous chunk
+            before = self.padded[j - 1]
+            padded[(slice(None), slice(None), 0, *inner)] = before[
+                (slice(None), slice(None), -2, *inner)
+            ]
+            before[(slice(None), slice(None), -1, *inner)] = nbr[:, :, 0]
+        else:
+            padded.select(2, 0).zero_()
+        if j == self.count - 1:
+            padded.select(2, shape[0] + 1).zero_()
+        self.padded[j] = padded
+
+    def take(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.selfs.pop(j), self.padded.pop(j)
 
 
-def _add_neighbours(
-    out: torch.Tensor, weights: torch.Tensor, padded: torch.Tensor, first: int = 0
-) -> torch.Tensor:
-    """``out += sum_j w_j h(c + e_j)`` on planes ``first ..`` of axis 0, in place.
+def _add_neighbours(out: torch.Tensor, weights: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+    """``out += sum_j w_j h(c + e_j)`` for fields ``(G, C, *S)``, in place; returns ``out``.
 
-    ``out`` and ``weights`` ``(G, 2 d, *S)`` cover those planes; ``padded`` is the whole
-    field ``h`` with one zero cell on every side (neighbours outside the grid read it). The
-    weights are a zero-diagonal stencil in the layout of
-    :func:`~neurosolve.solvers.stencil.apply_stencil` (channel ``2 a`` to ``-e_a``),
-    applied to every channel at once.
+    ``padded`` is ``h`` with one more cell on every side (zero outside the grid, the
+    neighbouring chunk's plane between chunks). The weights ``(G, 2 d, *S)`` are a
+    zero-diagonal stencil in the layout of :func:`~neurosolve.solvers.stencil.apply_stencil`
+    (channel ``2 a`` to ``-e_a``), applied to every channel at once.
     """
     ndim = weights.dim() - 2
     shape = out.shape[2:]
-    inner = [slice(1, 1 + n) for n in shape]
-    inner[0] = slice(first + 1, first + 1 + shape[0])
     for a in range(ndim):
-        for side, sign in ((0, -1), (1, 1)):
-            index = list(inner)
-            index[a] = slice(inner[a].start + sign, inner[a].stop + sign)
+        for side, start in ((0, 0), (1, 2)):  # -e_a reads padded cell c, +e_a cell c + 2
+            index = [slice(1, 1 + n) for n in shape]
+            index[a] = slice(start, start + shape[a])
             view = padded[(slice(None), slice(None), *index)]
             out.addcmul_(weights[:, 2 * a + side : 2 * a + side + 1], view)
     return out
