@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet
+from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
 from neurosolve.solvers.stencil import stencil_residual
 
 __all__ = [
@@ -198,16 +198,20 @@ def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bo
     >>> coarsening_axes(op.neighbours[None])
     (True, False)
     """
-    shape = couplings.shape[2:]
+    shape = tuple(couplings.shape[2:])
     ndim = len(shape)
-    nb = couplings.abs()
-    pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, *S): coupling of each cell along each axis
-    total = pair.sum(dim=1, keepdim=True)
-    coupled = total > 0
-    share = pair / torch.where(coupled, total, 1.0)  # zero where uncoupled (pair is zero)
-    cells = max(float(coupled.sum()), 1.0)
+    sums = couplings.new_zeros(ndim)
+    cells = 0
+    for p0, p1 in _chunks(shape):  # chunk by chunk of planes: the temporaries stay in cache
+        nb = couplings[:, :, p0:p1].abs()
+        pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, ...): coupling of each cell along each axis
+        total = pair.sum(dim=1, keepdim=True)
+        coupled = total > 0
+        share = pair / torch.where(coupled, total, 1.0)  # zero where uncoupled (pair is zero)
+        sums += share.sum(dim=(0, *range(2, share.dim())))
+        cells += int(coupled.sum())
     # every cell counts once (scale-free: a high-coefficient region does not dominate)
-    per_axis = [s / cells for s in torch.stack([share[:, a].sum() for a in range(ndim)]).tolist()]
+    per_axis = [x / max(float(cells), 1.0) for x in sums.tolist()]
     top = max(per_axis)
     return tuple(
         int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top) for a in range(ndim)
@@ -505,12 +509,21 @@ def _set_smoothers(net: MGPCNet, levels: list[Level]) -> None:
     for i, lvl in enumerate(levels):
         if i < len(levels) - 1:
             theta, _ = net(lvl.diagonal, lvl.couplings, lvl.fluid, level=i)
-            rowsum = lvl.couplings.abs().sum(dim=1, keepdim=True).add_(lvl.diagonal.abs())
-            # zero off the fluid (a 0/1 mask: the same as multiplying by it)
-            inv = torch.where(lvl.fluid > 0, 1.0 / rowsum.clamp_(min=1e-300), 0.0)
-            lvl.weights = torch.mul(theta, inv).to(dtype)  # one pass, in float64
+            lvl.weights = _smoother_weights(theta, lvl, dtype)
         if i > 0:
             lvl.scale = net.over_correction(i).to(dtype=dtype, device=device)
+
+
+def _smoother_weights(theta: torch.Tensor, lvl: Level, dtype: torch.dtype) -> torch.Tensor:
+    """``theta / sum_j |a_ij|`` (zero off the fluid), chunk by chunk of planes (in cache)."""
+    out = lvl.diagonal.new_empty(theta.shape, dtype=dtype)
+    for p0, p1 in _chunks(lvl.shape):
+        couplings, fluid = lvl.couplings[:, :, p0:p1], lvl.fluid[:, :, p0:p1]
+        rowsum = couplings.abs().sum(dim=1, keepdim=True).add_(lvl.diagonal[:, :, p0:p1].abs())
+        # zero off the fluid (a 0/1 mask: the same as multiplying by it)
+        inv = torch.where(fluid > 0, 1.0 / rowsum.clamp_(min=1e-300), 0.0)
+        out[:, :, p0:p1] = theta[:, :, p0:p1] * inv  # the product in float64
+    return out
 
 
 def _set_bounds(levels: list[Level]) -> None:

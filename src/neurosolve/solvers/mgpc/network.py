@@ -170,15 +170,17 @@ class MGPCNet(BaseModel):
                 stencil = (x[:, :, p0:p1].to(dtype) for x in (diagonal, couplings, fluid))
                 feats, weights[t] = _features(*stencil)
                 h = F.gelu(_mix(self.lift.weight, self.lift.bias, feats))
-                stages[0].put(t, _mix(*maps[0], h).unflatten(-1, (p1 - p0, *grid[1:])))
+                stages[0].put(t, _mix(*maps[0], h, stages[0].spare_maps(h)), (p1 - p0, *grid[1:]))
             for k in range(self.layers):
                 j = t - k - 1  # the neighbour sums of layer k, on chunk j
                 if not 0 <= j < len(chunks):
                     continue
                 out, padded = stages[k].take(j)
                 h = F.gelu(_add_neighbours(out, weights[j], padded).flatten(2))
+                stages[k].recycle(j, padded)
                 if k + 1 < self.layers:
-                    stages[k + 1].put(j, _mix(*maps[k + 1], h).unflatten(-1, out.shape[2:]))
+                    both = _mix(*maps[k + 1], h, stages[k + 1].spare_maps(h))
+                    stages[k + 1].put(j, both, out.shape[2:])
                     continue
                 p0, p1 = chunks[j]
                 t_ = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(_mix(*head, h))
@@ -192,13 +194,20 @@ class MGPCNet(BaseModel):
         return SCALE_MIN + (SCALE_MAX - SCALE_MIN) * torch.sigmoid(self.level_scale[bucket])
 
 
-def _mix(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _mix(
+    weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """The per-cell linear map ``weight @ h + bias`` of fields ``(G, C_in, cells)``.
 
-    A GEMM, then the bias added in place: ``addmm`` with a broadcast column bias copies it
-    into the output first through a slow strided path (6x the GEMM at 32k cells).
+    A GEMM (into ``out`` if given), then the bias added in place: ``addmm`` with a broadcast
+    column bias copies it into the output first through a slow strided path (6x the GEMM).
     """
-    out = torch.mm(weight, h[0])[None] if h.shape[0] == 1 else torch.matmul(weight, h)
+    if out is not None:
+        torch.matmul(weight, h, out=out)
+    elif h.shape[0] == 1:
+        out = torch.mm(weight, h[0])[None]
+    else:
+        out = torch.matmul(weight, h)
     return out.add_(bias[:, None])
 
 
@@ -234,28 +243,54 @@ def _chunks(grid: tuple[int, ...]) -> list[tuple[int, int]]:
 class _Stage:
     """A layer's input, chunk by chunk: self parts, and neighbour parts with a halo plane.
 
-    ``put(j, both)`` takes chunk ``j``'s maps ``(G, 2 width, T_j, *rest)``; the neighbour
-    part goes into a field zero-padded on every side, whose first and last planes are the
-    neighbouring chunks' adjacent planes (zero at the ends of the grid). ``take(j)`` (after
-    ``put(j + 1)``) returns the self part and that padded field, and forgets them: only a
-    few chunks are held at a time, so they stay in cache, and none is written after it is
-    read (autograd can use them).
+    ``put(j, both, chunk)`` takes chunk ``j``'s maps ``(G, 2 width, cells)`` on the cells
+    ``chunk = (T_j, *rest)``; the neighbour part goes into a field zero-padded on every
+    side, whose first and last planes are the neighbouring chunks' adjacent planes (zero at
+    the ends of the grid). ``take(j)`` (after ``put(j + 1)``) returns the self part and that
+    padded field, and forgets them: only a few chunks are held at a time, so they stay in
+    cache, and none is written after it is read (autograd can use them); without autograd,
+    ``recycle`` hands the fields of a chunk once read to the next chunks.
     """
 
     def __init__(self, count: int) -> None:
         self.count = count
         self.selfs: dict[int, torch.Tensor] = {}
         self.padded: dict[int, torch.Tensor] = {}
+        self.spare: list[torch.Tensor] = []  # padded fields read already, to be reused
+        self.spare_both: list[torch.Tensor] = []  # and the maps they came with
+        self.maps: dict[int, torch.Tensor] = {}
 
-    def put(self, j: int, both: torch.Tensor) -> None:
+    def recycle(self, j: int, padded: torch.Tensor) -> None:
+        """Reuse chunk ``j``'s fields once read (not under autograd: it may need them).
+
+        A fresh chunk-sized field costs page faults on every chunk; a reused one is warm.
+        """
+        both = self.maps.pop(j)
+        if not (torch.is_grad_enabled() or both.requires_grad):
+            self.spare.append(padded)
+            self.spare_both.append(both)
+
+    def spare_maps(self, h: torch.Tensor) -> torch.Tensor | None:
+        """A used ``(G, 2 width, cells)`` field of the size of ``h``'s chunk, if one is left."""
+        if self.spare_both and self.spare_both[-1].shape[-1] == h.shape[-1]:
+            return self.spare_both.pop()
+        return None
+
+    def put(self, j: int, both: torch.Tensor, chunk: tuple[int, ...]) -> None:
+        self.maps[j] = both
+        both = both.unflatten(-1, chunk)
         width = both.shape[1] // 2
         self.selfs[j] = both[:, :width]
         nbr = both[:, width:]
         shape = nbr.shape[2:]
-        padded = nbr.new_empty((*nbr.shape[:2], *(n + 2 for n in shape)))
-        for a in range(1, len(shape)):  # the zero border of the other axes
-            padded.select(2 + a, 0).zero_()
-            padded.select(2 + a, shape[a] + 1).zero_()
+        size = (*nbr.shape[:2], *(n + 2 for n in shape))
+        if self.spare and tuple(self.spare[-1].shape) == size:
+            padded = self.spare.pop()  # its border (of the other axes) is zero already
+        else:
+            padded = nbr.new_empty(size)
+            for a in range(1, len(shape)):  # the zero border of the other axes
+                padded.select(2 + a, 0).zero_()
+                padded.select(2 + a, shape[a] + 1).zero_()
         inner = tuple(slice(1, n + 1) for n in shape[1:])
         padded[(slice(None), slice(None), slice(1, shape[0] + 1), *inner)] = nbr
         if j > 0:  # the halo planes shared with the previous chunk
