@@ -446,3 +446,16 @@ def test_smoother_weights_are_theta_over_the_absolute_row_sums():
     torch.testing.assert_close(levels[0].weights, expected, rtol=1e-15, atol=0)
     assert levels[0].weights.dtype == torch.float64 and levels[1].weights is None
     assert float(levels[1].scale) == float(net.over_correction(1).detach())
+
+
+def test_cholesky_inverse_lapack_and_torch_routes_agree():
+    dense = spd_stencil_matrices((3, 4, 4), 2, seed=6)
+    lapack = hierarchy._cholesky_inverse(dense, host=True)
+    routed = hierarchy._cholesky_inverse(dense, host=False)
+    assert torch.equal(lapack, lapack.transpose(-1, -2))
+    assert torch.equal(routed, routed.transpose(-1, -2))
+    torch.testing.assert_close(lapack, routed, rtol=1e-12, atol=1e-14)
+    singular = dense.clone()
+    singular[0] = torch.ones(48, 48, dtype=torch.float64)  # rank one: no usable factor
+    assert hierarchy._cholesky_inverse(singular, host=True) is None
+    assert hierarchy._cholesky_inverse(singular, host=False) is None

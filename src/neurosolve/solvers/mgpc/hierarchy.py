@@ -202,7 +202,9 @@ def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bo
     ndim = len(shape)
     sums = couplings.new_zeros(ndim)
     cells = 0
-    for p0, p1 in _chunks(shape):  # chunk by chunk of planes: the temporaries stay in cache
+    for p0, p1 in _chunks(
+        shape, couplings.device
+    ):  # chunk by chunk of planes: the temporaries stay in cache
         nb = couplings[:, :, p0:p1].abs()
         pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, ...): coupling of each cell along each axis
         total = pair.sum(dim=1, keepdim=True)
@@ -266,15 +268,15 @@ def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
     return inverse.to(out_dtype)  # exactly symmetric (rounding keeps it): one GEMM per visit
 
 
-def _cholesky_inverse(dense: torch.Tensor) -> torch.Tensor | None:
+def _cholesky_inverse(dense: torch.Tensor, host: bool | None = None) -> torch.Tensor | None:
     """``A^{-1}`` of float64 SPD matrices ``(G, N, N)`` from their Cholesky factors.
 
     Exactly symmetric. None if a matrix does not factor, or factors with a rounding-sized
     pivot (a singular matrix may: its factor is not usable). On the CPU, LAPACK's
     ``potrf`` / ``potri`` through scipy (about twice as fast as torch's batched routines at
-    N = 512, one thread); on other devices torch's.
+    N = 512, one thread); on other devices torch's (``host`` picks one explicitly).
     """
-    if dense.device.type != "cpu":
+    if not (dense.device.type == "cpu" if host is None else host):
         factor, info = torch.linalg.cholesky_ex(dense)
         pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
         if bool((info != 0).any()) or bool(_tiny_pivot(pivots).any()):
@@ -517,7 +519,7 @@ def _set_smoothers(net: MGPCNet, levels: list[Level]) -> None:
 def _smoother_weights(theta: torch.Tensor, lvl: Level, dtype: torch.dtype) -> torch.Tensor:
     """``theta / sum_j |a_ij|`` (zero off the fluid), chunk by chunk of planes (in cache)."""
     out = lvl.diagonal.new_empty(theta.shape, dtype=dtype)
-    for p0, p1 in _chunks(lvl.shape):
+    for p0, p1 in _chunks(lvl.shape, lvl.diagonal.device):
         couplings, fluid = lvl.couplings[:, :, p0:p1], lvl.fluid[:, :, p0:p1]
         rowsum = couplings.abs().sum(dim=1, keepdim=True).add_(lvl.diagonal[:, :, p0:p1].abs())
         # zero off the fluid (a 0/1 mask: the same as multiplying by it)

@@ -149,7 +149,7 @@ class MGPCNet(BaseModel):
         """
         dtype = self.lift.weight.dtype
         grid = tuple(diagonal.shape[2:])
-        chunks = _chunks(grid)
+        chunks = _chunks(grid, diagonal.device)
         maps = [
             (
                 torch.cat([smap.weight, nmap.weight]),
@@ -233,8 +233,14 @@ def _features(
 _CHUNK_CELLS = 1 << 15  # cells per chunk of the network's passes: activations stay in cache
 
 
-def _chunks(grid: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Ranges of planes along the first axis holding about :data:`_CHUNK_CELLS` cells each."""
+def _chunks(grid: tuple[int, ...], device: torch.device) -> list[tuple[int, int]]:
+    """Ranges of planes along the first axis holding about :data:`_CHUNK_CELLS` cells each.
+
+    On the CPU only (there the chunks stay in cache); elsewhere one chunk, the whole grid:
+    a GPU wants few, large kernels.
+    """
+    if device.type != "cpu":
+        return [(0, grid[0])]
     plane = max(int(math.prod(grid[1:])), 1)
     step = max(1, _CHUNK_CELLS // plane)
     return [(p, min(p + step, grid[0])) for p in range(0, grid[0], step)]
