@@ -202,9 +202,8 @@ def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bo
     ndim = len(shape)
     sums = couplings.new_zeros(ndim)
     cells = 0
-    for p0, p1 in _chunks(
-        shape, couplings.device
-    ):  # chunk by chunk of planes: the temporaries stay in cache
+    # chunk by chunk of planes: the temporaries stay in cache
+    for p0, p1 in _chunks(shape, couplings.device):
         nb = couplings[:, :, p0:p1].abs()
         pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, ...): coupling of each cell along each axis
         total = pair.sum(dim=1, keepdim=True)
@@ -276,7 +275,9 @@ def _cholesky_inverse(dense: torch.Tensor, host: bool | None = None) -> torch.Te
     ``potrf`` / ``potri`` through scipy (about twice as fast as torch's batched routines at
     N = 512, one thread); on other devices torch's (``host`` picks one explicitly).
     """
-    if not (dense.device.type == "cpu" if host is None else host):
+    if host is None:  # (a matrix under autograd stays with torch)
+        host = dense.device.type == "cpu" and not dense.requires_grad
+    if not host:
         factor, info = torch.linalg.cholesky_ex(dense)
         pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
         if bool((info != 0).any()) or bool(_tiny_pivot(pivots).any()):
