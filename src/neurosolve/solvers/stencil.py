@@ -122,6 +122,14 @@ def stencil_from_csr(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     zeros dropped), so the arrays reproduce *any* such matrix (variable coefficients,
     obstacles, matrices exported by other codes).
 
+    The read is a few vectorized passes over the entries: the offset between the grid cells
+    of an entry's column and row (``-+stride_a`` along axis ``a``, 0 on the diagonal) names
+    its coupling through a lookup table, and every entry is scattered straight to its place
+    in one array holding the couplings and the diagonal. An offset the table does not know
+    is off the pattern; a face offset that wraps around the end of a grid line (e.g.
+    ``c + 1`` from the last cell of a row) lands on a grid face where no coupling exists,
+    which is checked on those faces alone.
+
     Parameters
     ----------
     matrix : scipy sparse matrix
@@ -152,40 +160,101 @@ def stencil_from_csr(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     ...
     neurosolve.errors.InvalidInputError: matrix is 5x5 but the grid has 4 fluid cells...
     """
-    rows, cols, vals = _csr_entries(matrix, grid)
-    # Work with linear cell indices: a face neighbour along axis a differs by +-stride_a,
-    # and must not wrap around (checked on the coordinate along a only).
+    csr = _csr_entries(matrix, grid)
+    shape, ndim = tuple(grid.shape), grid.ndim
+    out = _scatter_entries(csr, grid)
+    if out is None:
+        raise _off_pattern_error(csr, grid)
+    out = out.reshape(2 * ndim + 1, *shape)
+    couplings = out[: 2 * ndim]
+    for a in range(ndim):  # a coupling on the outer face of its own direction wrapped around
+        if couplings[2 * a].take(0, axis=a).any() or couplings[2 * a + 1].take(-1, axis=a).any():
+            raise _off_pattern_error(csr, grid)
+    return out[2 * ndim], couplings
+
+
+_CHUNK_ROWS = 1 << 14  # rows per pass: the temporaries stay in cache (3x faster at 64^3)
+
+
+def _scatter_entries(csr: sp.csr_matrix, grid: Grid) -> np.ndarray | None:
+    """The non-zero entries scattered to ``(2 d + 1) * N`` slots; None if one is off the table.
+
+    Slots ``0 .. 2 d - 1`` hold the couplings, slot ``2 d`` the diagonal, of every cell.
+    Rows are read in chunks of :data:`_CHUNK_ROWS`: per chunk, the grid cell of every
+    entry's row (a repeat), the cell offset of its column (one gather), its slot (one table
+    lookup) and the scatter, every temporary small enough to stay in cache.
+    """
+    cells_total = grid.num_cells
+    cells = np.flatnonzero(grid.fluid.ravel())
+    shifted = cells + (cells_total - 1)  # table index = column cell - row cell + N - 1
+    table = _slot_table(tuple(grid.shape))
+    out = np.zeros((2 * grid.ndim + 1) * cells_total)
+    indptr, indices, data = csr.indptr, csr.indices, csr.data
+    for start in range(0, csr.shape[0], _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, csr.shape[0])
+        lo, hi = indptr[start], indptr[stop]
+        rcell = np.repeat(cells[start:stop], np.diff(indptr[start : stop + 1]))
+        place = np.take(shifted, indices[lo:hi])
+        place -= rcell
+        place = np.take(table, place)
+        place += rcell  # slot * N + row cell; negative off the stencil
+        values = data[lo:hi]
+        if np.count_nonzero(values) < values.size:  # explicit zeros: dropped, as A's zeros
+            keep = values != 0
+            place, values = place[keep], values[keep]
+        if place.size and place.min() < 0:
+            return None
+        out[place] = values
+    return out
+
+
+def _slot_table(shape: tuple[int, ...]) -> np.ndarray:
+    """``table[delta + N - 1]``: ``slot * N`` for the cell offsets of the stencil, else < -N.
+
+    Slot ``2 a`` is the coupling to ``-e_a``, ``2 a + 1`` to ``+e_a``, ``2 d`` the diagonal.
+    Axes of one cell have no neighbours (and their strides would alias another axis').
+    """
+    ndim, cells = len(shape), int(np.prod(shape))
+    table = np.full(2 * cells - 1, -(2 * ndim + 2) * cells, dtype=np.int64)
+    table[cells - 1] = 2 * ndim * cells
+    for a in range(ndim):
+        stride = int(np.prod(shape[a + 1 :]))
+        if shape[a] > 1:
+            table[cells - 1 - stride] = 2 * a * cells
+            table[cells - 1 + stride] = (2 * a + 1) * cells
+    return table
+
+
+def _off_pattern_error(csr: sp.csr_matrix, grid: Grid) -> InvalidInputError:
+    """The refusal of a matrix with entries off the stencil: how many, and the first one.
+
+    Entry by entry (the error path only): the non-zero entries in CSR order, each one
+    either the diagonal or a face neighbour that does not wrap around a grid line.
+    """
+    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+    keep = csr.data != 0
+    rows, cols = rows[keep], csr.indices[keep].astype(np.int64)
     cells = np.flatnonzero(grid.fluid.ravel())
     rcell = cells[rows]
     delta = cells[cols] - rcell
-    slot = np.full(rows.size, -1, dtype=np.int64)
-    is_diag = delta == 0
-    strides = [int(np.prod(grid.shape[a + 1 :])) for a in range(grid.ndim)]
-    for a, (stride, size) in enumerate(zip(strides, grid.shape, strict=True)):
-        for sign in (-1, 1):
-            m = np.flatnonzero((delta == sign * stride) & (slot < 0))
-            coord = (rcell[m] // stride) % size + sign
-            ok = m[(coord >= 0) & (coord < size)]
-            slot[ok] = 2 * a + (sign > 0)
-    bad = ~is_diag & (slot < 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
-        cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
-        raise InvalidInputError(
-            f"matrix has {int(bad.sum())} entries off the {2 * grid.ndim + 1}-point stencil "
-            f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
-        )
-    diagonal = np.zeros(grid.num_cells)
-    diagonal[rcell[is_diag]] = vals[is_diag]
-    couplings = np.zeros((2 * grid.ndim, grid.num_cells))
-    face = ~is_diag
-    couplings[slot[face], rcell[face]] = vals[face]
-    return diagonal.reshape(grid.shape), couplings.reshape(2 * grid.ndim, *grid.shape)
+    good = delta == 0
+    for a, size in enumerate(grid.shape):
+        stride = int(np.prod(grid.shape[a + 1 :]))
+        coord = (rcell // stride) % size
+        good |= (delta == -stride) & (coord > 0)
+        good |= (delta == stride) & (coord < size - 1)
+    bad = np.flatnonzero(~good)
+    i = int(bad[0])
+    rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
+    cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
+    return InvalidInputError(
+        f"matrix has {bad.size} entries off the {2 * grid.ndim + 1}-point stencil "
+        f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
+    )
 
 
-def _csr_entries(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, columns and values of the non-zero entries, after the shape and finite checks."""
+def _csr_entries(matrix: Any, grid: Grid) -> sp.csr_matrix:
+    """The float64 CSR matrix, canonical (duplicates summed), after the shape/finite checks."""
     if not sp.issparse(matrix):
         raise InvalidInputError(f"A must be a scipy sparse matrix, got {type(matrix).__name__}")
     n = grid.num_unknowns
@@ -196,12 +265,9 @@ def _csr_entries(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.nd
         )
     csr = sp.csr_matrix(matrix, dtype=np.float64)
     csr.sum_duplicates()
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(csr.indptr))
-    keep = csr.data != 0
-    rows, cols, vals = rows[keep], csr.indices[keep].astype(np.int64), csr.data[keep]
-    if not np.isfinite(vals).all():
+    if not np.isfinite(csr.data).all():
         raise InvalidInputError("matrix has NaN/Inf entries")
-    return rows, cols, vals
+    return csr
 
 
 # ---------------------------------------------------------------------------------------------
