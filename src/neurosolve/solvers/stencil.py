@@ -27,11 +27,13 @@ from neurosolve._util.validate import float_dtype
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.compiled import CompiledKernel
 
 __all__ = [
     "SparseOperator",
     "StencilOperator",
     "apply_stencil",
+    "smoothing_step",
     "stencil_from_csr",
     "stencil_residual",
 ]
@@ -41,7 +43,10 @@ __all__ = [
 # The kernel
 # ---------------------------------------------------------------------------------------------
 def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``A u`` for batches of 5/7-point stencils and fields.
+    """``A u`` for batches of 5/7-point stencils and fields, in one fused pass.
+
+    Compiled (see :mod:`neurosolve.solvers.compiled`) for large fields, eager otherwise;
+    both forms add the same terms in the same order.
 
     Parameters
     ----------
@@ -63,13 +68,14 @@ def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tens
     >>> apply_stencil(d, c, torch.ones(1, 1, 3))
     tensor([[[1., 0., 1.]]])
     """
-    return _add_couplings(diagonal * u, couplings, u, 1.0)
+    _check_couplings(couplings, u)
+    return PRODUCT(diagonal, couplings, u)
 
 
 def stencil_residual(
     diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, f: torch.Tensor
 ) -> torch.Tensor:
-    """``f - A u`` for the stencils of :func:`apply_stencil`, in one pass per coefficient.
+    """``f - A u`` for the stencils of :func:`apply_stencil`, in one fused pass.
 
     Examples
     --------
@@ -78,7 +84,41 @@ def stencil_residual(
     >>> stencil_residual(d, c, torch.ones(1, 1, 3), torch.ones(1, 1, 3))
     tensor([[[0., 1., 0.]]])
     """
-    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, u, -1.0)
+    _check_couplings(couplings, u)
+    return RESIDUAL(diagonal, couplings, u, f)
+
+
+def smoothing_step(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    weights: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
+) -> torch.Tensor:
+    """One weighted Jacobi-type step ``u + w (f - A u)``, residual and update in one pass.
+
+    ``weights`` (``(G, 1, *grid)``, per cell) scale the residual; the stencil and fields are
+    those of :func:`apply_stencil`.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 3), 2.0)
+    >>> c = torch.tensor([[[0.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]])
+    >>> smoothing_step(d, c, torch.full((1, 1, 3), 0.5), torch.zeros(1, 1, 3), torch.ones(1, 1, 3))
+    tensor([[[0.5000, 0.5000, 0.5000]]])
+    """
+    _check_couplings(couplings, u)
+    return SMOOTHING_STEP(diagonal, couplings, weights, u, f)
+
+
+def _check_couplings(couplings: torch.Tensor, u: torch.Tensor) -> None:
+    """Refuse couplings whose channel count does not fit the fields' dimension."""
+    ndim = u.dim() - 2
+    if couplings.dim() != u.dim() or couplings.shape[1] != 2 * ndim:
+        raise InvalidInputError(
+            f"couplings of shape {tuple(couplings.shape)} do not fit {ndim}D fields "
+            f"{tuple(u.shape)}: expected {2 * ndim} channels"
+        )
 
 
 def _add_couplings(
@@ -89,16 +129,11 @@ def _add_couplings(
     The zero-padded form: ``u`` is padded by one zero cell on every side of every grid axis,
     and each coupling is one fused multiply-add (``addcmul_``) of a full-size coefficient
     array with a shifted full-size view of the padded field, so every term is the same
-    elementwise loop (the shape a compiler fuses into one pass). Per cell the terms are
-    added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a coupling to a cell
-    outside the grid multiplies the zero padding.
+    elementwise loop; compiled, the padding becomes masked loads and all terms one loop.
+    Per cell the terms are added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a
+    coupling to a cell outside the grid multiplies the zero padding.
     """
     ndim = u.dim() - 2
-    if couplings.shape[1] != 2 * ndim:
-        raise InvalidInputError(
-            f"couplings of shape {tuple(couplings.shape)} do not fit {ndim}D fields "
-            f"{tuple(u.shape)}: expected {2 * ndim} channels"
-        )
     padded = F.pad(u, (1, 1) * ndim)
     shape = u.shape[2:]
     inner = [slice(1, 1 + n) for n in shape]
@@ -110,6 +145,38 @@ def _add_couplings(
             channel = 2 * a + side
             out.addcmul_(couplings[:, channel : channel + 1], view, value=value)
     return out
+
+
+def _product(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return _add_couplings(diagonal * u, couplings, u, 1.0)
+
+
+def _residual(
+    diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, f: torch.Tensor
+) -> torch.Tensor:
+    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, u, -1.0)
+
+
+def _smoothing_step(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    weights: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
+) -> torch.Tensor:
+    return torch.addcmul(u, weights, _residual(diagonal, couplings, u, f))
+
+
+# The kernels: compiled when the largest argument (the couplings, 2 d values per cell) has
+# at least MIN_COMPILED_NUMEL elements (a 36^3 or 256^2 grid): on smaller grids the eager
+# form is about as fast (its data sit in cache; benchmarks/stencil_kernel.py) and no
+# compile time is spent, on larger ones the fused pass saves memory traffic.
+MIN_COMPILED_NUMEL = 2**18
+PRODUCT = CompiledKernel(_product, name="stencil product", min_numel=MIN_COMPILED_NUMEL)
+RESIDUAL = CompiledKernel(_residual, name="stencil residual", min_numel=MIN_COMPILED_NUMEL)
+SMOOTHING_STEP = CompiledKernel(
+    _smoothing_step, name="smoothing step", min_numel=MIN_COMPILED_NUMEL
+)
 
 
 # ---------------------------------------------------------------------------------------------
