@@ -40,6 +40,12 @@ def stencil_case(shape=(5, 4, 3), seed=0, dtype=torch.float64):
     return d, c, w, u, f
 
 
+def padded(case):
+    """The arguments of the stencil module's kernels: the field ``u`` zero-padded."""
+    d, c, w, u, f = case
+    return d, c, w, stencil._pad(u), f
+
+
 def dense_step(d, c, w, u, f):
     """``u + w (f - A u)`` from the explicit neighbour sums (a reference, not the kernel)."""
     Au = d * u
@@ -85,13 +91,13 @@ def test_compile_failure_falls_back_to_eager_and_warns_once(monkeypatch, tmp_pat
     other = CompiledKernel(stencil._residual, name="residual", min_numel=0)
     case = stencil_case()
     with pytest.warns(RuntimeWarning, match="no working C\\+\\+ compiler"):
-        out = step(*case)
+        out = step(*padded(case))
     torch.testing.assert_close(out, dense_step(*case), rtol=1e-14, atol=1e-14)
     assert step.failed and not step.compiled
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning, from this kernel or another
-        again = step(*case)
-        other(case[0], case[1], case[3], case[4])
+        again = step(*padded(case))
+        other(case[0], case[1], stencil._pad(case[3]), case[4])
     assert torch.equal(again, out)
     assert fake.calls == 2  # once per kernel: a failed kernel never tries again
     assert "failed" in repr(step)
@@ -113,7 +119,7 @@ def test_environment_switch_disables_compiling(monkeypatch, value):
     kernel = CompiledKernel(stencil._smoothing_step, name="step", min_numel=0)
     case = stencil_case()
     assert not compile_enabled()
-    torch.testing.assert_close(kernel(*case), dense_step(*case), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(kernel(*padded(case)), dense_step(*case), rtol=1e-14, atol=1e-14)
     assert not kernel.compiled and not kernel.failed
 
 
@@ -164,9 +170,9 @@ def test_compiled_equals_eager(monkeypatch, tmp_path):
     case = stencil_case(shape=(6, 5, 4), seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback here is a failure
-        out = kernel(*case)
+        out = kernel(*padded(case))
     assert kernel.compiled and kernel.compile_seconds is not None
-    eager = stencil._smoothing_step(*case)
+    eager = stencil._smoothing_step(*padded(case))
     # the same operations in the same order; the compiler may fuse a multiply-add (FMA)
     torch.testing.assert_close(out, eager, rtol=4 * torch.finfo(torch.float64).eps, atol=1e-15)
     torch.testing.assert_close(out, dense_step(*case), rtol=1e-13, atol=1e-13)
@@ -174,5 +180,17 @@ def test_compiled_equals_eager(monkeypatch, tmp_path):
     bigger = stencil_case(shape=(9, 7, 8), seed=4)
     w3 = torch.cat([bigger[2]] * 3, dim=1)[:, 1:2]
     args = (bigger[0], bigger[1], w3, bigger[3], bigger[4])
-    torch.testing.assert_close(kernel(*args), dense_step(*args), rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(kernel(*padded(args)), dense_step(*args), rtol=1e-13, atol=1e-13)
     assert any(tmp_path.rglob("*.py")), "nothing written to the compile cache"
+
+
+@pytest.mark.parametrize("shape", [(7, 6), (5, 4, 3)])
+def test_public_kernels_agree_with_the_reference(shape, monkeypatch):
+    forbid_compile(monkeypatch)  # small fields: the eager forms
+    d, c, w, u, f = stencil_case(shape=shape, seed=8)
+    step = stencil.smoothing_step(d, c, w, u, f)
+    torch.testing.assert_close(step, dense_step(d, c, w, u, f), rtol=1e-14, atol=1e-14)
+    residual = stencil.stencil_residual(d, c, u, f)
+    torch.testing.assert_close(residual, f - stencil.apply_stencil(d, c, u), rtol=0, atol=1e-14)
+    with pytest.raises(Exception, match="do not fit"):
+        stencil.smoothing_step(d, c[:, :2], w, u, f)
