@@ -194,3 +194,25 @@ def test_public_kernels_agree_with_the_reference(shape, monkeypatch):
     torch.testing.assert_close(residual, f - stencil.apply_stencil(d, c, u), rtol=0, atol=1e-14)
     with pytest.raises(Exception, match="do not fit"):
         stencil.smoothing_step(d, c[:, :2], w, u, f)
+
+
+def test_recompile_limit_runs_that_call_eagerly_without_giving_up(monkeypatch):
+    from torch._dynamo.exc import FailOnRecompileLimitHit
+
+    fake = FailingCompile()
+    fake.error = FailOnRecompileLimitHit("recompile limit reached")
+    monkeypatch.setattr(compiled_module.torch, "compile", fake)
+    kernel = CompiledKernel(lambda a: a * 3.0, name="triple", min_numel=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(kernel(torch.ones(2)), torch.full((2,), 3.0))
+    assert not kernel.failed
+
+
+def test_kernels_are_sized_by_the_grid_not_by_the_number_of_fields(monkeypatch):
+    forbid_compile(monkeypatch)
+    d, c, w, u, f = stencil_case(shape=(4, 4, 4))
+    many = u.expand(1, 2 * stencil.MIN_COMPILED_NUMEL // u.numel(), 4, 4, 4).contiguous()
+    assert many.numel() > stencil.MIN_COMPILED_NUMEL > c.numel()
+    out = stencil.apply_stencil(d, c, many)  # a block of fields on a tiny grid: eager
+    torch.testing.assert_close(out[:, :1], stencil.apply_stencil(d, c, u))

@@ -138,6 +138,17 @@ def _warn_fallback(name: str, exc: BaseException) -> None:
     )
 
 
+def _recompile_limit_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from torch._dynamo.exc import FailOnRecompileLimitHit
+    except ImportError:  # another torch version: every failure counts as a failure
+        return ()
+    return (FailOnRecompileLimitHit,)
+
+
+_RECOMPILE_LIMIT = _recompile_limit_errors()
+
+
 def _plain(arg: Any) -> Any:
     """A tensor as a plain (non-view) alias with the canonical strides of its layout.
 
@@ -170,7 +181,10 @@ class CompiledKernel:
     name : str
         Name used in warnings and logs.
     min_numel : int
-        Calls whose largest tensor argument has fewer elements run eagerly.
+        Calls whose sizing argument has fewer elements run eagerly.
+    size_arg : int, optional
+        Position of the sizing argument (e.g. a stencil's coefficient array, so that many
+        fields on a tiny grid stay eager); default the largest tensor argument.
     dynamic : bool
         Compile with symbolic shapes (one kernel for all sizes).
 
@@ -197,11 +211,13 @@ class CompiledKernel:
         *,
         name: str,
         min_numel: int = 32768,
+        size_arg: int | None = None,
         dynamic: bool = True,
     ) -> None:
         self.fn = fn
         self.name = name
         self.min_numel = int(min_numel)
+        self.size_arg = size_arg
         self.dynamic = bool(dynamic)
         self.failed = False
         self.compile_seconds: float | None = None
@@ -217,7 +233,13 @@ class CompiledKernel:
         if self.failed or not compile_enabled():
             return False
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if not tensors or max(t.numel() for t in tensors) < self.min_numel:
+        if not tensors:
+            return False
+        if self.size_arg is not None and isinstance(args[self.size_arg], torch.Tensor):
+            size = args[self.size_arg].numel()
+        else:
+            size = max(t.numel() for t in tensors)
+        if size < self.min_numel:
             return False
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return False  # training: eager autograd, no compile inside a training step
@@ -243,6 +265,11 @@ class CompiledKernel:
             # Bad input fails eagerly too and is re-raised as the eager error; anything the
             # eager function survives was the compiler's failure (missing g++, Triton, ...).
             out = self.fn(*args)
+            if isinstance(exc, _RECOMPILE_LIMIT):
+                # this kernel already has dynamo's maximum of variants (dtypes, dimensions,
+                # layouts): this layout runs eagerly, the compiled ones stay in use
+                logger.debug("kernel %r: recompile limit, this call eager", self.name)
+                return out
             self.failed = True
             _warn_fallback(self.name, exc)
             return out

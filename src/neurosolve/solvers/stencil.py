@@ -180,15 +180,15 @@ def _smoothing_step(
 
 
 # The kernels: compiled when the largest argument (the couplings, 2 d values per cell) has
-# at least MIN_COMPILED_NUMEL elements (a 36^3 or 256^2 grid): on smaller grids the eager
-# form is about as fast (its data sit in cache; benchmarks/stencil_kernel.py) and no
-# compile time is spent, on larger ones the fused pass saves memory traffic.
-MIN_COMPILED_NUMEL = 2**18
-PRODUCT = CompiledKernel(_product, name="stencil product", min_numel=MIN_COMPILED_NUMEL)
-RESIDUAL = CompiledKernel(_residual, name="stencil residual", min_numel=MIN_COMPILED_NUMEL)
-SMOOTHING_STEP = CompiledKernel(
-    _smoothing_step, name="smoothing step", min_numel=MIN_COMPILED_NUMEL
-)
+# at least MIN_COMPILED_NUMEL elements (a 28^3 or 182^2 grid). Below, the eager form is as
+# fast (its arrays sit in cache and the compiled call's fixed cost, some 30 us, is not
+# paid back; benchmarks/stencil_kernel.py) and tests and small solves never wait for a
+# compiler; above, the fused pass saves the eager form's passes over memory.
+MIN_COMPILED_NUMEL = 2**17
+_SIZED = {"min_numel": MIN_COMPILED_NUMEL, "size_arg": 1}  # sized by the couplings
+PRODUCT = CompiledKernel(_product, name="stencil product", **_SIZED)
+RESIDUAL = CompiledKernel(_residual, name="stencil residual", **_SIZED)
+SMOOTHING_STEP = CompiledKernel(_smoothing_step, name="smoothing step", **_SIZED)
 
 
 # ---------------------------------------------------------------------------------------------
