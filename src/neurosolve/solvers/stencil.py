@@ -27,11 +27,13 @@ from neurosolve._util.validate import float_dtype
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.compiled import CompiledKernel
 
 __all__ = [
     "SparseOperator",
     "StencilOperator",
     "apply_stencil",
+    "smoothing_step",
     "stencil_from_csr",
     "stencil_residual",
 ]
@@ -41,7 +43,10 @@ __all__ = [
 # The kernel
 # ---------------------------------------------------------------------------------------------
 def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``A u`` for batches of 5/7-point stencils and fields.
+    """``A u`` for batches of 5/7-point stencils and fields, in one fused pass.
+
+    Compiled (see :mod:`neurosolve.solvers.compiled`) for large fields, eager otherwise;
+    both forms add the same terms in the same order.
 
     Parameters
     ----------
@@ -63,13 +68,14 @@ def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tens
     >>> apply_stencil(d, c, torch.ones(1, 1, 3))
     tensor([[[1., 0., 1.]]])
     """
-    return _add_couplings(diagonal * u, couplings, u, 1.0)
+    _check_couplings(couplings, u)
+    return PRODUCT(diagonal, couplings, _pad(u))
 
 
 def stencil_residual(
     diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, f: torch.Tensor
 ) -> torch.Tensor:
-    """``f - A u`` for the stencils of :func:`apply_stencil`, in one pass per coefficient.
+    """``f - A u`` for the stencils of :func:`apply_stencil`, in one fused pass.
 
     Examples
     --------
@@ -78,29 +84,58 @@ def stencil_residual(
     >>> stencil_residual(d, c, torch.ones(1, 1, 3), torch.ones(1, 1, 3))
     tensor([[[0., 1., 0.]]])
     """
-    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, u, -1.0)
+    _check_couplings(couplings, u)
+    return RESIDUAL(diagonal, couplings, _pad(u), f)
 
 
-def _add_couplings(
-    out: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, value: float
+def smoothing_step(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    weights: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
 ) -> torch.Tensor:
-    """``out += value * (off-diagonal part of A) u`` in place; returns ``out``.
+    """One weighted Jacobi-type step ``u + w (f - A u)``, residual and update in one pass.
 
-    The zero-padded form: ``u`` is padded by one zero cell on every side of every grid axis,
-    and each coupling is one fused multiply-add (``addcmul_``) of a full-size coefficient
-    array with a shifted full-size view of the padded field, so every term is the same
-    elementwise loop (the shape a compiler fuses into one pass). Per cell the terms are
-    added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a coupling to a cell
-    outside the grid multiplies the zero padding.
+    ``weights`` (``(G, 1, *grid)``, per cell) scale the residual; the stencil and fields are
+    those of :func:`apply_stencil`.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 3), 2.0)
+    >>> c = torch.tensor([[[0.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]])
+    >>> smoothing_step(d, c, torch.full((1, 1, 3), 0.5), torch.zeros(1, 1, 3), torch.ones(1, 1, 3))
+    tensor([[[0.5000, 0.5000, 0.5000]]])
     """
+    _check_couplings(couplings, u)
+    return SMOOTHING_STEP(diagonal, couplings, weights, _pad(u), f)
+
+
+def _check_couplings(couplings: torch.Tensor, u: torch.Tensor) -> None:
+    """Refuse couplings whose channel count does not fit the fields' dimension."""
     ndim = u.dim() - 2
-    if couplings.shape[1] != 2 * ndim:
+    if couplings.dim() != u.dim() or couplings.shape[1] != 2 * ndim:
         raise InvalidInputError(
             f"couplings of shape {tuple(couplings.shape)} do not fit {ndim}D fields "
             f"{tuple(u.shape)}: expected {2 * ndim} channels"
         )
-    padded = F.pad(u, (1, 1) * ndim)
-    shape = u.shape[2:]
+
+
+def _add_couplings(
+    out: torch.Tensor, couplings: torch.Tensor, padded: torch.Tensor, value: float
+) -> torch.Tensor:
+    """``out += value * (off-diagonal part of A) u`` in place, ``u`` given zero-padded.
+
+    ``padded`` is ``u`` with one zero cell on every side of every grid axis (:func:`_pad`),
+    and each coupling is one fused multiply-add (``addcmul_``) of a full-size coefficient
+    array with a shifted full-size view of it, so every term is the same elementwise loop;
+    compiled, all terms are one loop of plain shifted loads (padding inside the compiled
+    code would be a masked load per neighbour, measured 1.5-2x slower). Per cell the terms
+    are added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a coupling to a cell
+    outside the grid multiplies the zero padding.
+    """
+    shape = couplings.shape[2:]
+    ndim = len(shape)
     inner = [slice(1, 1 + n) for n in shape]
     for a in range(ndim):
         for side, start in ((0, 0), (1, 2)):  # -e_a reads padded cell c, +e_a cell c + 2
@@ -110,6 +145,50 @@ def _add_couplings(
             channel = 2 * a + side
             out.addcmul_(couplings[:, channel : channel + 1], view, value=value)
     return out
+
+
+def _pad(u: torch.Tensor) -> torch.Tensor:
+    """``u`` with one zero cell on both sides of every grid axis (axes 2 on)."""
+    return F.pad(u, (1, 1) * (u.dim() - 2))
+
+
+def _interior(padded: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    return padded[(slice(None), slice(None), *(slice(1, 1 + n) for n in shape))]
+
+
+def _product(diagonal: torch.Tensor, couplings: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+    u = _interior(padded, couplings.shape[2:])
+    return _add_couplings(diagonal * u, couplings, padded, 1.0)
+
+
+def _residual(
+    diagonal: torch.Tensor, couplings: torch.Tensor, padded: torch.Tensor, f: torch.Tensor
+) -> torch.Tensor:
+    u = _interior(padded, couplings.shape[2:])
+    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, padded, -1.0)
+
+
+def _smoothing_step(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    weights: torch.Tensor,
+    padded: torch.Tensor,
+    f: torch.Tensor,
+) -> torch.Tensor:
+    u = _interior(padded, couplings.shape[2:])
+    return torch.addcmul(u, weights, _residual(diagonal, couplings, padded, f))
+
+
+# The kernels: compiled when the largest argument (the couplings, 2 d values per cell) has
+# at least MIN_COMPILED_NUMEL elements (a 28^3 or 182^2 grid). Below, the eager form is as
+# fast (its arrays sit in cache and the compiled call's fixed cost, some 30 us, is not
+# paid back; benchmarks/stencil_kernel.py) and tests and small solves never wait for a
+# compiler; above, the fused pass saves the eager form's passes over memory.
+MIN_COMPILED_NUMEL = 2**17
+_SIZED = {"min_numel": MIN_COMPILED_NUMEL, "size_arg": 1}  # sized by the couplings
+PRODUCT = CompiledKernel(_product, name="stencil product", **_SIZED)
+RESIDUAL = CompiledKernel(_residual, name="stencil residual", **_SIZED)
+SMOOTHING_STEP = CompiledKernel(_smoothing_step, name="smoothing step", **_SIZED)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
-from neurosolve.solvers.stencil import stencil_residual
+from neurosolve.solvers.stencil import smoothing_step, stencil_residual
 
 __all__ = [
     "Hierarchy",
@@ -436,12 +436,13 @@ class Hierarchy:
             return x * lvl.fluid
         d, c, w = lvl.diagonal, lvl.couplings, lvl.weights
         steps = w.shape[1]
+        # each smoothing step x + w_k (r - A x) is one fused pass (smoothing_step)
         x = w[:, 0:1] * r
         for k in range(1, steps):  # pre-smoothing W_1 .. W_nu
-            x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, c, x, r))
+            x = smoothing_step(d, c, w[:, k : k + 1], x, r)
         x = x + self._coarse_correction(stencil_residual(d, c, x, r), level)
         for k in reversed(range(steps)):  # post-smoothing W_nu .. W_1 (the adjoint order)
-            x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, c, x, r))
+            x = smoothing_step(d, c, w[:, k : k + 1], x, r)
         return x
 
     def _coarse_correction(self, res: torch.Tensor, level: int) -> torch.Tensor:
