@@ -69,6 +69,18 @@ MGPC = [
         MGPC_V1,
     ),
 ]
+CORE = [
+    (
+        "stencil_kernel.json",
+        "python benchmarks/stencil_kernel.py --sizes 64,128 --threads 1,2 --repeats 5",
+    ),
+    ("mgpc_setup.json", "python benchmarks/mgpc_setup.py --sizes 32,64,128 --repeats 5"),
+    ("cg_per_iteration.json", "python benchmarks/cg_per_iteration.py"),
+    ("thread_policy.json", "python benchmarks/thread_policy.py"),
+]
+ANCHOR = [
+    ("anchor.json", "python benchmarks/anchor.py"),
+]
 DARCY = [
     ("darcy_operators.json", "python benchmarks/darcy_operators.py"),
     (
@@ -315,6 +327,144 @@ def mgpc_section(d: dict) -> str:
     return "\n".join(out)
 
 
+def _ratio(x: dict | None) -> str:
+    """``min / median`` of a ratio record."""
+    return "-" if not x else f"{g3(x['min'])} / {g3(x['median'])}"
+
+
+def stencil_kernel_section(d: dict) -> str:
+    rows, first = [], []
+    for run in d["runs"]:
+        warm, cold = run["second_process"], run["cold_process"]
+        for size in [k for k in warm if k.endswith("^3")]:
+            part = warm[size]
+            for dtype, prod in part["product"].items():
+                rows.append(
+                    [
+                        size,
+                        run["threads"],
+                        f"product {dtype}",
+                        _ratio(prod["eager_over_csr"]),
+                        _ratio(prod["compiled_over_csr"]),
+                        "-",
+                        "-",
+                    ]
+                )
+            for precision, m in part["mgpc"].items():
+                rows.append(
+                    [
+                        size,
+                        run["threads"],
+                        f"MGPC {precision}",
+                        _ratio(m["apply_eager_over_csr"]),
+                        _ratio(m["apply_over_csr"]),
+                        _ratio(m["iteration_over_csr"]),
+                        f"{m['iterations'][0]} ({m['true_relative_residual']:.1e})",
+                    ]
+                )
+        first.append(
+            [
+                run["threads"],
+                g3(cold["first_solve"]["first_seconds"]),
+                g3(warm["first_solve"]["first_seconds"]),
+                g3(warm["first_solve"]["again_seconds"]),
+            ]
+        )
+    head = [
+        "grid",
+        "threads",
+        "what",
+        "eager / CSR matvec",
+        "compiled / CSR matvec",
+        "PCG iteration / CSR matvec",
+        "iterations (true rel. residual)",
+    ]
+    return (
+        "Times in units of one scipy CSR matvec of the same matrix and dtype, timed in the same "
+        "process (min / median of the repeats); the second process reads the compile cache.\n\n"
+        + table(head, rows, "lrlrrrr")
+        + "\n\nFirst 64^3 setup + solve (rtol 1e-10), seconds:\n\n"
+        + table(["threads", "empty cache", "second process", "repeated in-process"], first)
+    )
+
+
+def mgpc_setup_section(d: dict) -> str:
+    phases = ["stencil_read", "operator", "network", "coarsen", "coarsest", "build", "setup"]
+    rows = []
+    for size, part in d["sizes"].items():
+        for clock in ("cpu", "wall"):
+            if clock not in part:
+                continue
+            ph = part[clock]["phases"]
+            rows.append(
+                [f"{size}^3", clock]
+                + [g3(ph[p]["min_matvecs"]) if p in ph else "-" for p in phases]
+            )
+    return (
+        f"MGPC setup phases in CSR-matvec equivalents (min of {d['repeats']} repeats, "
+        f"{d['threads'].get('torch_threads', '?')} torch thread(s), load average "
+        f"{[round(x, 1) for x in d['load_average']]}; `build` is the hierarchy, `setup` the "
+        "solver's whole setup as `solve` reports it, wall clock only):\n\n"
+        + table(["grid", "clock", *phases], rows, "ll" + "r" * len(phases))
+    )
+
+
+def cg_per_iteration_section(d: dict) -> str:
+    rows = []
+    for prob in d["problems"]:
+        for c in prob["cg"]:
+            r = c["ratio_to_scipy"]
+            rows.append(
+                [
+                    prob["problem"],
+                    c["kind"],
+                    c["threads"],
+                    g3(c["per_iteration_s"]["min"] * 1e3),
+                    g3(c["per_iteration_s"]["median"] * 1e3),
+                    g3(r["per_iteration_s"]),
+                    g3(r["amortized_s"]),
+                ]
+            )
+    head = [
+        "problem",
+        "CG",
+        "threads",
+        "ms / iteration (min)",
+        "(median)",
+        "/ scipy (min)",
+        "whole solve / scipy",
+    ]
+    return table(head, rows, "llrrrrr")
+
+
+def thread_policy_section(d: dict) -> str:
+    rows = [
+        [
+            r["size"],
+            r["unknowns"],
+            r["kind"],
+            g3(r["seconds_1_thread"]["min"] * 1e3),
+            g3(r["seconds_2_threads"]["min"] * 1e3),
+            g3(r["ratio_2_to_1"]),
+        ]
+        for r in d["rows"]
+    ]
+    head = ["grid", "unknowns", "operator", "1 thread ms", "2 threads ms", "2 / 1"]
+    return (
+        table(head, rows, "rrlrrr")
+        + f"\n\nOne thread below {d['serial_below_in_package']} unknowns in the package "
+        f"(measured crossover: {d['crossover_size'] or 'none: 2 threads never paid'}; load "
+        f"average {d['load_average_start']} at the start)."
+    )
+
+
+def anchor_section(d: dict) -> str:
+    sys.path.insert(0, str(HERE))
+    from anchor import report
+
+    return report(d).replace("\n### ", "\n##### ").replace("## anchor benchmark", "Anchor:")
+
+
 def darcy_section(d: dict) -> str:
     s = d["setting"]
     out = [
@@ -484,10 +634,20 @@ SECTIONS = [
     ("DCDM solve", DCDM_SOLVE, dcdm_solve_section),
     ("DCDM sequence", DCDM_SEQUENCE, dcdm_sequence_section),
     ("MGPC", MGPC, mgpc_section),
+    ("Solver core: kernels, setup, CG per iteration, threads", CORE, None),
+    ("Anchor: MGPC against PETSc, hypre and pyamg", ANCHOR, anchor_section),
     ("Darcy operators (MgNO vs FNO)", DARCY, darcy_section),
     ("SFNO + Spectral-Refiner", SFNO, sfno_section),
     ("Data generation throughput", GENERATION, generation_section),
 ]
+
+
+CORE_SECTIONS = {
+    "stencil_kernel.json": stencil_kernel_section,
+    "mgpc_setup.json": mgpc_setup_section,
+    "cg_per_iteration.json": cg_per_iteration_section,
+    "thread_policy.json": thread_policy_section,
+}
 
 
 def build(results: Path = RESULTS) -> str:
@@ -503,7 +663,7 @@ def build(results: Path = RESULTS) -> str:
                 continue
             d = json.loads(path.read_text())
             parts.append(header(name, command, d, *note))
-            parts.append(fn(d) + "\n")
+            parts.append((fn or CORE_SECTIONS[name])(d) + "\n")
     return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip() + "\n"
 
 
