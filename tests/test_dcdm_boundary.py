@@ -179,3 +179,32 @@ def test_solver_with_a_ghost_model_converges_on_an_open_top_box():
     result = DCDMSolver(system, model=net).solve(b, rtol=1e-8)
     assert result.converged
     assert np.linalg.norm(b - system.A @ result.x) <= 1e-8 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_dirichlet_ghost_layer_computes_what_zero_padding_computes(channels):
+    torch.manual_seed(2)
+    plain = DCDMNet(dim=3, width=4, levels=2, in_channels=channels, skip=False)
+    ghosted = DCDMNet(dim=3, width=4, levels=2, in_channels=channels, skip=False, ghost=1)
+    ghosted.load_state_dict(plain.state_dict())
+    flags = _flags((6, 7, 8))
+    r = torch.randn(1, 1, 6, 7, 8) * (flags == FLUID)
+    x0 = torch.cat([r, geometry_input(flags, False, channels=channels - 1)], 1)
+    g = geometry_input(flags, False, channels=channels - 1, ghost=1)
+    x1 = torch.cat([torch.nn.functional.pad(r, (1,) * 6), g], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(ghosted(x1), plain(x0), rtol=0, atol=1e-6)
+        # walls change what the network computes near them
+        walls = torch.cat(
+            [x1[:, :1], geometry_input(flags, True, channels=channels - 1, ghost=1)], 1
+        )
+        assert not torch.allclose(ghosted(walls), plain(x0))
+
+
+def test_fine_tuning_start_must_fit_the_network(tmp_path):
+    from neurosolve.checkpoint import shipped_path
+    from neurosolve.solvers.dcdm.training import train_dcdm
+
+    with pytest.raises(InvalidInputError, match="do not fit"):
+        train_dcdm(tmp_path / "m.pt", width=8, init=shipped_path("dcdm"), samples=1)
+    assert not (tmp_path / "m.pt.run").exists()

@@ -187,9 +187,12 @@ class DCDMNet(BaseModel):
     skip : bool
         Add the input residual to the output (not in the reference; see the module notes).
     ghost : int
-        Boundary layers the input carries around the grid (:func:`geometry_input`; the
-        output is cropped back to the grid). ``0``: the convolutions' zero padding stands
-        for the boundary (reads as air).
+        Boundary layers the input carries around the grid (:func:`geometry_input`), at
+        most ``kernel // 2``: the first convolution reads them in place of its zero
+        padding, so the output (and every hidden field) has the grid's size, and with
+        ghost cells that encode as zeros (a Dirichlet boundary) the network computes
+        exactly what it computes with ``ghost=0``. ``0``: zero padding stands for the
+        boundary (reads as air).
     coarsest : int
         ``0``: exactly ``levels`` poolings. ``> 0`` (U-Net): keep pooling, reusing the
         deepest level's weights, until the smallest side is at most ``coarsest``, so the
@@ -248,7 +251,8 @@ class DCDMNet(BaseModel):
         def stack(n: int) -> nn.Sequential:
             return nn.Sequential(*[_ResidualPair(conv, width, kernel, act) for _ in range(n)])
 
-        self.lift = conv(in_channels, width, kernel, padding=kernel // 2)
+        # the ghost layers stand in for (part of) the lift's zero padding
+        self.lift = conv(in_channels, width, kernel, padding=kernel // 2 - self.ghost)
         if backbone == "unet":
             self.down = nn.ModuleList([stack(pairs[level]) for level in range(levels)])
             self.bottom = stack(pairs[levels])
@@ -313,6 +317,9 @@ class DCDMNet(BaseModel):
                 f"{self.dim} spatial axes, got {tuple(x.shape)}"
             )
         y = self.lift(x)
+        g = self.ghost
+        if g > 0:
+            x = x[(slice(None), slice(None)) + (slice(g, -g),) * self.dim]
         if self.backbone == "unet":
             y = self._unet(y)
         else:
@@ -325,9 +332,6 @@ class DCDMNet(BaseModel):
             out = out * (x[:, 1:2] == 1.0).to(out.dtype)
         elif self.in_channels == 3:
             out = out * x[:, 1:2]
-        if self.ghost > 0:
-            g = self.ghost
-            out = out[(slice(None), slice(None)) + (slice(g, -g),) * self.dim]
         return out
 
     def extra_repr(self) -> str:
@@ -351,8 +355,10 @@ def _check_arguments(
         raise InvalidInputError(
             f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}"
         )
-    if int(ghost) < 0 or int(coarsest) < 0:
-        raise InvalidInputError(f"ghost and coarsest must be >= 0, got {ghost}, {coarsest}")
+    if not 0 <= int(ghost) <= kernel // 2 or int(coarsest) < 0:
+        raise InvalidInputError(
+            f"need 0 <= ghost <= kernel // 2 and coarsest >= 0, got {ghost}, {coarsest}"
+        )
     if backbone not in BACKBONES:
         raise InvalidInputError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
     if isinstance(pairs, (int, np.integer)):

@@ -104,6 +104,19 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     return ((residual * residual).reshape(B, -1).sum(dim=1) / torch.clamp(bb, min=tiny)).mean()
 
 
+def _load_weights(model: nn.Module, path: str | Path) -> None:
+    """Copy the weights of the DCDM checkpoint at ``path`` into ``model`` (same shapes)."""
+    from neurosolve.solvers.dcdm.solver import load_dcdm_model
+
+    source = load_dcdm_model(path).state_dict()
+    target = model.state_dict()
+    if source.keys() != target.keys() or any(source[k].shape != target[k].shape for k in source):
+        raise InvalidInputError(
+            f"the weights of {path} do not fit this network (other parameter shapes)"
+        )
+    model.load_state_dict({k: v.detach().clone() for k, v in source.items()})
+
+
 def _register_generator() -> None:
     """Make the Ritz-sample generator known to :mod:`neurosolve.data.generate`."""
     from neurosolve.data import generators as gen
@@ -155,6 +168,7 @@ def train_dcdm(
     levels: int = 1,
     flags_input: bool = True,
     network: dict[str, Any] | None = None,
+    init: str | Path | None = None,
     epochs: int = 10,
     batch_size: int = 8,
     lr: float = 1e-3,
@@ -189,6 +203,9 @@ def train_dcdm(
     network : dict, optional
         Further :class:`~neurosolve.solvers.dcdm.network.DCDMNet` arguments
         (``in_channels``, ``ghost``, ``coarsest``, ``backbone``, ``mg_layers``, ...).
+    init : path-like, optional
+        A DCDM checkpoint whose weights start the training (fine-tuning); its parameter
+        shapes must match the network's.
     epochs, batch_size, lr, schedule, seed, device
         Optimization (Adam; see ``neurosolve.training.TrainConfig``).
     run_dir : path-like, optional
@@ -240,6 +257,8 @@ def train_dcdm(
     )
     kwargs.update(network or {})
     model = DCDMNet(**kwargs)
+    if init is not None:
+        _load_weights(model, init)
     config = TrainConfig(
         epochs=int(epochs),
         batch_size=int(batch_size),
