@@ -308,8 +308,9 @@ class DCDMNet(BaseModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the network to fields of shape ``(batch, in_channels, *grid)``.
 
-        Returns a ``(batch, 1, *grid)`` field (``ghost`` layers cropped) that vanishes
-        wherever the geometry channels (when present) mark a non-fluid cell.
+        With ``ghost`` layers the input is ``2 * ghost`` cells larger per axis than the
+        grid. Returns a ``(batch, 1, *grid)`` field that vanishes wherever the geometry
+        channels (when present) mark a non-fluid cell.
         """
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
             raise InvalidInputError(
