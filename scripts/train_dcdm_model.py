@@ -16,8 +16,9 @@ solid), trained further on closed boxes with solid walls and an open top and on 
 with a free surface (24^3, varied obstacles, 10 % variable coefficients); 12 minutes on
 two busy cores. Its one-step loss on those scenes falls from about 0.7 to 0.19; on unseen
 open-top boxes it takes more iterations than the shipped model at 32^3 (111-115 against
-88-97) and fewer at 64^3 (104-108 against 150-155: flat with the grid size), and it ruins
-Dirichlet boxes (105-121 against 13-22), so it is not shipped; see ``docs/dcdm.md``::
+88-97) and fewer at 64^3 (104-108 against 150-155) and 128^3 (108, CG 787): flat with the
+grid size; but it ruins Dirichlet boxes (105-121 against 13-22), so it is not shipped; see
+``docs/dcdm.md``::
 
     python scripts/train_dcdm_model.py --walls --out walls.pt
 
