@@ -17,6 +17,27 @@ growth with size against CG's (the paper: DCDM iterations about independent of s
 
 Writes benchmarks/results/dcdm_solve.json and dcdm_solve.png (residual vs iteration and
 vs time, iterations vs size).
+
+``--acceptance`` runs the acceptance tables instead (DCDM and CG only, one process, one
+thread), on two scene families none of the models saw in training:
+
+- ``open-top``: a closed box with solid walls (zero flux) and an open top (AIR top layer),
+  random solid obstacles, built by :func:`neurosolve.solvers.dcdm.ritz.scene_system` (the
+  DCDM paper's smoke-in-a-box setting), ``--open-top`` scenes per size;
+- ``obstacles3d``: the project's Dirichlet-box obstacle problems (``ProblemSpec`` with
+  ``obstacles`` ``boxes`` / ``mixed`` as in the ``obstacles3d`` suite) at every size
+  (obstacles are drawn in unit-cube coordinates: the same scene at every resolution).
+
+It reports DCDM / CG iterations per scene and size, DCDM's growth from the smallest to the
+largest size, and with ``--cost N`` the CPU time of one DCDM iteration in scipy CSR
+matvecs of the same matrix at N^3 (min and median of ``--repeats`` timings)::
+
+    python benchmarks/dcdm_solve.py --acceptance --sizes 32,64 --cost 64
+    python benchmarks/dcdm_solve.py --acceptance --models shipped,my.pt --sizes 32
+    python benchmarks/dcdm_solve.py --acceptance --sizes 128 --open-top 1 \\
+        --obstacles mixed --name dcdm_acceptance_128
+
+Writes benchmarks/results/dcdm_acceptance.json (or ``--name``).
 """
 
 from __future__ import annotations
@@ -24,9 +45,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from neurosolve.harness import ProblemSpec, Suite, run_suite
 from neurosolve.harness.report import markdown_table
@@ -35,6 +58,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_METHODS = "dcdm,cg,ic-pcg,amg-sa-pcg,amg-rs-pcg"
 #: Geometry seeds far from the training data (training used seeds [0, i] / [1000003, i]).
 SEED0 = 7001
+#: Seeds of the unseen open-top acceptance scenes.
+SCENE_SEED0 = 9001
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,9 +74,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=2, help="DCDM: directions to A-orthogonalize against")
     p.add_argument("--device", default=None, help="torch device for DCDM and torch CG")
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default="dcdm_solve", help="stem of the JSON/PNG files")
+    p.add_argument("--name", default=None, help="stem of the JSON/PNG files")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument("--acceptance", action="store_true", help="the acceptance tables")
+    p.add_argument("--models", default="shipped", help="acceptance: shipped or paths, comma-sep")
+    p.add_argument("--open-top", type=int, default=2, help="acceptance: open-top scenes/size")
+    p.add_argument("--obstacles", default="boxes,mixed", help="acceptance: obstacles3d kinds")
+    p.add_argument("--cost", type=int, default=0, help="acceptance: cost at N^3 (0: none)")
+    p.add_argument("--repeats", type=int, default=5, help="acceptance: cost repeats")
+    args = p.parse_args(argv)
+    if args.name is None:
+        args.name = "dcdm_acceptance" if args.acceptance else "dcdm_solve"
+    return args
 
 
 def build_suite(args) -> Suite:
@@ -97,7 +131,7 @@ def summarize(results, sizes_of) -> dict:
                 "error": r.error,
             }
         rows.append(row)
-    growth = {}
+    growth_by_method = {}
     for method in results.methods:
         pts = sorted(
             (row["n"], row["methods"][method]["iterations"])
@@ -110,13 +144,13 @@ def summarize(results, sizes_of) -> dict:
                 per_size.setdefault(n, []).append(it)
             mean = {n: float(np.mean(v)) for n, v in per_size.items()}
             lo, hi = min(mean), max(mean)
-            growth[method] = {
+            growth_by_method[method] = {
                 "iterations_by_size": mean,
                 "growth_factor": mean[hi] / mean[lo] if mean[lo] else None,
                 "from": lo,
                 "to": hi,
             }
-    return {"rows": rows, "iteration_growth": growth}
+    return {"rows": rows, "iteration_growth": growth_by_method}
 
 
 def plot(results, summary, path: Path) -> None:
@@ -165,8 +199,130 @@ def plot(results, summary, path: Path) -> None:
     fig.savefig(path)
 
 
+def scenes(n: int, geometries: int, obstacles: list[str]):
+    """``(family, name, system)`` of every test scene at size ``n``."""
+    from neurosolve.data.rhs import make_rhs
+    from neurosolve.harness import ProblemSpec
+    from neurosolve.solvers.dcdm.ritz import scene_system
+
+    shape = (n, n, n)
+    for g in range(geometries):
+        seed = SCENE_SEED0 + g
+        system = scene_system(shape, "open-top", np.random.default_rng([seed, 1]), geometry="mixed")
+        system.b = make_rhs(system, "random", np.random.default_rng([seed, 2]))
+        yield "open-top", f"open-top-s{seed}", system
+    for kind in obstacles:
+        spec = ProblemSpec(shape=shape, obstacles=kind)
+        yield "obstacles3d", spec.id, spec.build()
+
+
+def iterations(system, model, rtol: float, maxiter: int) -> dict:
+    """DCDM (with ``model``) and CG on one system."""
+    from neurosolve.solvers import solve
+    from neurosolve.solvers.dcdm.solver import DCDMSolver
+
+    cg = solve(system, method="cg", rtol=rtol, maxiter=maxiter)
+    solver = DCDMSolver(system, model=model)
+    start = time.perf_counter()
+    dc = solver.solve(system.b, rtol=rtol, maxiter=maxiter)
+    return {
+        "cg": cg.iterations,
+        "cg_converged": bool(cg.converged),
+        "dcdm": dc.iterations,
+        "dcdm_converged": bool(dc.converged),
+        "dcdm_seconds": time.perf_counter() - start,
+        "cg_over_dcdm": cg.iterations / max(dc.iterations, 1),
+    }
+
+
+def iteration_cost(n: int, model, repeats: int) -> dict:
+    """One DCDM iteration (network direction + 2 stencil matvecs + orthogonalization) in CSR
+    matvecs of the same matrix, min and median over ``repeats`` timings in this process."""
+    from neurosolve.solvers.dcdm.solver import DCDMSolver
+
+    system = next(s for fam, _, s in scenes(n, 1, []) if fam == "open-top")
+    solver = DCDMSolver(system, model=model)
+    x = np.random.default_rng(0).standard_normal(system.n)
+    A = system.A.tocsr()
+
+    def matvec_seconds() -> float:
+        start = time.perf_counter()
+        for _ in range(20):
+            A @ x
+        return (time.perf_counter() - start) / 20
+
+    def iteration_seconds() -> float:
+        result = solver.solve(system.b, rtol=0.0, atol=0.0, maxiter=6)
+        return result.solve_seconds / max(result.iterations, 1)
+
+    matvec_seconds(), iteration_seconds()  # warm-up
+    mv, it = [], []
+    for _ in range(repeats):
+        mv.append(matvec_seconds())
+        it.append(iteration_seconds())
+    ratios = np.array(it) / np.array(mv)
+    return {
+        "n": n,
+        "csr_matvec_seconds": {"min": min(mv), "median": float(np.median(mv))},
+        "dcdm_iteration_seconds": {"min": min(it), "median": float(np.median(it))},
+        "iteration_in_matvecs": {"min": float(ratios.min()), "median": float(np.median(ratios))},
+    }
+
+
+def growth(rows: list[dict], family: str) -> float | None:
+    by_n: dict[int, list[int]] = {}
+    for row in rows:
+        if row["family"] == family and row["dcdm_converged"]:
+            by_n.setdefault(row["n"], []).append(row["dcdm"])
+    if len(by_n) < 2:
+        return None
+    lo, hi = min(by_n), max(by_n)
+    return float(np.mean(by_n[hi]) / np.mean(by_n[lo]))
+
+
+def acceptance(args) -> int:
+    """The acceptance tables (see the module notes)."""
+    from neurosolve.solvers.dcdm.solver import load_dcdm_model
+
+    torch.set_num_threads(1)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    kinds = [k for k in args.obstacles.split(",") if k.strip()]
+    maxiter = args.maxiter or 2000
+    payload: dict = {"benchmark": "dcdm_acceptance", "rtol": args.rtol, "threads": 1}
+    payload["models"] = {}
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        model = load_dcdm_model(None if name == "shipped" else name)
+        rows = []
+        for n in sizes:
+            for family, scene, system in scenes(n, args.open_top, kinds):
+                row = {"family": family, "scene": scene, "n": n}
+                row.update(iterations(system, model, args.rtol, maxiter))
+                rows.append(row)
+                print(
+                    f"| {name} | {scene} | {n}^3 | {row['dcdm']} | {row['cg']} | "
+                    f"{row['cg_over_dcdm']:.1f} |",
+                    flush=True,
+                )
+        entry = {
+            "config": model.config() if hasattr(model, "config") else None,
+            "rows": rows,
+            "growth": {f: growth(rows, f) for f in ("open-top", "obstacles3d")},
+        }
+        if args.cost:
+            entry["cost"] = iteration_cost(args.cost, model, args.repeats)
+            cost = entry["cost"]["iteration_in_matvecs"]
+            print(f"{name}: one iteration at {args.cost}^3 = {cost} CSR matvecs")
+        print(f"{name}: DCDM iteration growth {entry['growth']}")
+        payload["models"][name] = entry
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.acceptance:
+        return acceptance(args)
     suite = build_suite(args)
     sizes_of = {p.id: p.shape[0] for p in suite.problems}
     methods = [m for m in args.methods.split(",") if m.strip()]

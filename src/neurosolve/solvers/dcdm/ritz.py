@@ -24,6 +24,8 @@ __all__ = [
     "ritz_rhs",
     "stencil_fields",
     "ritz_samples",
+    "scene_system",
+    "SCENES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -266,6 +268,89 @@ def _geometry_system(
     return system.grid.flags, system.A
 
 
+#: Scenes of :func:`ritz_samples` (``scenes=``): domain boundary and AIR region.
+SCENES: dict[str, tuple[str, str | None]] = {
+    "dirichlet": ("dirichlet", None),  # the project's obstacle boxes
+    "dirichlet-top": ("dirichlet", "top"),
+    "open-top": ("neumann", "top"),  # smoke in a closed box with an open top
+    "free-surface": ("neumann", "free-surface"),  # liquid in a tank
+}
+#: Obstacle kinds and edge-length ranges drawn by ``geometry="varied"``.
+_KINDS = ("none", "boxes", "spheres", "mixed")
+_KIND_WEIGHTS = (0.1, 0.3, 0.3, 0.3)
+_SIZES = ((0.05, 0.15), (0.1, 0.3), (0.2, 0.45))
+
+
+def scene_system(
+    shape: Sequence[int],
+    scene: str,
+    rng: np.random.Generator,
+    *,
+    geometry: str = "varied",
+    contrast: float = 1.0,
+):
+    """One random pressure-solve scene: its Poisson system (flags and boundary in its grid).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Grid shape.
+    scene : str
+        A key of :data:`SCENES`: ``"dirichlet"`` (Dirichlet box), ``"dirichlet-top"``
+        (Dirichlet box, AIR top layer), ``"open-top"`` (solid walls, AIR top layer: smoke
+        in a closed box with an open top), ``"free-surface"`` (solid walls, AIR above a
+        random level).
+    rng : numpy.random.Generator
+        Draws the obstacles (and the coefficient).
+    geometry : str
+        Obstacle kind of :func:`neurosolve.data.obstacle_flags`, or ``"varied"``: a random
+        kind, obstacle count (1-8) and size range (small, medium, large) per scene.
+    contrast : float
+        ``> 1``: a piecewise-constant coefficient with values 1 and a contrast drawn
+        log-uniformly in ``[1, contrast]``.
+
+    Returns
+    -------
+    neurosolve.data.LinearSystem
+
+    Examples
+    --------
+    >>> s = scene_system((8, 8, 8), "open-top", np.random.default_rng(0))
+    >>> s.grid.boundary, int((s.grid.flags[-1] == 0).sum())
+    ('neumann', 64)
+    """
+    from neurosolve.data import obstacle_flags, poisson
+    from neurosolve.data.geometry import contrast_coefficient
+
+    if scene not in SCENES:
+        raise InvalidInputError(f"unknown scene {scene!r}; choose from {sorted(SCENES)}")
+    boundary, air = SCENES[scene]
+    options: dict = {}
+    if geometry == "varied":
+        geometry = _KINDS[int(rng.choice(len(_KINDS), p=_KIND_WEIGHTS))]
+        options = dict(count=int(rng.integers(1, 9)), size=_SIZES[int(rng.integers(3))])
+    flags = obstacle_flags(tuple(shape), geometry, rng, boundary_air=air, **options)
+    coefficient = None
+    if contrast > 1.0:
+        value = float(np.exp(rng.uniform(0.0, np.log(contrast))))
+        coefficient = contrast_coefficient(tuple(shape), value, rng)
+    return poisson(tuple(shape), flags=flags, boundary=boundary, coefficient=coefficient)
+
+
+def _scene_sample(rng, dim, resolution, geometry, scenes, contrast_fraction, contrast):
+    names = [s.strip() for s in scenes.split(",") if s.strip()]
+    scene = names[int(rng.integers(len(names)))]
+    varied = contrast_fraction > 0 and rng.random() < contrast_fraction
+    system = scene_system(
+        (int(resolution),) * int(dim),
+        scene,
+        rng,
+        geometry=geometry,
+        contrast=float(contrast) if varied else 1.0,
+    )
+    return system.grid.flags, system.A, system.grid.boundary == "neumann"
+
+
 def ritz_samples(
     rngs: Sequence[np.random.Generator],
     *,
@@ -277,6 +362,9 @@ def ritz_samples(
     lanczos_steps: int = 64,
     low: float = 0.5,
     low_weight: float = 9.0,
+    scenes: str | None = None,
+    contrast_fraction: float = 0.0,
+    contrast: float = 10.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """DCDM training samples: Ritz-weighted right-hand sides with their operators.
 
@@ -303,12 +391,20 @@ def ritz_samples(
         Lanczos steps per geometry.
     low, low_weight
         Passed to :func:`ritz_rhs`.
+    scenes : str, optional
+        Comma-separated keys of :data:`SCENES`: each sample draws one of them (its
+        boundary overrides ``boundary``) with :func:`scene_system`, and ``x`` gets a third
+        channel. ``None``: the obstacle boxes of ``geometry`` and ``boundary``.
+    contrast_fraction, contrast
+        With ``scenes``: the fraction of samples with a variable coefficient, and its
+        largest contrast (see :func:`scene_system`).
 
     Returns
     -------
-    x : numpy.ndarray, shape ``(B, 2, *grid)``
+    x : numpy.ndarray, shape ``(B, 2 or 3, *grid)``
         Channel 0 the right-hand side field (unit norm, zero outside fluid), channel 1
-        the cell flags.
+        the cell flags, channel 2 (with ``scenes``) 1 where the domain boundary is a
+        solid wall (``"neumann"``) and 0 where it is Dirichlet.
     y : numpy.ndarray, shape ``(B, 2 * dim + 1, *grid)``
         The operator as :func:`stencil_fields`.
 
@@ -322,7 +418,14 @@ def ritz_samples(
     """
     xs, ys = [], []
     for rng in rngs:
-        if geometry_seed is None:
+        walls = None
+        if scenes is not None:
+            flags, A, walls = _scene_sample(
+                rng, dim, resolution, geometry, scenes, contrast_fraction, contrast
+            )
+            _, vectors = ritz_pairs(A, lanczos_steps, rng=rng)
+            coefficients = stencil_fields(A, flags)
+        elif geometry_seed is None:
             flags, A = _geometry_system(dim, resolution, geometry, rng, boundary)
             _, vectors = ritz_pairs(A, lanczos_steps, rng=rng)
             coefficients = stencil_fields(A, flags)
@@ -333,6 +436,9 @@ def ritz_samples(
         b = ritz_rhs(vectors, 1, rng, low=float(low), low_weight=low_weight)[0]
         field = np.zeros(flags.shape)
         field[flags == 1] = b
-        xs.append(np.stack([field, flags.astype(np.float64)]))
+        channels = [field, flags.astype(np.float64)]
+        if walls is not None:
+            channels.append(np.full(flags.shape, float(walls)))
+        xs.append(np.stack(channels))
         ys.append(coefficients)
     return np.stack(xs), np.stack(ys)

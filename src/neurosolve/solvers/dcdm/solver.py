@@ -85,13 +85,15 @@ def network_input(
     fluid : torch.Tensor of bool, shape ``(*grid)`` or ``(B, 1, *grid)``
         Fluid mask.
     geometry : torch.Tensor, optional
-        Geometry channel ``(1 or B, 1, *grid)`` from
-        :func:`~neurosolve.solvers.dcdm.network.flags_channel`; appended when given.
+        Geometry channels ``(1 or B, C, *grid)`` from
+        :func:`~neurosolve.solvers.dcdm.network.geometry_input`; appended when given.
+        When they carry ghost layers (a larger grid), the residual is zero-padded to
+        their size.
 
     Returns
     -------
     torch.Tensor
-        ``(B, 1 or 2, *grid)``: each residual scaled to unit root-mean-square over its
+        ``(B, 1 + C, *grid)``: each residual scaled to unit root-mean-square over its
         fluid cells (a zero residual stays zero).
 
     Examples
@@ -112,6 +114,9 @@ def network_input(
     scale = scale.reshape(batch, *ones)
     x = r_fields * scale
     if geometry is not None:
+        pad = [(g - n) // 2 for g, n in zip(geometry.shape[2:], x.shape[2:], strict=True)]
+        if any(pad):
+            x = torch.nn.functional.pad(x, [p for p in reversed(pad) for _ in range(2)])
         x = torch.cat([x, geometry.expand(batch, *geometry.shape[1:]).to(x.dtype)], dim=1)
     return x
 
@@ -227,7 +232,7 @@ class DCDMSolver(Solver):
         dtype: torch.dtype = torch.float64,
         network_dtype: torch.dtype = torch.float32,
     ) -> None:
-        from neurosolve.solvers.dcdm.network import flags_channel
+        from neurosolve.solvers.dcdm.network import geometry_input
         from neurosolve.solvers.stencil import StencilOperator
 
         start = time.perf_counter()
@@ -260,11 +265,15 @@ class DCDMSolver(Solver):
         self.in_channels = int(getattr(model, "in_channels", 1))
         self.fluid = torch.as_tensor(self.grid.fluid, device=self.device)
         self._fluid_flat = self.fluid.reshape(-1)
-        self.geometry = (
-            flags_channel(self.grid.flags, device=self.device, dtype=network_dtype)[None, None]
-            if self.in_channels == 2
-            else None
-        )
+        self.geometry = None
+        if self.in_channels >= 2:
+            self.geometry = geometry_input(
+                torch.as_tensor(self.grid.flags, device=self.device)[None, None],
+                self.grid.boundary == "neumann",
+                channels=self.in_channels - 1,
+                ghost=int(getattr(model, "ghost", 0)),
+                dtype=network_dtype,
+            )
         self.setup_seconds = time.perf_counter() - start
 
     def __repr__(self) -> str:

@@ -31,19 +31,30 @@ GENERATOR_NAME = "dcdm-ritz"
 
 
 def batch_inputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network input and fluid mask from a data batch ``x = [rhs, flags]``.
+    """Network input and fluid mask from a data batch ``x = [rhs, flags(, walls)]``.
 
     Returns ``(inputs, fluid)`` where ``inputs`` is what the DCDM solver feeds the network
     for a residual equal to the right-hand side, and ``fluid`` a ``(B, 1, *grid)`` mask.
+    A third channel of ``x`` marks samples whose domain boundary is a solid wall (data
+    without it have Dirichlet boundaries).
     """
-    from neurosolve.solvers.dcdm.network import flags_channel
+    from neurosolve.solvers.dcdm.network import geometry_input
     from neurosolve.solvers.dcdm.solver import network_input
 
     b, flags = x[:, 0:1], x[:, 1:2]
     fluid = flags == FLUID
     geometry = None
-    if int(getattr(model, "in_channels", 1)) == 2:
-        geometry = flags_channel(flags.round().to(torch.int8), device=x.device, dtype=x.dtype)
+    channels = int(getattr(model, "in_channels", 1))
+    if channels >= 2:
+        B = x.shape[0]
+        walls = x[:, 2].reshape(B, -1)[:, 0] > 0.5 if x.shape[1] > 2 else False
+        geometry = geometry_input(
+            flags.round().to(torch.int64),
+            walls,
+            channels=channels - 1,
+            ghost=int(getattr(model, "ghost", 0)),
+            dtype=x.dtype,
+        )
     return network_input(b * fluid, fluid, geometry), fluid
 
 
@@ -93,6 +104,19 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     return ((residual * residual).reshape(B, -1).sum(dim=1) / torch.clamp(bb, min=tiny)).mean()
 
 
+def _load_weights(model: nn.Module, path: str | Path) -> None:
+    """Copy the weights of the DCDM checkpoint at ``path`` into ``model`` (same shapes)."""
+    from neurosolve.solvers.dcdm.solver import load_dcdm_model
+
+    source = load_dcdm_model(path).state_dict()
+    target = model.state_dict()
+    if source.keys() != target.keys() or any(source[k].shape != target[k].shape for k in source):
+        raise InvalidInputError(
+            f"the weights of {path} do not fit this network (other parameter shapes)"
+        )
+    model.load_state_dict({k: v.detach().clone() for k, v in source.items()})
+
+
 def _register_generator() -> None:
     """Make the Ritz-sample generator known to :mod:`neurosolve.data.generate`."""
     from neurosolve.data import generators as gen
@@ -136,10 +160,15 @@ def train_dcdm(
     lanczos_steps: int = 64,
     low: float = 0.5,
     low_weight: float = 9.0,
+    scenes: str | None = None,
+    contrast_fraction: float = 0.0,
+    contrast: float = 10.0,
     width: int = 16,
     pairs: int | Sequence[int] = 1,
     levels: int = 1,
     flags_input: bool = True,
+    network: dict[str, Any] | None = None,
+    init: str | Path | None = None,
     epochs: int = 10,
     batch_size: int = 8,
     lr: float = 1e-3,
@@ -162,12 +191,21 @@ def train_dcdm(
         Where the trained model checkpoint is written.
     dim, resolution, geometry, geometry_seed, lanczos_steps, low, low_weight
         Training data (see :func:`~neurosolve.solvers.dcdm.ritz.ritz_samples`).
+    scenes, contrast_fraction, contrast
+        Scene mix of the data (see :func:`~neurosolve.solvers.dcdm.ritz.ritz_samples`);
+        ``None``: obstacle boxes with Dirichlet boundaries.
     samples, val_samples : int
         Training and validation right-hand sides (validation geometries use another
         seed, so they are unseen in training).
     width, pairs, levels, flags_input
         Network (see :class:`~neurosolve.solvers.dcdm.network.DCDMNet`);
         ``flags_input`` adds the cell-type channel.
+    network : dict, optional
+        Further :class:`~neurosolve.solvers.dcdm.network.DCDMNet` arguments
+        (``in_channels``, ``ghost``, ``coarsest``, ``backbone``, ``mg_layers``, ...).
+    init : path-like, optional
+        A DCDM checkpoint whose weights start the training (fine-tuning); its parameter
+        shapes must match the network's.
     epochs, batch_size, lr, schedule, seed, device
         Optimization (Adam; see ``neurosolve.training.TrainConfig``).
     run_dir : path-like, optional
@@ -195,6 +233,10 @@ def train_dcdm(
         low=float(low),
         low_weight=float(low_weight),
     )
+    if scenes is not None:
+        params.update(
+            scenes=str(scenes), contrast_fraction=float(contrast_fraction), contrast=float(contrast)
+        )
     for name, value in (("resolution", resolution), ("lanczos_steps", lanczos_steps)):
         if int(value) < 1:
             raise InvalidInputError(
@@ -213,7 +255,10 @@ def train_dcdm(
         levels=int(levels),
         in_channels=2 if flags_input else 1,
     )
+    kwargs.update(network or {})
     model = DCDMNet(**kwargs)
+    if init is not None:
+        _load_weights(model, init)
     config = TrainConfig(
         epochs=int(epochs),
         batch_size=int(batch_size),
