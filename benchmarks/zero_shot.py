@@ -1,0 +1,279 @@
+"""Zero-shot resolution: operators trained on one grid, evaluated on data generated on others.
+
+Darcy (piecewise-constant coefficients, the FNO family): MgNO and FNO2d trained at
+``--darcy-train-resolution`` (issue 17's equal budget of ``darcy_operators.py``: 400 train /
+50 validation samples, 15 epochs, Adam + OneCycle, L2 + H1 loss), evaluated on test sets that
+the package's generator draws at every resolution in ``--darcy-resolutions``.
+Navier-Stokes (nu = 1e-3, FNO forcing, snapshots one time unit apart): FNO3d and the
+spatio-temporal FNO trained at ``--ns-train-resolution`` on ``t_in -> t_out`` windows
+(``sfno_refiner.py``'s trainer and models), evaluated on test trajectories simulated at
+``--ns-sim-resolution`` and stored at every resolution in ``--ns-resolutions`` (the same
+flows on every grid). Nothing is retrained or interpolated: the operator is applied to the
+finer or coarser grid as it is.
+
+Trained models are kept in ``--run-dir`` and reused when the script is run again; Darcy
+models from ``darcy_operators.py --run-dir DIR`` (``DIR/piecewise-<model>/model.pt``) are
+used when ``--darcy-run-dir DIR`` names them. One table per model; JSON in
+``benchmarks/results/zero_shot.json``.
+
+    python benchmarks/zero_shot.py --darcy-run-dir /tmp/darcy64 --darcy-train-resolution 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import darcy_operators as darcy
+import numpy as np
+import sfno_refiner as ns
+import torch
+
+from neurosolve.checkpoint import load_model
+from neurosolve.data.store import H5Dataset
+from neurosolve.harness.operator_eval import evaluate_operator
+from neurosolve.operators import load_operator, train_operator
+from neurosolve.operators.fno import count_parameters
+from neurosolve.operators.refine import relative_error
+from neurosolve.training import TrainConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--darcy-train-resolution", type=int, default=64)
+    p.add_argument("--darcy-resolutions", default="32,64,128,256")
+    p.add_argument("--darcy-test", type=int, default=50, help="test samples per resolution")
+    p.add_argument("--darcy-run-dir", type=Path, help="models of darcy_operators.py --run-dir")
+    p.add_argument("--ns-train-resolution", type=int, default=32)
+    p.add_argument("--ns-resolutions", default="32,64,128")
+    p.add_argument("--ns-sim-resolution", type=int, default=128, help="grid of the test flows")
+    p.add_argument("--ns-train", type=int, default=160, help="training trajectories")
+    p.add_argument("--ns-test", type=int, default=20, help="test trajectories")
+    p.add_argument("--ns-epochs", type=int, default=10)
+    p.add_argument("--ns-args", default="", help="more sfno_refiner.py arguments (one string)")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: darcy,ns")
+    p.add_argument("--run-dir", type=Path, default=Path(tempfile.gettempdir()) / "zero-shot")
+    p.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "zero-shot")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=RESULTS / "zero_shot.json")
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def darcy_model(name: str, args) -> Path:
+    """``model.pt`` of a Darcy operator trained at the training resolution (trained if absent)."""
+    if args.darcy_run_dir is not None:
+        given = args.darcy_run_dir / f"piecewise-{name}" / "model.pt"
+        if given.is_file():
+            return given
+    out = args.run_dir / f"darcy{args.darcy_train_resolution}-{name}"
+    if (out / "model.pt").is_file():
+        return out / "model.pt"
+    budget = darcy.EQUAL_BUDGET
+    sets = {}
+    for split, seed in (("train", 0), ("val", 1)):
+        path = darcy._data(
+            "piecewise",
+            split,
+            budget[split],
+            seed,
+            args.darcy_train_resolution,
+            args.data_dir,
+            args.quiet,
+        )
+        sets[split] = darcy._dataset(path)
+    config = TrainConfig(
+        epochs=budget["epochs"],
+        batch_size=8,
+        lr=1e-3,
+        weight_decay=1e-4,
+        optimizer="adam",
+        schedule="onecycle",
+        seed=0,
+        device=args.device,
+        progress=not args.quiet,
+        plot=False,
+    )
+    train_operator(name, budget[name], sets["train"], config, out, val_dataset=sets["val"])
+    return out / "model.pt"
+
+
+def darcy_part(args) -> dict:
+    rows = {}
+    for name in ("mgno", "fno2d"):
+        path = darcy_model(name, args)
+        op = load_operator(path, map_location=args.device)
+        rows[name] = {"checkpoint": str(path), "parameters": count_parameters(op), "grids": []}
+        for n in _ints(args.darcy_resolutions):
+            test = darcy._data("piecewise", "test", args.darcy_test, 2, n, args.data_dir, True)
+            t0 = time.perf_counter()
+            ev = evaluate_operator(op, H5Dataset(test), device=args.device)
+            rows[name]["grids"].append(
+                {
+                    "resolution": n,
+                    "rel_l2": ev["rel_l2"],
+                    "rel_h1": ev["rel_h1"],
+                    "seconds": time.perf_counter() - t0,
+                    "samples": args.darcy_test,
+                }
+            )
+            log(f"darcy {name} at {n}^2: rel L2 {ev['rel_l2']:.4f}", args.quiet)
+    return rows
+
+
+def ns_settings(args, resolution: int, sim_resolution: int) -> argparse.Namespace:
+    argv = [
+        "--resolution",
+        str(resolution),
+        "--sim-resolution",
+        str(sim_resolution),
+        "--sim-dt",
+        "1e-2",
+        "--record-every",
+        "1.0",
+        "--t-in",
+        "10",
+        "--t-out",
+        "20",
+        "--train",
+        str(args.ns_train),
+        "--test",
+        str(args.ns_test),
+        "--epochs",
+        str(args.ns_epochs),
+        "--modes",
+        "8",
+        "8",
+        "5",
+        "--fno-modes",
+        "8",
+        "8",
+        "8",
+        "--width",
+        "20",
+        "--fc-width",
+        "80",
+        "--time-padding",
+        "5",
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        *args.ns_args.split(),
+    ]
+    if args.quiet:
+        argv.append("--quiet")
+    return ns.parse_args(argv)
+
+
+def ns_part(args) -> tuple[dict, dict]:
+    n_train = args.ns_train_resolution
+    base = ns_settings(args, n_train, 2 * n_train)
+    base.data_cache = args.data_dir / f"ns-train{n_train}-{args.ns_train}-{args.ns_test}.npz"
+    data = ns.load_data(base)
+    device = torch.device(args.device)
+    models = {}
+    for kind, build in (("fno3d", ns.build_fno3d), ("sfno", ns.build_sfno)):
+        path = args.run_dir / f"ns{n_train}" / kind / "model.pt"
+        if path.is_file():
+            models[kind], _ = load_model(path, kind=kind, map_location=device)
+        else:
+            models[kind], _, _ = ns.train(kind, build(base, device), data, base, path.parents[1])
+    tests = {}
+    for n in _ints(args.ns_resolutions):
+        sim = max(args.ns_sim_resolution, n)
+        s = ns_settings(args, n, sim)
+        cache = args.data_dir / f"ns-test{n}-sim{sim}-{args.ns_test}.npz"
+        # test trajectories only: samples args.ns_train.. of the same seed at every grid
+        if cache.is_file():
+            d = np.load(cache)
+            tests[n] = (d["x"], d["y"])
+        else:
+            x, y, _ = ns.make_data(s, args.ns_train, args.ns_test)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, x=x, y=y)
+            tests[n] = (x, y)
+    rows = {}
+    for kind, model in models.items():
+        model.eval()
+        rows[kind] = {"parameters": count_parameters(model), "grids": []}
+        for n, (x, y) in tests.items():
+            pred, seconds = ns.predict(model, x, device)
+            y64 = torch.as_tensor(y, dtype=torch.float64)
+            rows[kind]["grids"].append(
+                {
+                    "resolution": n,
+                    "rel_l2": float(relative_error(pred, y64).mean()),
+                    "rel_h1": float(relative_error(pred, y64, s=1.0).mean()),
+                    "seconds": seconds,
+                    "samples": int(x.shape[0]),
+                }
+            )
+            log(f"ns {kind} at {n}^2: rel L2 {rows[kind]['grids'][-1]['rel_l2']:.4f}", args.quiet)
+    return rows, ns._settings(base)
+
+
+def log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    payload = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if "darcy" not in skip:
+        payload["darcy"] = {
+            "train_resolution": args.darcy_train_resolution,
+            "budget": {k: v for k, v in darcy.EQUAL_BUDGET.items() if k != "resolution"},
+            "test_samples": args.darcy_test,
+            "models": darcy_part(args),
+        }
+    if "ns" not in skip:
+        rows, settings = ns_part(args)
+        payload["navier_stokes"] = {
+            "train_resolution": args.ns_train_resolution,
+            "test_sim_resolution": args.ns_sim_resolution,
+            "settings": settings,
+            "models": rows,
+        }
+    payload["threads"] = args.threads
+    payload["torch"] = torch.__version__
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1))
+    for problem in ("darcy", "navier_stokes"):
+        if problem not in payload:
+            continue
+        part = payload[problem]
+        for name, row in part["models"].items():
+            print(
+                f"\n{problem} {name} ({row['parameters']:,} parameters), trained at "
+                f"{part['train_resolution']}^2\n"
+            )
+            print("| test grid | rel L2 | rel H1 | samples |")
+            print("|---|---|---|---|")
+            for g in row["grids"]:
+                mark = " (training grid)" if g["resolution"] == part["train_resolution"] else ""
+                print(
+                    f"| {g['resolution']}^2{mark} | {g['rel_l2']:.4f} | {g['rel_h1']:.4f} | "
+                    f"{g['samples']} |"
+                )
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
