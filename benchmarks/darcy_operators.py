@@ -250,7 +250,7 @@ def _train_and_test(model, kind, setting, train, val, test, out: Path, args) -> 
         seed=0,
         device=args.device,
         progress=not args.quiet,
-        plot=True,
+        plot=not args.no_plots,
     )
     if model == PEER:
         op, history = train_peer(setting[model], train, val, config, out)
@@ -264,7 +264,7 @@ def _train_and_test(model, kind, setting, train, val, test, out: Path, args) -> 
         test,
         device=args.device,
         krylov_samples=setting["krylov"],
-        png=args.out.with_name(f"{args.out.stem}_{kind}_{model}.png"),
+        png=None if args.no_plots else args.out.with_name(f"{args.out.stem}_{kind}_{model}.png"),
         png_samples=2,
         progress=not args.quiet and sys.stderr.isatty(),
     )
@@ -298,8 +298,8 @@ def _ratios(per_model: dict, gen_seconds: float) -> None:
 
 
 def _write(results: list[dict], setting: dict, notes: list[str], args) -> dict:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    _plot(results, args.out.with_suffix(".png"))
+    if not args.no_plots:
+        _plot(results, args.out.with_suffix(".png"))
     payload = {
         "setting": dict(setting)
         | {
@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--models", help="comma list of mgno,fno2d,neuralop_fno (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-plots", action="store_true", help="write no pictures (tests)")
     p.add_argument("--kinds", default="piecewise,rough", help="coefficient families")
     p.add_argument("--resolution", type=int)
     p.add_argument("--train", type=int)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ import sfno_refiner as ns
 import torch
 
 from neurosolve.checkpoint import load_model
+from neurosolve.data.navier_stokes import downsample_spectral
 from neurosolve.data.store import H5Dataset
 from neurosolve.harness.operator_eval import evaluate_operator
 from neurosolve.operators import load_operator, train_operator
@@ -50,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--darcy-resolutions", default="32,64,128,256")
     p.add_argument("--darcy-test", type=int, default=50, help="test samples per resolution")
     p.add_argument("--darcy-run-dir", type=Path, help="models of darcy_operators.py --run-dir")
+    p.add_argument("--darcy-train", type=int, default=darcy.EQUAL_BUDGET["train"])
+    p.add_argument("--darcy-epochs", type=int, default=darcy.EQUAL_BUDGET["epochs"])
     p.add_argument("--ns-train-resolution", type=int, default=32)
     p.add_argument("--ns-resolutions", default="32,64,128")
     p.add_argument("--ns-sim-resolution", type=int, default=128, help="grid of the test flows")
@@ -80,7 +84,7 @@ def darcy_model(name: str, args) -> Path:
     out = args.run_dir / f"darcy{args.darcy_train_resolution}-{name}"
     if (out / "model.pt").is_file():
         return out / "model.pt"
-    budget = darcy.EQUAL_BUDGET
+    budget = dict(darcy.EQUAL_BUDGET, train=args.darcy_train, epochs=args.darcy_epochs)
     sets = {}
     for split, seed in (("train", 0), ("val", 1)):
         path = darcy._data(
@@ -170,7 +174,7 @@ def ns_settings(args, resolution: int, sim_resolution: int) -> argparse.Namespac
         str(args.threads),
         "--device",
         args.device,
-        *args.ns_args.split(),
+        *shlex.split(args.ns_args),
     ]
     if args.quiet:
         argv.append("--quiet")
@@ -190,20 +194,7 @@ def ns_part(args) -> tuple[dict, dict]:
             models[kind], _ = load_model(path, kind=kind, map_location=device)
         else:
             models[kind], _, _ = ns.train(kind, build(base, device), data, base, path.parents[1])
-    tests = {}
-    for n in _ints(args.ns_resolutions):
-        sim = max(args.ns_sim_resolution, n)
-        s = ns_settings(args, n, sim)
-        cache = args.data_dir / f"ns-test{n}-sim{sim}-{args.ns_test}.npz"
-        # test trajectories only: samples args.ns_train.. of the same seed at every grid
-        if cache.is_file():
-            d = np.load(cache)
-            tests[n] = (d["x"], d["y"])
-        else:
-            x, y, _ = ns.make_data(s, args.ns_train, args.ns_test)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, x=x, y=y)
-            tests[n] = (x, y)
+    tests = ns_tests(args)
     rows = {}
     for kind, model in models.items():
         model.eval()
@@ -224,6 +215,31 @@ def ns_part(args) -> tuple[dict, dict]:
     return rows, ns._settings(base)
 
 
+def ns_tests(args) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Test windows on every grid: the same flows, simulated once and stored at each grid.
+
+    Samples ``ns_train ..`` of the training data's seed are simulated at
+    ``ns_sim_resolution`` and stored at the finest test grid; the coarser grids are the
+    generator's own spectral down-sampling of those snapshots.
+    """
+    grids = sorted(_ints(args.ns_resolutions))
+    sim = max(args.ns_sim_resolution, grids[-1])
+    cache = args.data_dir / f"ns-test{grids[-1]}-sim{sim}-{args.ns_train}-{args.ns_test}.npz"
+    if cache.is_file():
+        d = np.load(cache)
+        x, y = d["x"], d["y"]
+    else:
+        x, y, _ = ns.make_data(ns_settings(args, grids[-1], sim), args.ns_train, args.ns_test)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, x=x, y=y)
+    out = {}
+    for n in grids:
+        xn = downsample_spectral(torch.as_tensor(x), n).numpy()
+        yn = downsample_spectral(torch.as_tensor(y), n).numpy()
+        out[n] = (xn, yn)
+    return out
+
+
 def log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -238,7 +254,8 @@ def main(argv=None) -> int:
     if "darcy" not in skip:
         payload["darcy"] = {
             "train_resolution": args.darcy_train_resolution,
-            "budget": {k: v for k, v in darcy.EQUAL_BUDGET.items() if k != "resolution"},
+            "budget": {k: v for k, v in darcy.EQUAL_BUDGET.items() if k != "resolution"}
+            | {"train": args.darcy_train, "epochs": args.darcy_epochs},
             "test_samples": args.darcy_test,
             "models": darcy_part(args),
         }
