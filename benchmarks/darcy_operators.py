@@ -286,6 +286,46 @@ def _train_and_test(model, kind, setting, train, val, test, out: Path, args) -> 
     }
 
 
+def step_times(models: list[str], setting: dict, args, repeats: int = 5) -> dict:
+    """Seconds per training step (batch ``args.batch_size`` at the setting's grid), min and
+    median over ``repeats`` rounds in which every model takes one step in turn, so that all
+    of them see the same machine load; freshly built models (weights do not change the cost).
+    """
+    from neurosolve.checkpoint import build_model
+
+    n = setting["resolution"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch_size, 1, n, n, generator=gen) + 0.5
+    y = torch.rand(args.batch_size, 1, n, n, generator=gen)
+    nets = {}
+    for m in models:
+        if m == PEER:
+            nets[m] = PeerModel(peer_fno_class()(in_channels=1, out_channels=1, **setting[m]))
+        else:
+            nets[m] = build_model(m, **setting[m])
+    opts = {m: torch.optim.Adam(net.parameters(), lr=1e-4) for m, net in nets.items()}
+    times: dict[str, list[float]] = {m: [] for m in nets}
+    for round_ in range(repeats + 1):
+        for m, net in nets.items():
+            t0 = time.perf_counter()
+            loss = _l2_plus_h1(net(x), y)
+            opts[m].zero_grad()
+            loss.backward()
+            opts[m].step()
+            if round_:  # the first round warms up
+                times[m].append(time.perf_counter() - t0)
+    ref = PEER if PEER in times else next(iter(times))
+    med = {m: float(np.median(t)) for m, t in times.items()}
+    return {
+        m: {
+            "min": float(np.min(t)),
+            "median": med[m],
+            "median_vs_peer" if ref == PEER else "median_vs_first": med[m] / med[ref],
+        }
+        for m, t in times.items()
+    } | {"batch": args.batch_size, "repeats": repeats, "threads": torch.get_num_threads()}
+
+
 def _ratios(per_model: dict, gen_seconds: float) -> None:
     ref = per_model.get("fno2d") or next(iter(per_model.values()))
     peer = per_model.get(PEER)
@@ -335,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", help="comma list of mgno,fno2d,neuralop_fno (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-plots", action="store_true", help="write no pictures (tests)")
+    p.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only the interleaved step timing, merged into an existing --out JSON",
+    )
     p.add_argument("--kinds", default="piecewise,rough", help="coefficient families")
     p.add_argument("--resolution", type=int)
     p.add_argument("--train", type=int)
@@ -371,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {PEER_MISSING}", file=sys.stderr)
     setting.setdefault(PEER, EQUAL_BUDGET[PEER])
 
+    if args.timing_only:
+        payload = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        payload["step_seconds"] = step_times(models, setting, args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2, default=float))
+        print(json.dumps(payload["step_seconds"], indent=1))
+        return 0
     results = []
     for kind in kinds:
         t0 = time.perf_counter()
@@ -393,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             payload = _write(results + list(per_model.values()), setting, notes, args)
         results.extend(per_model.values())
     payload = _write(results, setting, notes, args)
+    payload["step_seconds"] = step_times(models, setting, args)
+    args.out.write_text(json.dumps(payload, indent=2, default=float))
 
     s = setting
     print(
@@ -412,6 +466,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['seconds_per_epoch']:.2f} | {r['epoch_time_vs_fno']:.2f} | "
             f"{r.get('epoch_time_vs_peer', float('nan')):.2f} | {r['best_epoch']} |"
         )
+    steps = payload["step_seconds"]
+    print(
+        f"\nSeconds per training step (batch {steps['batch']}, {steps['threads']} thread(s), "
+        f"models interleaved, {steps['repeats']} rounds):"
+    )
+    for m in models:
+        ratio = steps[m].get("median_vs_peer", steps[m].get("median_vs_first"))
+        print(f"- {m}: min {steps[m]['min']:.3f}, median {steps[m]['median']:.3f} ({ratio:.2f}x)")
     for note in notes:
         print(f"\nnote: {note}")
     for line in payload["acceptance"]:
