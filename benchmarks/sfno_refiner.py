@@ -210,7 +210,7 @@ def load_data(args):
     return data
 
 
-def train(kind, model, data, args, run_dir):
+def train(kind, model, data, args, run_dir, folder=None):
     train_set = TensorDataset(
         torch.as_tensor(data["x_train"], dtype=torch.float32),
         torch.as_tensor(data["y_train"], dtype=torch.float32),
@@ -229,7 +229,11 @@ def train(kind, model, data, args, run_dir):
     )
     loss = supervised_loss(relative_l2)
     trainer = Trainer(
-        model, loss, config, run_dir / kind, model_spec=ModelSpec(kind, model.config())
+        model,
+        loss,
+        config,
+        run_dir / (folder or kind),
+        model_spec=ModelSpec(kind, model.config()),
     )
     t0 = time.perf_counter()
     history = trainer.fit(train_set, resume=False)
@@ -342,7 +346,9 @@ def ablation(args, data, device) -> int:
             else build_sfno(args, device, **VARIANTS[name])
         )
         log(f"ablation: {name} ({count_parameters(model)} parameters)", args.quiet)
-        model, train_s, history = train(name.replace("=", "-"), model, data, args, run_dir)
+        kind = "fno3d" if name == "fno3d" else "sfno"
+        folder = name.replace("=", "-")
+        model, train_s, history = train(kind, model, data, args, run_dir, folder)
         pred, infer_s = predict(model, x_test, device)
         rel = relative_error(pred, y_test)
         rows.append(

@@ -22,6 +22,7 @@ used when ``--darcy-run-dir DIR`` names them. One table per model; JSON in
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
@@ -189,11 +190,16 @@ def ns_part(args) -> tuple[dict, dict]:
     device = torch.device(args.device)
     models = {}
     for kind, build in (("fno3d", ns.build_fno3d), ("sfno", ns.build_sfno)):
-        path = args.run_dir / f"ns{n_train}" / kind / "model.pt"
-        if path.is_file():
-            models[kind], _ = load_model(path, kind=kind, map_location=device)
-        else:
-            models[kind], _, _ = ns.train(kind, build(base, device), data, base, path.parents[1])
+        folder = kind
+        if kind == "sfno" and base.sfno_kwargs:
+            # another SFNO configuration is another model: its own run folder
+            key = json.dumps(base.sfno_kwargs, sort_keys=True).encode()
+            folder = f"sfno-{hashlib.sha1(key).hexdigest()[:8]}"
+        path = args.run_dir / f"ns{n_train}" / folder / "model.pt"
+        if not path.is_file():
+            ns.train(kind, build(base, device), data, base, path.parents[1], folder)
+        # the best epoch on validation, whether just trained or from an earlier run
+        models[kind], _ = load_model(path, kind=kind, map_location=device)
     tests = ns_tests(args)
     rows = {}
     for kind, model in models.items():
