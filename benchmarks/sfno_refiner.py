@@ -338,7 +338,8 @@ def ablation(args, data, device) -> int:
     rows = json.loads(out.read_text())["rows"] if out.is_file() else []
     done = {r["variant"] for r in rows if r["settings"] == here}
     for name in ["fno3d", *names]:
-        if name in done:
+        label = _label(name, args.sfno_kwargs)
+        if label in done:
             continue
         model = (
             build_fno3d(args, device)
@@ -353,8 +354,8 @@ def ablation(args, data, device) -> int:
         rel = relative_error(pred, y_test)
         rows.append(
             {
-                "variant": name,
-                "changes": {} if name == "fno3d" else VARIANTS[name],
+                "variant": label,
+                "changes": {} if name == "fno3d" else args.sfno_kwargs | VARIANTS[name],
                 "parameters": count_parameters(model),
                 "rel_l2": float(rel.mean()),
                 "rel_l2_std": float(rel.std()),
@@ -380,10 +381,17 @@ def ablation(args, data, device) -> int:
     return 0
 
 
+def _label(name: str, sfno_kwargs: dict) -> str:
+    """Row name: the variant, plus the --sfno-kwargs it was applied on top of."""
+    if name == "fno3d" or not sfno_kwargs:
+        return name
+    return f"{name} on {json.dumps(sfno_kwargs, sort_keys=True)}"
+
+
 def _settings(args) -> dict:
     keys = ("resolution", "sim_resolution", "nu", "sim_dt", "record_every", "t_in", "t_out")
     keys += ("train", "test", "epochs", "batch_size", "lr", "modes", "width", "fc_width")
-    keys += ("time_padding", "fno_modes", "latent_steps", "sfno_kwargs", "seed", "threads")
+    keys += ("time_padding", "fno_modes", "latent_steps", "seed", "threads")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k in keys}
 
 

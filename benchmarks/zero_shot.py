@@ -9,7 +9,9 @@ spatio-temporal FNO trained at ``--ns-train-resolution`` on ``t_in -> t_out`` wi
 (``sfno_refiner.py``'s trainer and models), evaluated on test trajectories simulated at
 ``--ns-sim-resolution`` and stored at every resolution in ``--ns-resolutions`` (the same
 flows on every grid). Nothing is retrained or interpolated: the operator is applied to the
-finer or coarser grid as it is.
+finer or coarser grid as it is. FNO2d is shown twice: with its zero padding in cells (as
+trained) and with the padding kept as the same fraction of the domain on every grid
+(``FNO2d(padding_grid=...)``, same weights), which its resolution invariance needs.
 
 Trained models are kept in ``--run-dir`` and reused when the script is run again; Darcy
 models from ``darcy_operators.py --run-dir DIR`` (``DIR/piecewise-<model>/model.pt``) are
@@ -116,15 +118,20 @@ def darcy_model(name: str, args) -> Path:
 
 def darcy_part(args) -> dict:
     rows = {}
-    for name in ("mgno", "fno2d"):
+    models = [("mgno", "mgno"), ("fno2d", "fno2d"), ("fno2d", "fno2d, padding scaled")]
+    for name, label in models:
         path = darcy_model(name, args)
         op = load_operator(path, map_location=args.device)
-        rows[name] = {"checkpoint": str(path), "parameters": count_parameters(op), "grids": []}
+        if label.endswith("padding scaled"):
+            # the trained padding (cells at the training grid) kept as a fraction of the
+            # domain on every grid: FNO2d(padding_grid=...) of the same weights
+            op.operator.padding_grid = args.darcy_train_resolution
+        rows[label] = {"checkpoint": str(path), "parameters": count_parameters(op), "grids": []}
         for n in _ints(args.darcy_resolutions):
             test = darcy._data("piecewise", "test", args.darcy_test, 2, n, args.data_dir, True)
             t0 = time.perf_counter()
             ev = evaluate_operator(op, H5Dataset(test), device=args.device)
-            rows[name]["grids"].append(
+            rows[label]["grids"].append(
                 {
                     "resolution": n,
                     "rel_l2": ev["rel_l2"],
@@ -133,7 +140,7 @@ def darcy_part(args) -> dict:
                     "samples": args.darcy_test,
                 }
             )
-            log(f"darcy {name} at {n}^2: rel L2 {ev['rel_l2']:.4f}", args.quiet)
+            log(f"darcy {label} at {n}^2: rel L2 {ev['rel_l2']:.4f}", args.quiet)
     return rows
 
 
