@@ -21,7 +21,9 @@ Default: a small setting for a busy 2-core machine (minutes). ``--full`` is the 
 the projection, the latent time length, the output operator's time padding, the FFN width,
 and the reference code's combination), same data, trainer and budget, and reports the test
 errors only (no refinement, no solver): ``benchmarks/results/sfno_refiner_ablation.json``.
-``--sfno-kwargs '{"input_norm": true}'`` changes the SFNO of a normal run.
+The SFNO of a normal run has the reference code's choices (``--sfno-config reference``,
+:data:`neurosolve.operators.sfno.REFERENCE_OPTIONS`; ``first`` is the first version's);
+``--sfno-kwargs '{"latent_padding": 4}'`` changes it further.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from neurosolve.data.navier_stokes import (
 from neurosolve.operators.fno import FNO3d, count_parameters
 from neurosolve.operators.losses import relative_l2
 from neurosolve.operators.refine import relative_error, residual_estimator, spectral_refine
-from neurosolve.operators.sfno import SFNO
+from neurosolve.operators.sfno import REFERENCE_OPTIONS, SFNO
 from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -76,6 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fno-modes", type=int, nargs=3, default=None, help="FNO3d modes x y t")
     p.add_argument("--latent-steps", type=int, default=None, help="SFNO latent time length")
     p.add_argument("--sfno-kwargs", type=json.loads, default={}, help="extra SFNO arguments")
+    p.add_argument(
+        "--sfno-config",
+        choices=("first", "reference"),
+        default=None,
+        help="SFNO choices: the first version's, or the reference code's (REFERENCE_OPTIONS); "
+        "default: reference, but first for --ablation (its variants are changes from it)",
+    )
     p.add_argument("--ablation", action="store_true", help="SFNO ablation (see above)")
     p.add_argument("--variants", default=None, help="comma list of ablation variants")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -134,6 +143,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         refine_lr=0.3,
         refine_steps=100,
     )
+    if args.sfno_config is None:
+        args.sfno_config = "first" if args.ablation else "reference"
     defaults = full if args.full else small
     if args.hard:
         defaults["nu"] = 1e-4
@@ -156,15 +167,7 @@ VARIANTS = {
     "latent_padding=4": {"latent_padding": 4},
     "all_time_modes": {"modes_t": "all"},
     "fc_width=128": {"fc_width": 128},
-    "reference": {
-        "time_features": 8,
-        "input_norm": True,
-        "first_skip": False,
-        "final_activation": True,
-        "projection": "linear",
-        "latent_steps": 10,
-        "fc_width": 128,
-    },
+    "reference": dict(REFERENCE_OPTIONS),
 }
 
 
@@ -315,6 +318,8 @@ def build_sfno(args, device, **changes) -> SFNO:
         fc_width=args.fc_width,
         time_padding=args.time_padding,
     )
+    if args.sfno_config == "reference":
+        kwargs.update(REFERENCE_OPTIONS)
     kwargs.update(args.sfno_kwargs)
     kwargs.update(changes)
     if kwargs.pop("modes_t", None) == "all":
@@ -391,7 +396,7 @@ def _label(name: str, sfno_kwargs: dict) -> str:
 def _settings(args) -> dict:
     keys = ("resolution", "sim_resolution", "nu", "sim_dt", "record_every", "t_in", "t_out")
     keys += ("train", "test", "epochs", "batch_size", "lr", "modes", "width", "fc_width")
-    keys += ("time_padding", "fno_modes", "latent_steps", "seed", "threads")
+    keys += ("time_padding", "fno_modes", "latent_steps", "seed", "threads", "sfno_config")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k in keys}
 
 

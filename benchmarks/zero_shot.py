@@ -5,7 +5,8 @@ Darcy (piecewise-constant coefficients, the FNO family): MgNO and FNO2d trained 
 50 validation samples, 15 epochs, Adam + OneCycle, L2 + H1 loss), evaluated on test sets that
 the package's generator draws at every resolution in ``--darcy-resolutions``.
 Navier-Stokes (nu = 1e-3, FNO forcing, snapshots one time unit apart): FNO3d and the
-spatio-temporal FNO trained at ``--ns-train-resolution`` on ``t_in -> t_out`` windows
+spatio-temporal FNO (its first version and the reference code's choices, ``sfno-first`` and
+``sfno-reference``) trained at ``--ns-train-resolution`` on ``t_in -> t_out`` windows
 (``sfno_refiner.py``'s trainer and models), evaluated on test trajectories simulated at
 ``--ns-sim-resolution`` and stored at every resolution in ``--ns-resolutions`` (the same
 flows on every grid). Nothing is retrained or interpolated: the operator is applied to the
@@ -196,17 +197,20 @@ def ns_part(args) -> tuple[dict, dict]:
     data = ns.load_data(base)
     device = torch.device(args.device)
     models = {}
-    for kind, build in (("fno3d", ns.build_fno3d), ("sfno", ns.build_sfno)):
-        folder = kind
-        if kind == "sfno" and base.sfno_kwargs:
+    for label in ("fno3d", "sfno-first", "sfno-reference"):
+        kind, _, config = label.partition("-")
+        folder = label
+        if config and base.sfno_kwargs:
             # another SFNO configuration is another model: its own run folder
             key = json.dumps(base.sfno_kwargs, sort_keys=True).encode()
-            folder = f"sfno-{hashlib.sha1(key).hexdigest()[:8]}"
+            folder = f"{label}-{hashlib.sha1(key).hexdigest()[:8]}"
         path = args.run_dir / f"ns{n_train}" / folder / "model.pt"
         if not path.is_file():
+            base.sfno_config = config or base.sfno_config
+            build = ns.build_sfno if config else ns.build_fno3d
             ns.train(kind, build(base, device), data, base, path.parents[1], folder)
         # the best epoch on validation, whether just trained or from an earlier run
-        models[kind], _ = load_model(path, kind=kind, map_location=device)
+        models[label], _ = load_model(path, kind=kind, map_location=device)
     tests = ns_tests(args)
     rows = {}
     for kind, model in models.items():
@@ -225,7 +229,7 @@ def ns_part(args) -> tuple[dict, dict]:
                 }
             )
             log(f"ns {kind} at {n}^2: rel L2 {rows[kind]['grids'][-1]['rel_l2']:.4f}", args.quiet)
-    return rows, ns._settings(base)
+    return rows, {k: v for k, v in ns._settings(base).items() if k != "sfno_config"}
 
 
 def ns_tests(args) -> dict[int, tuple[np.ndarray, np.ndarray]]:

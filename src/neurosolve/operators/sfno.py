@@ -12,9 +12,17 @@ last input frame with a one-channel spectral convolution (:attr:`SFNO.out_conv`,
 the Spectral-Refiner of :mod:`neurosolve.operators.refine` fine-tunes). Its baseline, the
 original FNO-3D, is :class:`neurosolve.operators.fno.FNO3d`.
 
-Differences from the reference code: no lifting normalisation layer (data are normalised by
-the trainer's normalisers instead); the pointwise path of the resampling first layer is
-interpolated linearly in time so that the skip connection exists on the latent grid.
+The constructor's defaults are the first version of this class (its checkpoints still
+load). :data:`REFERENCE_OPTIONS` are the choices of the reference code: a per-sample
+normalisation of the lifted input (a one-group GroupNorm), sinusoidal time features in the
+positional encoding, no pointwise path on the time-resampling first layer, the activation
+after every hidden layer, a linear channel reduction before the output operator, a latent
+time length of 10 and feed-forward blocks 128 wide. Issue 17's ablation
+(``benchmarks/sfno_refiner.py --ablation``, equal budget) found the first version trailing
+FNO3d and these choices together beating it: the missing input normalisation mattered most
+(the Navier-Stokes benchmarks train on raw vorticity, no normaliser). ``latent_padding``
+(zeros after the latent window, not in the reference code) keeps the hidden spectral layers
+from tying the end of the predicted window to its start.
 """
 
 from __future__ import annotations
@@ -31,7 +39,19 @@ from neurosolve.errors import InvalidInputError
 from neurosolve.operators.fno import _check_input, _check_modes, _pointwise, _positive
 from neurosolve.operators.spectral import SpectralConv
 
-__all__ = ["SFNO"]
+__all__ = ["REFERENCE_OPTIONS", "SFNO"]
+
+#: The reference code's architectural choices (see the module docstring): ``SFNO(...,
+#: **REFERENCE_OPTIONS)``.
+REFERENCE_OPTIONS: dict[str, object] = {
+    "time_features": 8,
+    "input_norm": True,
+    "first_skip": False,
+    "final_activation": True,
+    "projection": "linear",
+    "latent_steps": 10,
+    "fc_width": 128,
+}
 
 
 def _grid_encoding(
