@@ -18,11 +18,13 @@ normalisation of the lifted input (a one-group GroupNorm), sinusoidal time featu
 positional encoding, no pointwise path on the time-resampling first layer, the activation
 after every hidden layer, a linear channel reduction before the output operator, a latent
 time length of 10 and feed-forward blocks 128 wide. Issue 17's ablation
-(``benchmarks/sfno_refiner.py --ablation``, equal budget) found the first version trailing
-FNO3d and these choices together beating it: the missing input normalisation mattered most
-(the Navier-Stokes benchmarks train on raw vorticity, no normaliser). ``latent_padding``
-(zeros after the latent window, not in the reference code) keeps the hidden spectral layers
-from tying the end of the predicted window to its start.
+(``benchmarks/sfno_refiner.py --ablation``, equal budget, one seed) found the first version
+trailing FNO3d and nearly every one of these choices helping on its own (all but the final
+activation), among them the normalisation of the raw vorticity input (the Navier-Stokes
+benchmarks use no normaliser) and dropping the first layer's time-aligned pointwise path,
+which ties latent time ``j`` to input frame ``j`` although the output window comes after
+the input. ``latent_padding`` (zeros after the latent window, not in the reference code)
+keeps the hidden spectral layers from tying the end of the predicted window to its start.
 """
 
 from __future__ import annotations
