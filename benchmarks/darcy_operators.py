@@ -239,17 +239,29 @@ def _acceptance(results: list[dict]) -> list[str]:
     return lines
 
 
-def _train_and_test(model, kind, setting, train, val, test, out: Path, args) -> dict:
-    config = TrainConfig(
-        epochs=setting["epochs"],
-        batch_size=args.batch_size,
-        lr=args.lr,
+def train_config(epochs: int, *, batch_size=8, lr=1e-3, device="cpu", quiet=False, plot=True):
+    """The budget every Darcy operator here gets: Adam + OneCycle, weight decay 1e-4."""
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
         weight_decay=1e-4,
         optimizer="adam",
         schedule="onecycle",
         seed=0,
+        device=device,
+        progress=not quiet,
+        plot=plot,
+    )
+
+
+def _train_and_test(model, kind, setting, train, val, test, out: Path, args) -> dict:
+    config = train_config(
+        setting["epochs"],
+        batch_size=args.batch_size,
+        lr=args.lr,
         device=args.device,
-        progress=not args.quiet,
+        quiet=args.quiet,
         plot=not args.no_plots,
     )
     if model == PEER:

@@ -45,7 +45,6 @@ from neurosolve.harness.operator_eval import evaluate_operator
 from neurosolve.operators import load_operator, train_operator
 from neurosolve.operators.fno import count_parameters
 from neurosolve.operators.refine import relative_error
-from neurosolve.training import TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -101,18 +100,7 @@ def darcy_model(name: str, args) -> Path:
             args.quiet,
         )
         sets[split] = darcy._dataset(path)
-    config = TrainConfig(
-        epochs=budget["epochs"],
-        batch_size=8,
-        lr=1e-3,
-        weight_decay=1e-4,
-        optimizer="adam",
-        schedule="onecycle",
-        seed=0,
-        device=args.device,
-        progress=not args.quiet,
-        plot=False,
-    )
+    config = darcy.train_config(budget["epochs"], device=args.device, quiet=args.quiet, plot=False)
     train_operator(name, budget[name], sets["train"], config, out, val_dataset=sets["val"])
     return out / "model.pt"
 
