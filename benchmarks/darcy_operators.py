@@ -15,6 +15,15 @@ reduced widths). ``--full`` is the issue's setting: 64x64, 1000/100/100 samples,
 paper's MgNO (24 channels, 4 layers, 6 levels; ~0.57M parameters) against FNO (modes 12,
 width 20; ~0.93M), 100 epochs; pass ``--device cuda`` on a GPU.
 
+``--equal-budget`` is issue 17's comparison with the peer library: 400/50/100 samples,
+15 epochs, the paper-sized MgNO and FNO, and neuraloperator's FNO (``neuralop.models.FNO``,
+modes 12, hidden width 32; its public API only) trained on the SAME HDF5 files through the
+same trainer (same epochs, batch, Adam + OneCycle, learning rate, weight decay, L2 + H1 loss,
+normalizers, best-validation checkpoint). The peer is an optional extra
+(``pip install neurosolve[bench]``); without it the row is skipped with a note.
+
+    python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 32
+
 Writes ``benchmarks/results/darcy_operators.json`` and ``darcy_operators.png`` and prints a
 markdown table.
 """
@@ -31,11 +40,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurosolve.checkpoint import load_checkpoint
 from neurosolve.data.generate import generate
 from neurosolve.data.store import H5Dataset, read_arrays
 from neurosolve.harness.operator_eval import evaluate_operator
-from neurosolve.operators import load_operator, train_operator
-from neurosolve.training import TrainConfig
+from neurosolve.operators import (
+    NormalizedOperator,
+    UnitGaussianNormalizer,
+    load_operator,
+    relative_h1,
+    relative_l2,
+    train_operator,
+)
+from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,6 +76,86 @@ FULL = {
     "fno2d": {"modes": 12, "width": 20, "layers": 4, "padding": 8},
     "krylov": 20,
 }
+#: Issue 17's equal-budget comparison with neuraloperator (resolution from --resolution).
+EQUAL_BUDGET = {
+    "resolution": 32,
+    "train": 400,
+    "val": 50,
+    "test": 100,
+    "epochs": 15,
+    "mgno": FULL["mgno"],
+    "fno2d": FULL["fno2d"],
+    "neuralop_fno": {"n_modes": [12, 12], "hidden_channels": 32},
+    "krylov": 5,
+}
+PEER = "neuralop_fno"
+PEER_MISSING = (
+    "neuraloperator is not installed (pip install 'neurosolve[bench]'): "
+    "the peer's FNO row is skipped"
+)
+
+
+def peer_fno_class():
+    """``neuralop.models.FNO`` of the peer library, or None when it is not installed."""
+    try:
+        from neuralop.models import FNO
+    except ImportError:
+        return None
+    return FNO
+
+
+class PeerModel(torch.nn.Module):
+    """Holds the peer's model; its state dict keeps tensors only.
+
+    neuraloperator's ``state_dict`` adds a ``_metadata`` entry (its constructor arguments),
+    which a weights-only checkpoint cannot hold; the arguments are in the ModelSpec anyway.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def state_dict(self, *args, **kwargs):
+        full = super().state_dict(*args, **kwargs)
+        for key in [k for k, v in full.items() if not isinstance(v, torch.Tensor)]:
+            del full[key]
+        return full
+
+
+def _l2_plus_h1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return relative_l2(pred, target) + relative_h1(pred, target)
+
+
+def train_peer(kwargs: dict, train, val, config: TrainConfig, out: Path):
+    """neuraloperator's FNO through OUR trainer: same loss, normalizers, schedule, checkpoint.
+
+    Returns the best-validation model wrapped with its normalizers, and the history.
+    """
+    fno = peer_fno_class()
+    torch.manual_seed(config.seed)
+    model = PeerModel(fno(in_channels=1, out_channels=1, **kwargs))
+    xn = UnitGaussianNormalizer.fit(train, index=0)
+    yn = UnitGaussianNormalizer.fit(train, index=1)
+    trainer = Trainer(
+        model,
+        supervised_loss(_l2_plus_h1, xn, yn),
+        config,
+        out,
+        metrics={
+            "l2": supervised_loss(relative_l2, xn, yn),
+            "h1": supervised_loss(relative_h1, xn, yn),
+        },
+        model_spec=ModelSpec(PEER, dict(kwargs)),
+        normalizers={"x": xn, "y": yn},
+    )
+    history = trainer.fit(train, val, resume=False)
+    history["model"] = {"kind": PEER, "kwargs": dict(kwargs)}
+    best = load_checkpoint(out / "model.pt", kind=PEER, map_location=config.device)
+    model.load_state_dict(best["state_dict"])
+    return NormalizedOperator(model, xn, yn).to(config.device).eval(), history
 
 
 def _dataset(path: Path):
@@ -89,7 +186,7 @@ def _plot(results: list[dict], path: Path) -> None:
     FigureCanvasAgg(fig)
     for i, kind in enumerate(kinds):
         ax = fig.add_subplot(1, len(kinds), i + 1)
-        for model, color in (("mgno", "C0"), ("fno2d", "C3")):
+        for model, color in (("mgno", "C0"), ("fno2d", "C3"), (PEER, "C2")):
             found = [r for r in results if r["data"] == kind and r["model"] == model]
             if not found:
                 continue
@@ -116,9 +213,185 @@ def _plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def _peer_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return f"neuraloperator {version('neuraloperator')}"
+    except Exception:  # noqa: BLE001 -- any failure means: not installed
+        return None
+
+
+def _acceptance(results: list[dict]) -> list[str]:
+    """Issue 17's targets: our FNO <= 1.0x the peer's error, MgNO <= 0.5x."""
+    lines = []
+    for r in results:
+        if "rel_l2_vs_peer" not in r or r["model"] == PEER:
+            continue
+        target = {"fno2d": 1.0, "mgno": 0.5}.get(r["model"])
+        if target is None:
+            continue
+        ok = "met" if r["rel_l2_vs_peer"] <= target else "NOT met"
+        lines.append(
+            f"{r['data']}: {r['model']} rel L2 = {r['rel_l2_vs_peer']:.3f} x peer "
+            f"(target <= {target}): {ok}"
+        )
+    return lines
+
+
+def train_config(epochs: int, *, batch_size=8, lr=1e-3, device="cpu", quiet=False, plot=True):
+    """The budget every Darcy operator here gets: Adam + OneCycle, weight decay 1e-4."""
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=1e-4,
+        optimizer="adam",
+        schedule="onecycle",
+        seed=0,
+        device=device,
+        progress=not quiet,
+        plot=plot,
+    )
+
+
+def _train_and_test(model, kind, setting, train, val, test, out: Path, args) -> dict:
+    config = train_config(
+        setting["epochs"],
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        quiet=args.quiet,
+        plot=not args.no_plots,
+    )
+    if model == PEER:
+        op, history = train_peer(setting[model], train, val, config, out)
+    else:
+        _, history = train_operator(
+            model, setting[model], train, config, out, val_dataset=val, loss="l2+h1"
+        )
+        op = load_operator(out / "model.pt", map_location=args.device)
+    ev = evaluate_operator(
+        op,
+        test,
+        device=args.device,
+        krylov_samples=setting["krylov"],
+        png=None if args.no_plots else args.out.with_name(f"{args.out.stem}_{kind}_{model}.png"),
+        png_samples=2,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    epoch_seconds = [h["train_seconds"] for h in history["epochs"]]
+    return {
+        "data": kind,
+        "model": model,
+        "kwargs": history["model"]["kwargs"],
+        "parameters": history["parameters"],
+        "best_epoch": history["best_epoch"],
+        "seconds_per_epoch": float(np.median(epoch_seconds)),
+        "seconds_per_epoch_min": float(np.min(epoch_seconds)),
+        "test_rel_l2": ev["rel_l2"],
+        "test_rel_h1": ev["rel_h1"],
+        "test_rel_h1_spectral": ev["rel_h1_spectral"],
+        "inference_seconds_per_sample": ev["inference_seconds_per_sample"],
+        "krylov": ev.get("krylov"),
+        "history": history["epochs"],
+    }
+
+
+def step_times(models: list[str], setting: dict, args, repeats: int = 5) -> dict:
+    """Seconds per training step (batch ``args.batch_size`` at the setting's grid), min and
+    median over ``repeats`` rounds in which every model takes one step in turn, so that all
+    of them see the same machine load; freshly built models (weights do not change the cost).
+    """
+    from neurosolve.checkpoint import build_model
+
+    n = setting["resolution"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch_size, 1, n, n, generator=gen) + 0.5
+    y = torch.rand(args.batch_size, 1, n, n, generator=gen)
+    nets = {}
+    for m in models:
+        if m == PEER:
+            nets[m] = PeerModel(peer_fno_class()(in_channels=1, out_channels=1, **setting[m]))
+        else:
+            nets[m] = build_model(m, **setting[m])
+    opts = {m: torch.optim.Adam(net.parameters(), lr=1e-4) for m, net in nets.items()}
+    times: dict[str, list[float]] = {m: [] for m in nets}
+    for round_ in range(repeats + 1):
+        for m, net in nets.items():
+            t0 = time.perf_counter()
+            loss = _l2_plus_h1(net(x), y)
+            opts[m].zero_grad()
+            loss.backward()
+            opts[m].step()
+            if round_:  # the first round warms up
+                times[m].append(time.perf_counter() - t0)
+    ref = PEER if PEER in times else next(iter(times))
+    med = {m: float(np.median(t)) for m, t in times.items()}
+    return {
+        m: {
+            "min": float(np.min(t)),
+            "median": med[m],
+            "median_vs_peer" if ref == PEER else "median_vs_first": med[m] / med[ref],
+        }
+        for m, t in times.items()
+    } | {"batch": args.batch_size, "repeats": repeats, "threads": torch.get_num_threads()}
+
+
+def _ratios(per_model: dict, gen_seconds: float) -> None:
+    ref = per_model.get("fno2d") or next(iter(per_model.values()))
+    peer = per_model.get(PEER)
+    for model in per_model.values():
+        model["epoch_time_vs_fno"] = model["seconds_per_epoch"] / ref["seconds_per_epoch"]
+        model["generation_seconds"] = gen_seconds
+        if peer is not None:
+            model["rel_l2_vs_peer"] = model["test_rel_l2"] / peer["test_rel_l2"]
+            model["epoch_time_vs_peer"] = model["seconds_per_epoch"] / peer["seconds_per_epoch"]
+
+
+def _write(results: list[dict], setting: dict, notes: list[str], args) -> dict:
+    if not args.no_plots:
+        _plot(results, args.out.with_suffix(".png"))
+    payload = {
+        "setting": dict(setting)
+        | {
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "optimizer": "adam",
+            "schedule": "onecycle",
+            "loss": "relative L2 + relative H1 (finite differences)",
+            "weight_decay": 1e-4,
+            "device": args.device,
+            "full": args.full,
+            "equal_budget": args.equal_budget,
+        },
+        "torch_threads": torch.get_num_threads(),
+        "peer": _peer_version(),
+        "notes": notes,
+        "acceptance": _acceptance(results),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2, default=float))
+    return payload
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="the issue's setting (64x64, 1000/100/100)")
+    p.add_argument(
+        "--equal-budget",
+        action="store_true",
+        help="issue 17: ours vs neuraloperator's FNO, 400/50/100 samples, 15 epochs",
+    )
+    p.add_argument("--models", help="comma list of mgno,fno2d,neuralop_fno (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-plots", action="store_true", help="write no pictures (tests)")
+    p.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only the interleaved step timing, merged into an existing --out JSON",
+    )
     p.add_argument("--kinds", default="piecewise,rough", help="coefficient families")
     p.add_argument("--resolution", type=int)
     p.add_argument("--train", type=int)
@@ -137,15 +410,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
-    setting = dict(FULL if args.full else SMALL)
+    setting = dict(EQUAL_BUDGET if args.equal_budget else FULL if args.full else SMALL)
     for key in ("resolution", "train", "val", "test", "epochs", "krylov"):
         if getattr(args, key) is not None:
             setting[key] = getattr(args, key)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     args.data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="darcy-operators-"))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
+    models = ([PEER] if PEER in setting else []) + ["mgno", "fno2d"]
+    if args.models:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+    notes = []
+    if PEER in models and peer_fno_class() is None:
+        models.remove(PEER)
+        notes.append(PEER_MISSING)
+        print(f"note: {PEER_MISSING}", file=sys.stderr)
+    setting.setdefault(PEER, EQUAL_BUDGET[PEER])
 
+    if args.timing_only:
+        payload = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        payload["step_seconds"] = step_times(models, setting, args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2, default=float))
+        print(json.dumps(payload["step_seconds"], indent=1))
+        return 0
     results = []
     for kind in kinds:
         t0 = time.perf_counter()
@@ -159,74 +448,16 @@ def main(argv: list[str] | None = None) -> int:
         train, val = _dataset(paths["train"]), _dataset(paths["val"])
         test = H5Dataset(paths["test"])
         per_model = {}
-        for model in ("mgno", "fno2d"):
-            config = TrainConfig(
-                epochs=setting["epochs"],
-                batch_size=args.batch_size,
-                lr=args.lr,
-                weight_decay=1e-4,
-                optimizer="adam",
-                schedule="onecycle",
-                seed=0,
-                device=args.device,
-                progress=not args.quiet,
-                plot=True,
+        for model in models:
+            per_model[model] = _train_and_test(
+                model, kind, setting, train, val, test, run_dir / f"{kind}-{model}", args
             )
-            out = run_dir / f"{kind}-{model}"
-            _, history = train_operator(
-                model, setting[model], train, config, out, val_dataset=val, loss="l2+h1"
-            )
-            op = load_operator(out / "model.pt", map_location=args.device)
-            ev = evaluate_operator(
-                op,
-                test,
-                device=args.device,
-                krylov_samples=setting["krylov"],
-                png=args.out.with_name(f"{args.out.stem}_{kind}_{model}.png"),
-                png_samples=2,
-                progress=not args.quiet and sys.stderr.isatty(),
-            )
-            seconds = float(np.mean([h["train_seconds"] for h in history["epochs"]]))
-            per_model[model] = {
-                "data": kind,
-                "model": model,
-                "kwargs": history["model"]["kwargs"],
-                "parameters": history["parameters"],
-                "best_epoch": history["best_epoch"],
-                "seconds_per_epoch": seconds,
-                "test_rel_l2": ev["rel_l2"],
-                "test_rel_h1": ev["rel_h1"],
-                "test_rel_h1_spectral": ev["rel_h1_spectral"],
-                "inference_seconds_per_sample": ev["inference_seconds_per_sample"],
-                "krylov": ev.get("krylov"),
-                "history": history["epochs"],
-            }
-        for model in per_model.values():
-            model["epoch_time_vs_fno"] = (
-                model["seconds_per_epoch"] / per_model["fno2d"]["seconds_per_epoch"]
-            )
-            model["generation_seconds"] = gen_seconds
+            _ratios(per_model, gen_seconds)
+            # written after every model: a long run leaves its finished rows behind
+            payload = _write(results + list(per_model.values()), setting, notes, args)
         results.extend(per_model.values())
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    png = args.out.with_suffix(".png")
-    _plot(results, png)
-    payload = {
-        "setting": {k: v for k, v in setting.items()}
-        | {
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "optimizer": "adam",
-            "schedule": "onecycle",
-            "loss": "relative L2 + relative H1 (finite differences)",
-            "weight_decay": 1e-4,
-            "device": args.device,
-            "full": args.full,
-        },
-        "torch_threads": torch.get_num_threads(),
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = _write(results, setting, notes, args)
+    payload["step_seconds"] = step_times(models, setting, args)
     args.out.write_text(json.dumps(payload, indent=2, default=float))
 
     s = setting
@@ -235,13 +466,30 @@ def main(argv: list[str] | None = None) -> int:
         f"samples, {s['epochs']} epochs, batch {args.batch_size}, Adam + OneCycle lr "
         f"{args.lr:g}, loss relative L2 + H1, device {args.device}\n"
     )
-    print("| data | model | params | test rel L2 | test rel H1 | s/epoch vs FNO | best epoch |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| data | model | params | test rel L2 | test rel H1 | L2 / peer's | "
+        "s/epoch (median) | s/epoch vs FNO | s/epoch vs peer | best epoch |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['data']} | {r['model']} | {r['parameters']:,} | {r['test_rel_l2']:.4f} | "
-            f"{r['test_rel_h1']:.4f} | {r['epoch_time_vs_fno']:.2f} | {r['best_epoch']} |"
+            f"{r['test_rel_h1']:.4f} | {r.get('rel_l2_vs_peer', float('nan')):.3f} | "
+            f"{r['seconds_per_epoch']:.2f} | {r['epoch_time_vs_fno']:.2f} | "
+            f"{r.get('epoch_time_vs_peer', float('nan')):.2f} | {r['best_epoch']} |"
         )
+    steps = payload["step_seconds"]
+    print(
+        f"\nSeconds per training step (batch {steps['batch']}, {steps['threads']} thread(s), "
+        f"models interleaved, {steps['repeats']} rounds):"
+    )
+    for m in models:
+        ratio = steps[m].get("median_vs_peer", steps[m].get("median_vs_first"))
+        print(f"- {m}: min {steps[m]['min']:.3f}, median {steps[m]['median']:.3f} ({ratio:.2f}x)")
+    for note in notes:
+        print(f"\nnote: {note}")
+    for line in payload["acceptance"]:
+        print(f"acceptance: {line}")
     print("\nKrylov-style evaluation (prediction as x0, rtol 1e-8; means over test samples)\n")
     print(
         "| data | model | residual of prediction (median) | error vs exact (median) | "
@@ -264,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{cg.get('speedup_at_prediction_error', float('nan')):.3g} | "
             f"{amg.get('speedup_at_prediction_error', float('nan')):.3g} |"
         )
-    print(f"\nwrote {args.out} and {png}")
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
 
 

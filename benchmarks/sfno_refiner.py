@@ -15,6 +15,15 @@ Default: a small setting for a busy 2-core machine (minutes). ``--full`` is the 
 
     python benchmarks/sfno_refiner.py                       # small default
     python benchmarks/sfno_refiner.py --full --device cuda  # FNO setting
+
+``--ablation`` trains FNO3d once and the SFNO with one architectural change at a time
+(positional encoding, input norm, the first layer's pointwise path, the last activation,
+the projection, the latent time length, the output operator's time padding, the FFN width,
+and the reference code's combination), same data, trainer and budget, and reports the test
+errors only (no refinement, no solver): ``benchmarks/results/sfno_refiner_ablation.json``.
+The SFNO of a normal run has the reference code's choices (``--sfno-config reference``,
+:data:`neurosolve.operators.sfno.REFERENCE_OPTIONS`; ``first`` is the first version's);
+``--sfno-kwargs '{"latent_padding": 4}'`` changes it further.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from neurosolve.data.navier_stokes import (
 from neurosolve.operators.fno import FNO3d, count_parameters
 from neurosolve.operators.losses import relative_l2
 from neurosolve.operators.refine import relative_error, residual_estimator, spectral_refine
-from neurosolve.operators.sfno import SFNO
+from neurosolve.operators.sfno import REFERENCE_OPTIONS, SFNO
 from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,6 +76,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fc-width", type=int, default=None, help="hidden width of FFN/projection")
     p.add_argument("--time-padding", type=int, default=None, help="SFNO output time padding")
     p.add_argument("--fno-modes", type=int, nargs=3, default=None, help="FNO3d modes x y t")
+    p.add_argument("--latent-steps", type=int, default=None, help="SFNO latent time length")
+    p.add_argument("--sfno-kwargs", type=json.loads, default={}, help="extra SFNO arguments")
+    p.add_argument(
+        "--sfno-config",
+        choices=("first", "reference"),
+        default=None,
+        help="SFNO choices: the first version's, or the reference code's (REFERENCE_OPTIONS); "
+        "default: reference, but first for --ablation (its variants are changes from it)",
+    )
+    p.add_argument("--ablation", action="store_true", help="SFNO ablation (see above)")
+    p.add_argument("--variants", default=None, help="comma list of ablation variants")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--estimator-floor",
+        action="store_true",
+        help="the estimator of the ground truth vs snapshot spacing and time order",
+    )
     p.add_argument("--refine-steps", type=int, default=None)
     p.add_argument("--refine-lr", type=float, default=None)
     p.add_argument("--refine-batch", type=int, default=1, help="samples per refined batch")
@@ -122,6 +148,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         refine_lr=0.3,
         refine_steps=100,
     )
+    if args.sfno_config is None:
+        args.sfno_config = "first" if args.ablation else "reference"
     defaults = full if args.full else small
     if args.hard:
         defaults["nu"] = 1e-4
@@ -129,6 +157,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
+
+
+#: One change at a time from the SFNO of a normal run (see the module docstring).
+VARIANTS = {
+    "base": {},
+    "time_features=8": {"time_features": 8},
+    "input_norm": {"input_norm": True},
+    "no_first_skip": {"first_skip": False},
+    "final_activation": {"final_activation": True},
+    "linear_projection": {"projection": "linear"},
+    "latent_steps=10": {"latent_steps": 10},
+    "time_padding=0": {"time_padding": 0},
+    "latent_padding=4": {"latent_padding": 4},
+    "all_time_modes": {"modes_t": "all"},
+    "fc_width=128": {"fc_width": 128},
+    "reference": dict(REFERENCE_OPTIONS),
+}
 
 
 def log(msg: str, quiet: bool) -> None:
@@ -173,7 +218,7 @@ def load_data(args):
     return data
 
 
-def train(kind, model, data, args, run_dir):
+def train(kind, model, data, args, run_dir, folder=None):
     train_set = TensorDataset(
         torch.as_tensor(data["x_train"], dtype=torch.float32),
         torch.as_tensor(data["y_train"], dtype=torch.float32),
@@ -192,7 +237,11 @@ def train(kind, model, data, args, run_dir):
     )
     loss = supervised_loss(relative_l2)
     trainer = Trainer(
-        model, loss, config, run_dir / kind, model_spec=ModelSpec(kind, model.config())
+        model,
+        loss,
+        config,
+        run_dir / (folder or kind),
+        model_spec=ModelSpec(kind, model.config()),
     )
     t0 = time.perf_counter()
     history = trainer.fit(train_set, resume=False)
@@ -251,6 +300,173 @@ def solver_runs(data, args, device):
     return out
 
 
+def build_fno3d(args, device) -> FNO3d:
+    torch.manual_seed(args.seed)
+    return FNO3d(
+        modes=args.fno_modes,
+        width=args.width,
+        layers=4,
+        t_in=args.t_in,
+        t_out=args.t_out,
+        fc_width=args.fc_width,
+        device=device,
+    )
+
+
+def build_sfno(args, device, **changes) -> SFNO:
+    kwargs = dict(
+        modes=args.modes,
+        width=args.width,
+        layers=4,
+        t_out=args.t_out,
+        latent_steps=args.latent_steps,
+        fc_width=args.fc_width,
+        time_padding=args.time_padding,
+    )
+    if args.sfno_config == "reference":
+        kwargs.update(REFERENCE_OPTIONS)
+    kwargs.update(args.sfno_kwargs)
+    kwargs.update(changes)
+    if kwargs.pop("modes_t", None) == "all":
+        # every real-FFT mode of the input window and of the latent time axis
+        m_t = max(args.t_in, kwargs["latent_steps"] or args.t_out) // 2 + 1
+        kwargs["modes"] = (*kwargs["modes"][:2], m_t)
+    torch.manual_seed(args.seed)
+    return SFNO(**kwargs, device=device)
+
+
+def ablation(args, data, device) -> int:
+    """FNO3d and one-change-at-a-time SFNO variants at the same budget: test errors."""
+    names = list(VARIANTS) if args.variants is None else args.variants.split(",")
+    x_test = data["x_test"]
+    y_test = torch.as_tensor(data["y_test"], dtype=torch.float64)
+    run_dir = Path(tempfile.mkdtemp(prefix="sfno_ablation_"))
+    out = args.out
+    if out.name == "sfno_refiner.json":
+        out = RESULTS / "sfno_refiner_ablation.json"
+    here = _settings(args)
+    rows = json.loads(out.read_text())["rows"] if out.is_file() else []
+    done = {r["variant"] for r in rows if r["settings"] == here}
+    for name in ["fno3d", *names]:
+        label = _label(name, args.sfno_kwargs)
+        if label in done:
+            continue
+        model = (
+            build_fno3d(args, device)
+            if name == "fno3d"
+            else build_sfno(args, device, **VARIANTS[name])
+        )
+        log(f"ablation: {name} ({count_parameters(model)} parameters)", args.quiet)
+        kind = "fno3d" if name == "fno3d" else "sfno"
+        folder = name.replace("=", "-")
+        model, train_s, history = train(kind, model, data, args, run_dir, folder)
+        pred, infer_s = predict(model, x_test, device)
+        rel = relative_error(pred, y_test)
+        rows.append(
+            {
+                "variant": label,
+                "changes": {} if name == "fno3d" else args.sfno_kwargs | VARIANTS[name],
+                "parameters": count_parameters(model),
+                "rel_l2": float(rel.mean()),
+                "rel_l2_std": float(rel.std()),
+                "rel_h1": float(relative_error(pred, y_test, s=1.0).mean()),
+                "final_train_loss": history["epochs"][-1]["train_loss"],
+                "train_seconds": train_s,
+                "settings": here,
+            }
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"rows": rows, "torch": torch.__version__}, indent=1))
+    rows = [r for r in rows if r["settings"] == here]
+    fno = next(r for r in rows if r["variant"] == "fno3d")
+    print(f"\nSFNO ablation, {_describe(args)}\n")
+    print("| variant | params | test rel L2 | vs FNO3d | test rel H1 | train s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['variant']} | {r['parameters']:,} | {r['rel_l2']:.4f} | "
+            f"{r['rel_l2'] / fno['rel_l2']:.2f} | {r['rel_h1']:.4f} | {r['train_seconds']:.0f} |"
+        )
+    print(f"\nwrote {out}")
+    return 0
+
+
+def estimator_floor(args, device, refine: int = 4) -> int:
+    """The residual estimator of the TRUE trajectories (its discretisation floor).
+
+    ``--test`` trajectories are recorded ``refine`` times more often than ``record_every``;
+    the estimator of the target window (last input frame + targets) is evaluated on every
+    ``refine // f``-th snapshot (spacing ``record_every / f``) with time derivatives of
+    several orders. Closer snapshots and higher orders lower the floor, which is what an
+    estimator that should track model errors needs.
+    """
+    rngs = [np.random.default_rng([args.seed, args.train + i]) for i in range(args.test)]
+    x, y = navier_stokes_samples(
+        rngs,
+        resolution=args.resolution,
+        sim_resolution=args.sim_resolution,
+        nu=args.nu,
+        dt=args.sim_dt,
+        record_every=args.record_every / refine,
+        t_in=args.t_in * refine,
+        t_out=args.t_out * refine,
+        forcing="fno",
+        device=args.device,
+    )
+    truth = torch.as_tensor(np.concatenate([x[:, -1:], y], axis=1), dtype=torch.float64)
+    rows = []
+    for f in (1, 2, 4):
+        step = refine // f
+        for order in (2, 4, 6, 8):
+            est = residual_estimator(
+                truth[:, ::step], args.record_every / f, nu=args.nu, forcing="fno", time_order=order
+            )
+            rows.append(
+                {
+                    "spacing": args.record_every / f,
+                    "time_order": order,
+                    "estimator_mean": float(est.mean()),
+                    "estimator_max": float(est.max()),
+                }
+            )
+    out = args.out if args.out.name != "sfno_refiner.json" else RESULTS / "estimator_floor.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"settings": _settings(args), "rows": rows}, indent=1))
+    print(f"\nEstimator of the ground truth, {_describe(args)}\n")
+    print("| snapshot spacing | time order | estimator mean | max |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['spacing']:g} | {r['time_order']} | {r['estimator_mean']:.3e} | "
+            f"{r['estimator_max']:.3e} |"
+        )
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _label(name: str, sfno_kwargs: dict) -> str:
+    """Row name: the variant, plus the --sfno-kwargs it was applied on top of."""
+    if name == "fno3d" or not sfno_kwargs:
+        return name
+    return f"{name} on {json.dumps(sfno_kwargs, sort_keys=True)}"
+
+
+def _settings(args) -> dict:
+    keys = ("resolution", "sim_resolution", "nu", "sim_dt", "record_every", "t_in", "t_out")
+    keys += ("train", "test", "epochs", "batch_size", "lr", "modes", "width", "fc_width")
+    keys += ("time_padding", "fno_modes", "latent_steps", "seed", "threads", "sfno_config")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k in keys}
+
+
+def _describe(args) -> str:
+    return (
+        f"Navier-Stokes nu={args.nu:g}, {args.resolution}^2 stored "
+        f"({args.sim_resolution}^2 simulated), {args.t_in} -> {args.t_out} snapshots "
+        f"dt={args.record_every:g}; {args.train} train / {args.test} test; {args.epochs} "
+        f"epochs, batch {args.batch_size}, lr {args.lr:g}; {args.threads} thread(s)"
+    )
+
+
 def pearson(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.std() == 0 or b.std() == 0:
@@ -267,37 +483,23 @@ def spearman(a, b) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     log(f"settings: {vars(args)}", args.quiet)
 
+    if args.estimator_floor:
+        return estimator_floor(args, device)
     data = load_data(args)
     log(f"data: {data['generated_seconds']:.1f} s", args.quiet)
     x_test = data["x_test"]
     y_test = torch.as_tensor(data["y_test"], dtype=torch.float64)
     x_last = torch.as_tensor(x_test[:, -1:], dtype=torch.float64)
 
+    if args.ablation:
+        return ablation(args, data, device)
     results: dict[str, dict] = {}
     run_dir = Path(tempfile.mkdtemp(prefix="sfno_refiner_"))
-    models = {
-        "fno3d": FNO3d(
-            modes=args.fno_modes,
-            width=args.width,
-            layers=4,
-            t_in=args.t_in,
-            t_out=args.t_out,
-            fc_width=args.fc_width,
-            device=device,
-        ),
-        "sfno": SFNO(
-            modes=args.modes,
-            width=args.width,
-            layers=4,
-            t_out=args.t_out,
-            fc_width=args.fc_width,
-            time_padding=args.time_padding,
-            device=device,
-        ),
-    }
+    models = {"fno3d": build_fno3d(args, device), "sfno": build_sfno(args, device)}
     trained = {}
     for kind, model in models.items():
         log(f"training {kind} ({count_parameters(model)} parameters)", args.quiet)

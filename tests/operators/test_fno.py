@@ -41,8 +41,40 @@ def test_config_roundtrip():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(modes=(1, 2, 3)), dict(padding=-1), dict(activation="elu"), dict(layers=0)]
+    "kwargs",
+    [
+        dict(modes=(1, 2, 3)),
+        dict(padding=-1),
+        dict(activation="elu"),
+        dict(layers=0),
+        dict(padding_grid=0),
+    ],
 )
 def test_bad_configuration_raises(kwargs):
     with pytest.raises(InvalidInputError):
         FNO2d(1, 1, **kwargs)
+
+
+def test_padding_grid_scales_the_padding_with_the_grid():
+    torch.manual_seed(0)
+    cells = FNO2d(1, 1, modes=3, width=4, layers=2, padding=4)
+    scaled = FNO2d(1, 1, modes=3, width=4, layers=2, padding=4, padding_grid=12)
+    scaled.load_state_dict(cells.state_dict())
+    assert [scaled.padding_cells(n) for n in (6, 12, 24, 25)] == [2, 4, 8, 8]
+    assert [cells.padding_cells(n) for n in (6, 24)] == [4, 4]
+    x12, x24 = torch.randn(1, 1, 12, 12), torch.randn(1, 1, 24, 18)
+    # the same function on the reference grid, another one elsewhere
+    torch.testing.assert_close(scaled(x12), cells(x12))
+    assert not torch.allclose(scaled(x24), cells(x24))
+    # on a 24 x 18 grid the padding is 8 and 6 cells: as a 4-cell model with a 32 x 24 canvas
+    plain = FNO2d(1, 1, modes=3, width=4, layers=2, padding=0)
+    plain.load_state_dict(cells.state_dict())
+    v = plain.lift(torch.cat([x24, grid_channels(1, (24, 18))], dim=1))
+    v = torch.nn.functional.pad(v, (0, 6, 0, 8))
+    for i, (spec, point) in enumerate(zip(plain.spectral, plain.pointwise, strict=True)):
+        v = spec(v) + point(v)
+        if i == 0:
+            v = plain.act(v)
+    torch.testing.assert_close(scaled(x24), plain.project(v[..., :24, :18]))
+    again = FNO2d(**scaled.config())
+    assert again.padding_grid == 12

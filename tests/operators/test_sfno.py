@@ -147,3 +147,85 @@ def test_sfno_time_padding_keeps_shapes_and_continuation():
     torch.testing.assert_close(model(x, t_out=4), x[:, -1:].expand(2, 4, 12, 12))
     with pytest.raises(InvalidInputError, match="time_padding"):
         _tiny_sfno(time_padding=-1)
+
+
+REFERENCE_OPTIONS = dict(
+    time_features=4,
+    input_norm=True,
+    first_skip=False,
+    final_activation=True,
+    projection="linear",
+    latent_steps=4,
+    latent_padding=2,
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{k: v} for k, v in REFERENCE_OPTIONS.items()] + [REFERENCE_OPTIONS],
+    ids=[*REFERENCE_OPTIONS, "all"],
+)
+def test_sfno_options_shapes_gradients_and_registry_roundtrip(options):
+    torch.manual_seed(0)
+    model = _tiny_sfno(**options)
+    x = torch.randn(2, 3, 12, 10)
+    y = model(x)
+    assert y.shape == (2, 5, 12, 10)
+    y.pow(2).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    clone = build_model("sfno", **model.config())
+    clone.load_state_dict(model.state_dict())
+    torch.testing.assert_close(clone(x), y)
+    with torch.no_grad():
+        model.out_conv.weight.zero_()
+    torch.testing.assert_close(model(x, t_out=3), x[:, -1:].expand(2, 3, 12, 10))
+
+
+def test_sfno_option_structure():
+    width = 6
+    base = count_parameters(_tiny_sfno())
+    # no pointwise path on the first layer: one width x width 1x1 conv (with bias) fewer
+    assert base - count_parameters(_tiny_sfno(first_skip=False)) == width * width + width
+    # a linear projection replaces the width -> fc_width -> 1 perceptron
+    assert count_parameters(_tiny_sfno(projection="linear")) == base - (width * 8 + 8 + 8 + 1) + (
+        width + 1
+    )
+    # each extra time feature adds one input channel to the lifting (width weights)
+    assert count_parameters(_tiny_sfno(time_features=3)) == base + 3 * width
+    # latent padding changes no parameter and keeps the latent window's length
+    padded = _tiny_sfno(latent_padding=3, latent_steps=4)
+    assert count_parameters(padded) == count_parameters(_tiny_sfno(latent_steps=4))
+    assert padded.latent_features(torch.randn(1, 3, 8, 8)).shape == (1, 1, 8, 8, 4)
+
+
+def test_sfno_latent_padding_changes_the_function():
+    torch.manual_seed(2)
+    plain = _tiny_sfno()
+    padded = _tiny_sfno(latent_padding=3)
+    padded.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 12, 12)
+    assert not torch.allclose(plain(x), padded(x))
+
+
+def test_time_encoding_features():
+    from neurosolve.operators.sfno import _grid_encoding
+
+    pe = _grid_encoding(4, 4, 5, device=torch.device("cpu"), dtype=torch.float64, time_features=3)
+    assert pe.shape == (8, 4, 4, 5)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    for k in range(3):
+        torch.testing.assert_close(pe[5 + k, 0, 0], torch.sin(torch.pi * (k + 1) * t))
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"time_features": -1}, "time_features"),
+        ({"latent_padding": -2}, "latent_padding"),
+        ({"projection": "conv"}, "projection"),
+    ],
+)
+def test_sfno_bad_options_raise(options, match):
+    with pytest.raises(InvalidInputError, match=match):
+        _tiny_sfno(**options)

@@ -12,9 +12,21 @@ last input frame with a one-channel spectral convolution (:attr:`SFNO.out_conv`,
 the Spectral-Refiner of :mod:`neurosolve.operators.refine` fine-tunes). Its baseline, the
 original FNO-3D, is :class:`neurosolve.operators.fno.FNO3d`.
 
-Differences from the reference code: no lifting normalisation layer (data are normalised by
-the trainer's normalisers instead); the pointwise path of the resampling first layer is
-interpolated linearly in time so that the skip connection exists on the latent grid.
+The constructor's defaults are the first version of this class (its checkpoints still
+load). :data:`REFERENCE_OPTIONS` are the choices of the reference code: a per-sample
+normalisation of the lifted input (a one-group GroupNorm), sinusoidal time features in the
+positional encoding, no pointwise path on the time-resampling first layer, the activation
+after every hidden layer, a linear channel reduction before the output operator, a latent
+time length of 10 and feed-forward blocks 128 wide. Issue 17's ablation
+(``benchmarks/sfno_refiner.py --ablation``, equal budget, one seed) found the first version
+trailing FNO3d and nearly every one of these choices helping on its own (all but the final
+activation), among them the normalisation of the raw vorticity input (the Navier-Stokes
+benchmarks use no normaliser) and dropping the first layer's time-aligned pointwise path,
+which ties latent time ``j`` to input frame ``j`` although the output window comes after
+the input. Together they still trailed FNO3d in the reduced FNO setting (10 -> 10 steps).
+``latent_padding`` (zeros after the latent window, not in the reference code) keeps the
+hidden spectral layers from tying the end of the predicted window to its start; it helped
+in the small setting and not in the reduced FNO one, so it is off by default.
 """
 
 from __future__ import annotations
@@ -31,16 +43,35 @@ from neurosolve.errors import InvalidInputError
 from neurosolve.operators.fno import _check_input, _check_modes, _pointwise, _positive
 from neurosolve.operators.spectral import SpectralConv
 
-__all__ = ["SFNO"]
+__all__ = ["REFERENCE_OPTIONS", "SFNO"]
+
+#: The reference code's architectural choices (see the module docstring): ``SFNO(...,
+#: **REFERENCE_OPTIONS)``.
+REFERENCE_OPTIONS: dict[str, object] = {
+    "time_features": 8,
+    "input_norm": True,
+    "first_skip": False,
+    "final_activation": True,
+    "projection": "linear",
+    "latent_steps": 10,
+    "fc_width": 128,
+}
 
 
 def _grid_encoding(
-    nx: int, ny: int, nt: int, *, device: torch.device, dtype: torch.dtype
+    nx: int,
+    ny: int,
+    nt: int,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    time_features: int = 0,
 ) -> torch.Tensor:
-    """Space-time positional encoding, shape (5, nx, ny, nt).
+    """Space-time positional encoding, shape (5 + time_features, nx, ny, nt).
 
-    Periodic features sin/cos(2 pi x), sin/cos(2 pi y) on the unit torus (x = i / nx) and the
-    normalised time t in [0, 1] of the window.
+    Periodic features sin/cos(2 pi x), sin/cos(2 pi y) on the unit torus (x = i / nx), the
+    normalised time t in [0, 1] of the window, and ``time_features`` sinusoids
+    sin(pi (k + 1) t), k = 0, 1, ... (a transformer-style time encoding).
     """
     x = torch.arange(nx, device=device, dtype=dtype) / nx
     y = torch.arange(ny, device=device, dtype=dtype) / ny
@@ -49,15 +80,15 @@ def _grid_encoding(
     gx = x.view(nx, 1, 1).expand(nx, ny, nt)
     gy = y.view(1, ny, 1).expand(nx, ny, nt)
     gt = t.view(1, 1, nt).expand(nx, ny, nt)
-    return torch.stack(
-        [
-            torch.sin(two_pi * gx),
-            torch.cos(two_pi * gx),
-            torch.sin(two_pi * gy),
-            torch.cos(two_pi * gy),
-            gt,
-        ]
-    )
+    features = [
+        torch.sin(two_pi * gx),
+        torch.cos(two_pi * gx),
+        torch.sin(two_pi * gy),
+        torch.cos(two_pi * gy),
+        gt,
+    ]
+    features += [torch.sin(math.pi * (k + 1) * gt) for k in range(time_features)]
+    return torch.stack(features)
 
 
 class _FeedForward(nn.Module):
@@ -99,6 +130,24 @@ class SFNO(BaseModel):
         Zeros appended to the time axis of the output operator's input (0: none), so that
         the predicted increment, which starts at 0 and grows, need not be periodic in time
         within the kept time modes.
+    latent_padding : int
+        Zeros appended to the latent time axis (0: none), cropped before the projection, so
+        the hidden spectral layers do not tie the end of the predicted window to its
+        start; the input window is padded in proportion before the first layer resamples it.
+    time_features : int
+        Extra time sinusoids ``sin(pi (k + 1) t)`` in the positional encoding (0: none).
+    input_norm : bool
+        Normalise the lifted input per sample over channels and space-time (a one-group
+        GroupNorm, as the reference code's lifting norm).
+    first_skip : bool
+        Give the time-resampling first layer a pointwise path (its input interpolated
+        linearly to the latent time grid); the reference code has none.
+    final_activation : bool
+        Apply the activation after the last spectral layer too (the reference code does).
+    projection : {"mlp", "linear"}
+        From ``width`` channels to the one channel of the output operator: a two-layer
+        perceptron with ``fc_width`` hidden channels, or one linear 1x1 map (the reference
+        code's channel reduction).
     device, dtype
         Where the parameters live and their real dtype; ``config()`` records the dtype,
         not the device (a checkpoint loads on the device its reader asks for).
@@ -129,6 +178,12 @@ class SFNO(BaseModel):
         out_modes: Sequence[int] | None = None,
         fc_width: int | None = None,
         time_padding: int = 0,
+        latent_padding: int = 0,
+        time_features: int = 0,
+        input_norm: bool = False,
+        first_skip: bool = True,
+        final_activation: bool = False,
+        projection: str = "mlp",
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -145,7 +200,18 @@ class SFNO(BaseModel):
         if int(time_padding) < 0:
             raise InvalidInputError(f"time_padding must be >= 0, got {time_padding}")
         self.time_padding = int(time_padding)
-        channels_in = 1 + 5  # vorticity + positional encoding
+        if int(latent_padding) < 0:
+            raise InvalidInputError(f"latent_padding must be >= 0, got {latent_padding}")
+        self.latent_padding = int(latent_padding)
+        if int(time_features) < 0:
+            raise InvalidInputError(f"time_features must be >= 0, got {time_features}")
+        if projection not in ("mlp", "linear"):
+            raise InvalidInputError(f"projection must be 'mlp' or 'linear', got {projection!r}")
+        self.time_features = int(time_features)
+        self.first_skip = bool(first_skip)
+        self.final_activation = bool(final_activation)
+        channels_in = 1 + 5 + self.time_features  # vorticity + positional encoding
+        self.input_norm = nn.GroupNorm(1, channels_in, eps=1e-6) if input_norm else None
         self.lift = _pointwise(channels_in, self.width)
         self.spectral = nn.ModuleList(
             [
@@ -153,15 +219,17 @@ class SFNO(BaseModel):
                 for _ in range(self.n_layers)
             ]
         )
+        first = 0 if self.first_skip else 1
         self.pointwise = nn.ModuleList(
-            [_pointwise(self.width, self.width) for _ in range(self.n_layers)]
+            [_pointwise(self.width, self.width) for _ in range(first, self.n_layers)]
         )
         # the first layer has no feed-forward block (it resamples time); the others do
         self.ffn = nn.ModuleList(
             [_FeedForward(self.width, self.fc_width) for _ in range(self.n_layers - 1)]
         )
-        self.proj1 = _pointwise(self.width, self.fc_width)
-        self.proj2 = _pointwise(self.fc_width, 1)
+        # names kept from the first version, so its checkpoints still load
+        self.proj1 = _pointwise(self.width, self.fc_width) if projection == "mlp" else None
+        self.proj2 = _pointwise(self.fc_width if projection == "mlp" else self.width, 1)
         #: The output operator's one-channel spectral convolution (fine-tuned by the refiner).
         self.out_conv = SpectralConv(1, 1, self.out_modes, dtype=dtype, device=device)
         self.to(device=device, dtype=dtype)
@@ -190,19 +258,31 @@ class SFNO(BaseModel):
         """Everything before the output operator: ``(batch, 1, nx, ny, latent_steps)``."""
         batch, t_in, nx, ny = x.shape
         w = x.permute(0, 2, 3, 1).unsqueeze(1)  # (B, 1, nx, ny, t_in)
-        pe = _grid_encoding(nx, ny, t_in, device=x.device, dtype=x.dtype)
+        pe = _grid_encoding(
+            nx, ny, t_in, device=x.device, dtype=x.dtype, time_features=self.time_features
+        )
         v = torch.cat([w, pe.unsqueeze(0).expand(batch, -1, -1, -1, -1)], dim=1)
+        if self.input_norm is not None:
+            v = self.input_norm(v)
         v = self.lift(v)
-        shape = (nx, ny, self.latent_steps)
-        skip = F.interpolate(v, size=shape, mode="trilinear", align_corners=True)
-        v = self.spectral[0](v, out_shape=shape) + self.pointwise[0](skip)
-        if self.n_layers > 1:
-            v = F.gelu(v)
+        if self.latent_padding:
+            v = F.pad(v, (0, round(self.latent_padding * t_in / self.latent_steps)))
+        shape = (nx, ny, self.latent_steps + self.latent_padding)
+        resampled = self.spectral[0](v, out_shape=shape)
+        if self.first_skip:
+            skip = F.interpolate(v, size=shape, mode="trilinear", align_corners=True)
+            resampled = resampled + self.pointwise[0](skip)
+        v = resampled
+        offset = 0 if self.first_skip else 1
         for i in range(1, self.n_layers):
-            v = self.ffn[i - 1](self.spectral[i](v)) + self.pointwise[i](v)
-            if i < self.n_layers - 1:
-                v = F.gelu(v)
-        return self.proj2(F.gelu(self.proj1(v)))
+            v = F.gelu(v)
+            v = self.ffn[i - 1](self.spectral[i](v)) + self.pointwise[i - offset](v)
+        if self.final_activation:
+            v = F.gelu(v)
+        v = v[..., : self.latent_steps]
+        if self.proj1 is not None:
+            v = F.gelu(self.proj1(v))
+        return self.proj2(v)
 
     def output_time_grids(self, t_out: int) -> tuple[int, int]:
         """Time lengths (input, output) of :attr:`out_conv` for ``t_out`` snapshots.
