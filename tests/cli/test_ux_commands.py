@@ -155,6 +155,16 @@ def test_train_sfno_summary_names_and_refine_saves(tmp_path, capsys):
     assert "{" not in out and "val_l2" in out and "val_rel_l2" not in out
     epoch = json.loads((run / "metrics.json").read_text())["epochs"][0]
     assert {"val_l2", "val_h1"} <= set(epoch)
+    # the reference code's architecture by default, recorded in the checkpoint
+    kwargs = torch.load(run / "model.pt", weights_only=False)["kwargs"]
+    assert kwargs["time_features"] == 8 and kwargs["projection"] == "linear"
+    assert kwargs["input_norm"] is True and kwargs["latent_steps"] == 10
+    first = tmp_path / "first"
+    argv_first = [*argv[:5], str(first), *argv[6:], "--sfno-config", "first"]
+    assert main(argv_first) == 0
+    capsys.readouterr()
+    kwargs = torch.load(first / "model.pt", weights_only=False)["kwargs"]
+    assert kwargs.get("time_features", 0) == 0 and kwargs["latent_steps"] is None
 
     figure = tmp_path / "figs" / "refined.svg"
     figure.parent.mkdir()  # outputs go into existing folders (a typo makes no new tree)
@@ -238,3 +248,19 @@ def test_toml_suite_falls_back_to_tomli(tmp_path, monkeypatch):
     path.write_text('name = "mine"\n[[problems]]\nshape = [8, 8]\n')
     suite = load_suite(path)
     assert suite.name == "mine" and len(suite.problems) == 1
+
+
+def test_train_fno_pads_a_fixed_fraction_of_the_domain(darcy_sweep, tmp_path):
+    train, _ = darcy_sweep  # 12x12 training grid
+    run = tmp_path / "fno"
+    argv = ["train", "fno", "--data", str(train), "--out", str(run), "--epochs", "1", "-q"]
+    argv += ["--batch-size", "4", "--modes", "3", "--width", "4", "--layers", "1", "--padding", "3"]
+    assert main(argv) == 0
+    kwargs = torch.load(run / "model.pt", weights_only=False)["kwargs"]
+    assert kwargs["padding"] == 3 and kwargs["padding_grid"] == 12
+    from neurosolve.checkpoint import load_model
+
+    model, _ = load_model(run / "model.pt")
+    model = getattr(model, "operator", model)  # under its normalizers
+    # 3 cells on the 12-cell training grid are 6 cells on a 24-cell grid: the same domain
+    assert model.padding_cells(12) == 3 and model.padding_cells(24) == 6
