@@ -24,10 +24,10 @@ from neurosolve.solvers.compiled import (
 
 @pytest.fixture(autouse=True)
 def _fresh_switches(monkeypatch):
-    """Every test starts with the environment deciding and no warning given yet."""
+    """Every test starts with the environment deciding (compiling asked for) and no warning."""
     monkeypatch.setattr(compiled_module, "_override", None)
     monkeypatch.setattr(compiled_module, "_warned", False)
-    monkeypatch.delenv("NEUROSOLVE_COMPILE", raising=False)
+    monkeypatch.setenv("NEUROSOLVE_COMPILE", "1")
 
 
 def stencil_case(shape=(5, 4, 3), seed=0, dtype=torch.float64):
@@ -112,7 +112,15 @@ def test_bad_input_raises_the_eager_error_and_keeps_compiling(monkeypatch, tmp_p
     assert not kernel.failed
 
 
-@pytest.mark.parametrize("value", ["0", "false", "OFF", "no"])
+def test_compiling_is_off_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("NEUROSOLVE_COMPILE")
+    assert not compile_enabled()  # no NEUROSOLVE_COMPILE, no set_compile
+    for value in ("1", "true", "ON", "yes"):
+        monkeypatch.setenv("NEUROSOLVE_COMPILE", value)
+        assert compile_enabled()
+
+
+@pytest.mark.parametrize("value", ["0", "false", "OFF", "no", "", "maybe"])
 def test_environment_switch_disables_compiling(monkeypatch, value):
     monkeypatch.setenv("NEUROSOLVE_COMPILE", value)
     forbid_compile(monkeypatch)
