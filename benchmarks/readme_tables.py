@@ -88,6 +88,34 @@ DARCY = [
         "python benchmarks/darcy_operators.py --full --kinds piecewise --epochs 60 --device cuda",
     ),
 ]
+OPERATORS_PEER = [
+    (
+        "darcy_operators_peer32.json",
+        "python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 32",
+    ),
+    (
+        "darcy_operators_peer64.json",
+        "python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 64 "
+        "--train 200 --epochs 8",
+    ),
+    ("zero_shot.json", "python benchmarks/zero_shot.py"),
+    (
+        "sfno_refiner_ablation_small.json",
+        "python benchmarks/sfno_refiner.py --ablation --epochs 10",
+    ),
+    (
+        "sfno_refiner_ablation_fno32.json",
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config reference --epochs 10 "
+        "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
+        "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
+        "--fc-width 80 --time-padding 5 --variants base,latent_padding=4,all_time_modes",
+    ),
+    (
+        "sfno_refiner_estimator_floor.json",
+        "python benchmarks/sfno_refiner.py --estimator-floor --resolution 32 --sim-resolution 64 "
+        "--sim-dt 1e-2 --record-every 1.0 --t-in 10 --t-out 10 --train 120 --test 4",
+    ),
+]
 SFNO = [
     ("sfno_refiner.json", "python benchmarks/sfno_refiner.py"),
     ("sfno_refiner_hard.json", "python benchmarks/sfno_refiner.py --hard"),
@@ -535,6 +563,88 @@ def darcy_section(d: dict) -> str:
     return "\n".join(out)
 
 
+def peer_section(d: dict) -> str:
+    st = d["setting"]
+    steps = d.get("step_seconds") or {}
+    rows = [
+        [
+            r["model"],
+            r["parameters"],
+            g3(r["test_rel_l2"]),
+            g3(r["test_rel_h1"]),
+            g3(r.get("rel_l2_vs_peer")),
+            g3((steps.get(r["model"]) or {}).get("median_vs_peer")),
+        ]
+        for r in d["results"]
+    ]
+    head = [
+        "model",
+        "parameters",
+        "test rel. L2",
+        "test rel. H1",
+        "L2 / peer",
+        "training step / peer (median)",
+    ]
+    return (
+        f"Darcy {st['resolution']}^2, {st['train']} / {st['val']} / {st['test']} samples, "
+        f"{st['epochs']} epochs, batch {st['batch_size']}, {st['optimizer']} + "
+        f"{st['schedule']} lr {st['lr']}, weight decay {st['weight_decay']}, loss "
+        f"{st['loss']}; the peer is {d.get('peer') or 'neuraloperator (absent)'}'s FNO "
+        "trained by the same trainer.\n\n"
+        + table(head, rows)
+        + ("\n\n" + "; ".join(d["acceptance"]) if d.get("acceptance") else "")
+    )
+
+
+def zero_shot_section(d: dict) -> str:
+    parts = []
+    for part, title in (("darcy", "Darcy"), ("navier_stokes", "Navier-Stokes")):
+        if part not in d:
+            continue
+        models = d[part]["models"]
+        grids = sorted({g["resolution"] for m in models.values() for g in m["grids"]})
+        rows = [
+            [name]
+            + [
+                g3(next((g["rel_l2"] for g in m["grids"] if g["resolution"] == n), None))
+                for n in grids
+            ]
+            for name, m in models.items()
+        ]
+        parts.append(
+            f"{title}, trained at {d[part]['train_resolution']}^2, relative L2 at each test "
+            "grid:\n\n" + table(["model", *[f"{n}^2" for n in grids]], rows)
+        )
+    return "\n\n".join(parts)
+
+
+def sfno_ablation_section(d: dict) -> str:
+    base = next((r["rel_l2"] for r in d["rows"] if r["variant"] == "fno3d"), None)
+    rows = [
+        [r["variant"], r["parameters"], g3(r["rel_l2"]), g3(r["rel_l2"] / base) if base else "-"]
+        for r in d["rows"]
+    ]
+    st = d["rows"][0]["settings"]
+    return (
+        f"{st['resolution']}^2 stored ({st['sim_resolution']}^2 simulated), {st['t_in']} -> "
+        f"{st['t_out']} snapshots {st['record_every']} apart, {st['train']} trajectories, "
+        f"{st['epochs']} epochs, one seed:\n\n"
+        + table(["variant", "parameters", "test rel. L2", "/ FNO3d"], rows)
+    )
+
+
+def estimator_floor_section(d: dict) -> str:
+    rows = [
+        [r["spacing"], r["time_order"], g3(r["estimator_mean"]), g3(r["estimator_max"])]
+        for r in d["rows"]
+    ]
+    return (
+        "The residual estimator evaluated on the TRUE trajectories (its floor), by snapshot "
+        "spacing and order of the time derivative:\n\n"
+        + table(["snapshot spacing", "time order", "mean", "max"], rows)
+    )
+
+
 def sfno_section(d: dict) -> str:
     s = d["settings"]
     out = [
@@ -638,15 +748,26 @@ SECTIONS = [
     ("Anchor: MGPC against PETSc, hypre and pyamg", ANCHOR, anchor_section),
     ("Darcy operators (MgNO vs FNO)", DARCY, darcy_section),
     ("SFNO + Spectral-Refiner", SFNO, sfno_section),
+    (
+        "Neural operators: the peer library, zero-shot resolution, SFNO ablation",
+        OPERATORS_PEER,
+        None,
+    ),
     ("Data generation throughput", GENERATION, generation_section),
 ]
 
 
-CORE_SECTIONS = {
+SECTION_OF_FILE = {
     "stencil_kernel.json": stencil_kernel_section,
     "mgpc_setup.json": mgpc_setup_section,
     "cg_per_iteration.json": cg_per_iteration_section,
     "thread_policy.json": thread_policy_section,
+    "darcy_operators_peer32.json": peer_section,
+    "darcy_operators_peer64.json": peer_section,
+    "zero_shot.json": zero_shot_section,
+    "sfno_refiner_ablation_small.json": sfno_ablation_section,
+    "sfno_refiner_ablation_fno32.json": sfno_ablation_section,
+    "sfno_refiner_estimator_floor.json": estimator_floor_section,
 }
 
 
@@ -663,7 +784,7 @@ def build(results: Path = RESULTS) -> str:
                 continue
             d = json.loads(path.read_text())
             parts.append(header(name, command, d, *note))
-            parts.append((fn or CORE_SECTIONS[name])(d) + "\n")
+            parts.append((fn or SECTION_OF_FILE[name])(d) + "\n")
     return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip() + "\n"
 
 
