@@ -1,0 +1,656 @@
+"""Anchor benchmark: MGPC and the package's methods against PETSc GAMG, hypre and IC(0).
+
+One run times, at rtol 1e-6 with one true-residual check for every method:
+
+1. a changing-geometry sequence per size (default 64^3 with 10 frames, 128^3 with 3): a
+   closed box with solid walls (Neumann outer boundary) and an open top (an AIR layer at
+   the top along axis 0), with spheres moving through it, built by
+   :func:`neurosolve.data.geometry.moving_obstacle_flags`; every frame is a new matrix,
+   so every method pays its setup (AMG hierarchy, IC factorization, MGPC's network pass
+   and coarsening) every frame; DCDM has no setup beyond loading its model;
+2. the built-in ``obstacles3d`` suite.
+
+Methods: the package's ``mgpc-pcg``, ``dcdm``, ``amg-sa-pcg`` and ``amg-rs-pcg`` (pyamg)
+and ``cg`` (torch) run through :mod:`neurosolve.harness` (a warm-up solve first, then a
+timed setup and solve per frame); ``petsc-gamg-pcg``, ``hypre-boomeramg-pcg`` and
+``petsc-ic0-pcg`` (block Jacobi ICC(0) in parallel) run with 1 and 2 MPI ranks in
+benchmarks/petsc_solve.py under Debian's system python (its petsc4py needs the system
+numpy), one process per configuration for a whole sequence; the matrices travel in
+PETSc's binary format, written here with numpy. PETSc is skipped, with a note in the JSON
+and the output, when that python cannot import petsc4py.
+
+The true relative residual ``||b - A x|| / ||b||`` of every returned ``x`` is recomputed in
+float64 with the scipy matrix (by the harness for the package's methods, here for the
+PETSc solutions); a solve counts as converged when the method says so and that residual
+is within ``rtol`` (plus the harness's 1% rounding slack, RECHECK_SLACK).
+
+    python benchmarks/anchor.py                         # the full run (about 30 min, 2 idle cores)
+    python benchmarks/anchor.py --sizes 64 --frames 10 --name anchor_before
+    python benchmarks/anchor.py --quick                 # tiny sizes, a smoke run in seconds
+
+Writes benchmarks/results/<name>.json and <name>.png and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from neurosolve.harness.records import machine_info, now_utc
+from neurosolve.harness.runner import RECHECK_SLACK, run_problem, run_sequence
+from neurosolve.harness.suites import get_suite
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PETSC_SCRIPT = HERE / "petsc_solve.py"
+#: Package methods, run by the harness (options: no extra residual products when timed).
+HARNESS_METHODS = {
+    "mgpc-pcg": {"history": "cheap"},
+    "dcdm": {},
+    "amg-sa-pcg": {"history": "cheap"},
+    "amg-rs-pcg": {"history": "cheap"},
+    "cg": {"history": "cheap"},
+}
+#: PETSc configurations: our name -> petsc_solve.py --method.
+PETSC_METHODS = {"petsc-gamg-pcg": "gamg", "hypre-boomeramg-pcg": "hypre", "petsc-ic0-pcg": "ic"}
+#: Methods the MGPC target compares against (the classical anchors).
+ANCHORS = ("petsc-gamg-pcg", "hypre-boomeramg-pcg", "petsc-ic0-pcg", "amg-sa-pcg", "amg-rs-pcg")
+MAT_CLASSID, VEC_CLASSID = 1211216, 1211214  # PETSc's MAT_FILE_CLASSID, VEC_FILE_CLASSID
+
+
+# ---------------------------------------------------------------- PETSc binary files
+
+
+def write_petsc_mat(path, A) -> Path:
+    """Write a sparse matrix in PETSc's binary format (``MatLoad`` reads it).
+
+    Big-endian int32 header ``MAT_FILE_CLASSID, rows, cols, nnz``, then the row lengths
+    and column indices (int32) and the values (float64), row by row.
+    """
+    A = sp.csr_matrix(A, dtype=np.float64)
+    A.sum_duplicates()  # canonical CSR: sorted column indices, no repeats
+    rows, cols = A.shape
+    if max(rows, cols, A.nnz) >= 2**31:
+        raise ValueError(f"matrix too large for PETSc's 32-bit indices: {A.shape}, {A.nnz} nnz")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.array([MAT_CLASSID, rows, cols, A.nnz], dtype=">i4").tofile(f)
+        np.diff(A.indptr).astype(">i4").tofile(f)
+        A.indices.astype(">i4").tofile(f)
+        A.data.astype(">f8").tofile(f)
+    os.replace(tmp, path)
+    return path
+
+
+def write_petsc_vec(path, v) -> Path:
+    """Write a vector in PETSc's binary format (``VecLoad`` reads it)."""
+    v = np.asarray(v, dtype=np.float64).ravel()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.array([VEC_CLASSID, v.size], dtype=">i4").tofile(f)
+        v.astype(">f8").tofile(f)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- problems
+
+
+def box_sequence(n: int, frames: int, seed: int) -> list:
+    """``frames`` systems of the closed box with an open top and moving spheres, ``n^3``."""
+    from neurosolve.data import make_rhs, moving_obstacle_flags, poisson
+
+    shape = (n, n, n)
+    flags = moving_obstacle_flags(
+        shape, frames, np.random.default_rng([seed, 0]), boundary_air="top"
+    )
+    out = []
+    for k, f in enumerate(flags):
+        system = poisson(shape, flags=f, boundary="neumann", name=f"box{n}-open-top-f{k}")
+        system.b = np.asarray(make_rhs(system, "random", np.random.default_rng([seed, 2, k])))
+        out.append(system)
+    return out
+
+
+def suite_systems(name: str) -> list:
+    if name == "quick":  # tiny obstacle problems for a smoke run
+        from neurosolve.harness.suites import ProblemSpec
+
+        specs = [ProblemSpec(shape=(12, 12, 12), obstacles=k) for k in ("boxes", "spheres")]
+    else:
+        specs = list(get_suite(name).problems)
+    return [spec.build() for spec in specs]
+
+
+# ---------------------------------------------------------------- checks and records
+
+
+def relative_residual(A, b, x) -> float:
+    """``||b - A x|| / ||b||`` in float64 (the harness's own recheck formula)."""
+    b = np.asarray(b, dtype=np.float64)
+    r = float(np.linalg.norm(b - A @ np.asarray(x, dtype=np.float64)))
+    bnorm = float(np.linalg.norm(b))
+    return r / bnorm if bnorm > 0 else r
+
+
+def meets(true_residual: float, rtol: float) -> bool:
+    return bool(np.isfinite(true_residual) and true_residual <= rtol * (1.0 + RECHECK_SLACK))
+
+
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def harness_row(rec) -> dict:
+    return {
+        "name": rec.problem,
+        "n": rec.n,
+        "iterations": rec.iterations,
+        "setup_seconds": rec.setup_seconds,
+        "solve_seconds": rec.solve_seconds,
+        "true_residual": rec.true_residual,
+        "claimed_converged": rec.claimed_converged,
+        "converged": rec.converged,
+        "status": rec.status,
+        "error": rec.error,
+        "flags": list(rec.flags),
+    }
+
+
+def summarize(block: dict) -> dict:
+    """Totals per repeat, their min and median, and per-frame figures of the best repeat."""
+    reps = block["repeats"]
+    if not reps or not reps[0]:
+        return block
+    totals = [sum(r["setup_seconds"] + r["solve_seconds"] for r in rep) for rep in reps]
+    best = reps[int(np.argmin(totals))]
+    count = len(best)
+    block.update(
+        total_seconds_min=min(totals),
+        total_seconds_median=float(np.median(totals)),
+        setup_per_frame=sum(r["setup_seconds"] for r in best) / count,
+        solve_per_frame=sum(r["solve_seconds"] for r in best) / count,
+        total_per_frame=min(totals) / count,
+        iterations=[r["iterations"] for r in best],
+        max_true_residual=max(float(r["true_residual"]) for rep in reps for r in rep),
+        converged_all=all(r["converged"] for rep in reps for r in rep),
+    )
+    return block
+
+
+# ---------------------------------------------------------------- the package's methods
+
+
+def run_harness_block(method, systems, args, *, sequence: bool) -> dict:
+    import torch
+
+    block = {
+        "label": method,
+        "method": method,
+        "engine": "neurosolve",
+        "ranks": 1,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_before": loadavg(),
+        "repeats": [],
+    }
+    opts = HARNESS_METHODS[method]
+    for r in range(args.repeat):
+        if sequence:
+            rec = run_sequence(
+                systems,
+                [method],
+                name=systems[0].name.rsplit("-f", 1)[0],
+                rtol=args.rtol,
+                warmup=r == 0,
+                method_options={method: opts},
+                progress=False,
+            )[0]
+            records = rec.frames
+        else:
+            records = [
+                run_problem(s, method, rtol=args.rtol, warmup=r == 0, options=opts) for s in systems
+            ]
+        block["repeats"].append([harness_row(x) for x in records])
+    block["torch_threads_after"] = torch.get_num_threads()
+    return summarize(block)
+
+
+# ---------------------------------------------------------------- PETSc
+
+
+def petsc_env(args) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)  # the project's packages must not shadow the system numpy
+    if args.petsc_dir:
+        env["PETSC_DIR"] = args.petsc_dir
+    return env
+
+
+def default_petsc_dir() -> str | None:
+    if os.environ.get("PETSC_DIR"):
+        return os.environ["PETSC_DIR"]
+    found = sorted(glob.glob("/usr/lib/petscdir/petsc*/*-real"))
+    return found[-1] if found else None
+
+
+def probe_petsc(args) -> dict:
+    """Can ``args.petsc_python`` import petsc4py? Returns versions or the reason it cannot."""
+    code = (
+        "import petsc4py; petsc4py.init([]); from petsc4py import PETSc; "
+        "print('.'.join(map(str, PETSc.Sys.getVersion())), petsc4py.__version__)"
+    )
+    info = {"python": args.petsc_python, "petsc_dir": args.petsc_dir, "available": False}
+    try:
+        out = subprocess.run(
+            [args.petsc_python, "-c", code],
+            env=petsc_env(args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        info["note"] = f"PETSc skipped: cannot run {args.petsc_python}: {exc}"
+        return info
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        info["note"] = f"PETSc skipped: {args.petsc_python} cannot import petsc4py ({tail[0]})"
+        return info
+    petsc, p4p = out.stdout.split()
+    info.update(available=True, petsc_version=petsc, petsc4py_version=p4p)
+    mpiexec = shutil.which(args.mpiexec)
+    info["mpiexec"] = mpiexec
+    if mpiexec:
+        ver = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=60)
+        info["mpiexec_version"] = (ver.stdout.strip().splitlines() or [""])[0]
+    return info
+
+
+def write_petsc_inputs(systems, folder: Path, args, *, warmup: str) -> Path:
+    """PETSc binary files of every system and the manifest petsc_solve.py reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for k, s in enumerate(systems):
+        items.append(
+            {
+                "name": s.name,
+                "A": str(write_petsc_mat(folder / f"A{k}.dat", s.A)),
+                "b": str(write_petsc_vec(folder / f"b{k}.dat", s.b)),
+                "x": str(folder / f"x{k}-r{{repeat}}.npy"),
+            }
+        )
+    manifest = {"rtol": args.rtol, "repeat": args.repeat, "warmup": warmup, "items": items}
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def petsc_command(args, method: str, ranks: int, manifest: Path, out: Path) -> list[str]:
+    script = [args.petsc_python, str(PETSC_SCRIPT), str(manifest), "--method", method]
+    script += ["--out", str(out)]
+    if ranks == 1:
+        return script
+    return [args.mpiexec, "--allow-run-as-root", "-n", str(ranks), *script]
+
+
+def run_petsc_block(label, ranks, systems, manifest: Path, args) -> dict:
+    block = {
+        "label": f"{label} np{ranks}",
+        "method": label,
+        "engine": "petsc",
+        "ranks": ranks,
+        "threads_per_rank": 1,
+        "loadavg_before": loadavg(),
+        "repeats": [],
+    }
+    out = manifest.with_name(f"result-{PETSC_METHODS[label]}-np{ranks}.json")
+    cmd = petsc_command(args, PETSC_METHODS[label], ranks, manifest, out)
+    block["command"] = " ".join(cmd)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=petsc_env(args), capture_output=True, text=True)
+    block["process_seconds"] = time.perf_counter() - t0
+    if proc.returncode != 0 or not out.is_file():
+        block["error"] = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-800:]}"
+        return block
+    payload = json.loads(out.read_text())
+    out.unlink()
+    block["petsc"] = {k: v for k, v in payload.items() if k != "items"}
+    # start-up: interpreter, MPI and PETSc initialization, outside the timed solves
+    block["startup_seconds"] = block["process_seconds"] - payload["script_seconds"]
+    block["import_and_init_seconds"] = payload["import_and_init_seconds"]
+    block["load_seconds"] = sum(item["load_seconds"] for item in payload["items"])
+    block["pc_description"] = payload["items"][0]["repeats"][-1].get("pc_description")
+    for r in range(args.repeat):
+        rows = [petsc_row(it, r, s, args) for it, s in zip(payload["items"], systems, strict=True)]
+        block["repeats"].append(rows)
+    return summarize(block)
+
+
+def petsc_row(item: dict, r: int, system, args) -> dict:
+    """One PETSc solve, its ``x`` read back and its true residual recomputed here."""
+    run = item["repeats"][r]
+    x = np.load(run["x"])
+    os.unlink(run["x"])
+    true_residual = relative_residual(system.A, system.b, x)
+    claimed = run["reason"] > 0
+    return {
+        "name": item["name"],
+        "n": item["n"],
+        "iterations": run["iterations"],
+        "setup_seconds": run["setup_seconds"],
+        "solve_seconds": run["solve_seconds"],
+        "true_residual": true_residual,
+        "petsc_true_residual": run["true_residual"],
+        "claimed_converged": claimed,
+        "converged": claimed and meets(true_residual, args.rtol),
+        "reason": run["reason"],
+    }
+
+
+# ---------------------------------------------------------------- parts
+
+
+def run_blocks(systems, args, petsc: dict, folder: Path, *, sequence: bool) -> list[dict]:
+    """Every selected method on ``systems`` (a sequence, or the problems of a suite)."""
+    blocks = []
+    for method in args.methods:
+        if method in HARNESS_METHODS:
+            blocks.append(run_harness_block(method, systems, args, sequence=sequence))
+            log_block(blocks[-1])
+    petsc_methods = [m for m in args.methods if m in PETSC_METHODS]
+    if petsc_methods and petsc["available"]:
+        manifest = write_petsc_inputs(systems, folder, args, warmup="first" if sequence else "each")
+        for method in petsc_methods:
+            for ranks in args.ranks:
+                if ranks > 1 and not petsc.get("mpiexec"):
+                    continue  # noted once in payload["petsc"]
+                blocks.append(run_petsc_block(method, ranks, systems, manifest, args))
+                log_block(blocks[-1])
+        shutil.rmtree(folder, ignore_errors=True)
+    return blocks
+
+
+def part_sequences(args, petsc: dict, workdir: Path) -> list[dict]:
+    out = []
+    for n, frames in zip(args.sizes, args.frames, strict=True):
+        t0 = time.perf_counter()
+        systems = box_sequence(n, frames, args.seed)
+        build = time.perf_counter() - t0
+        name = f"box{n}-open-top-{frames}frames"
+        print(
+            f"## {name}: {frames} frames, {np.mean([s.n for s in systems]):.0f} unknowns "
+            f"on average (built in {build:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        blocks = run_blocks(systems, args, petsc, workdir / name, sequence=True)
+        out.append(
+            {
+                "name": name,
+                "grid": [n, n, n],
+                "frames": frames,
+                "unknowns": [s.n for s in systems],
+                "build_seconds": build,
+                "blocks": blocks,
+            }
+        )
+        del systems
+    return out
+
+
+def part_suite(args, petsc: dict, workdir: Path) -> dict | None:
+    if args.suite == "none":
+        return None
+    systems = suite_systems(args.suite)
+    print(f"## suite {args.suite}: {[s.name for s in systems]}", file=sys.stderr, flush=True)
+    blocks = run_blocks(systems, args, petsc, workdir / f"suite-{args.suite}", sequence=False)
+    return {"name": args.suite, "problems": [s.name for s in systems], "blocks": blocks}
+
+
+def log_block(block: dict) -> None:
+    if "error" in block:
+        print(f"  {block['label']}: ERROR {block['error']}", file=sys.stderr, flush=True)
+        return
+    print(
+        f"  {block['label']}: {block['total_per_frame']:.3g} s per frame (setup "
+        f"{block['setup_per_frame']:.3g}), iterations {block['iterations']}, max true residual "
+        f"{block['max_true_residual']:.2e}, load before {block['loadavg_before'][0]}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def fastest_anchor(blocks: list[dict]) -> dict | None:
+    found = [b for b in blocks if b["method"] in ANCHORS and b.get("converged_all")]
+    return min(found, key=lambda b: b["total_seconds_min"]) if found else None
+
+
+def sequence_table(seq: dict) -> str:
+    best = fastest_anchor(seq["blocks"])
+    lines = [
+        f"### {seq['name']} ({np.mean(seq['unknowns']):.0f} unknowns on average), "
+        "seconds per frame, setup paid every frame",
+        "",
+        "| method | ranks x threads | iterations per frame | setup s | solve s | total s | "
+        "total min / median (s) | / fastest anchor | max true residual | converged |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for b in seq["blocks"]:
+        threads = b.get("torch_threads", b.get("threads_per_rank", 1))
+        if "error" in b:
+            lines.append(
+                f"| {b['label']} | {b['ranks']} x {threads} | error: "
+                f"{b['error'][:60]} | | | | | | | no |"
+            )
+            continue
+        its = b["iterations"]
+        its_text = str(its[0]) if min(its) == max(its) else f"{min(its)}-{max(its)}"
+        ratio = f"{b['total_seconds_min'] / best['total_seconds_min']:.2f}" if best else "-"
+        lines.append(
+            f"| {b['label']} | {b['ranks']} x {threads} | {its_text} | "
+            f"{b['setup_per_frame']:.3g} | {b['solve_per_frame']:.3g} | "
+            f"{b['total_per_frame']:.3g} | {b['total_seconds_min']:.3g} / "
+            f"{b['total_seconds_median']:.3g} | {ratio} | {b['max_true_residual']:.1e} | "
+            f"{'yes' if b['converged_all'] else 'NO'} |"
+        )
+    if best is not None:
+        lines.append(f"\nfastest anchor: {best['label']}")
+    return "\n".join(lines)
+
+
+def suite_table(suite: dict) -> str:
+    lines = [
+        f"### suite {suite['name']}: setup + solve seconds per problem (iterations)",
+        "",
+        "| method | " + " | ".join(suite["problems"]) + " | max true residual | converged |",
+        "|---|" + "---:|" * len(suite["problems"]) + "---:|---|",
+    ]
+    for b in suite["blocks"]:
+        if "error" in b:
+            lines.append(f"| {b['label']} | error: {b['error'][:60]} |")
+            continue
+        reps = b["repeats"]
+        best = reps[
+            int(
+                np.argmin(
+                    [sum(r["setup_seconds"] + r["solve_seconds"] for r in rep) for rep in reps]
+                )
+            )
+        ]
+        cells = [
+            f"{r['setup_seconds']:.3g} + {r['solve_seconds']:.3g} ({r['iterations']})" for r in best
+        ]
+        lines.append(
+            f"| {b['label']} | " + " | ".join(cells) + f" | {b['max_true_residual']:.1e} | "
+            f"{'yes' if b['converged_all'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(payload: dict, path: Path) -> None:
+    """Seconds per frame by method, one panel per size (setup hatched), and the suite."""
+    from matplotlib.figure import Figure
+
+    panels = [(s["name"], s["blocks"], False) for s in payload["sequences"]]
+    if payload["suite"] is not None:
+        panels.append((f"suite {payload['suite']['name']}", payload["suite"]["blocks"], True))
+    if not panels:
+        return
+    fig = Figure(figsize=(5.4 * len(panels), 4.8), dpi=110)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, blocks, summed) in zip(axes, panels, strict=True):
+        ok = [b for b in blocks if "total_per_frame" in b]
+        scale = np.array([len(b["iterations"]) if summed else 1 for b in ok])
+        setup = np.array([b["setup_per_frame"] for b in ok]) * scale
+        solve = np.array([b["solve_per_frame"] for b in ok]) * scale
+        colors = [
+            "C0" if b["method"] == "mgpc-pcg" else "C1" if b["engine"] == "petsc" else "C2"
+            for b in ok
+        ]
+        y = np.arange(len(ok))
+        ax.barh(y, setup, color=colors, hatch="///", edgecolor="white")
+        ax.barh(y, solve, left=setup, color=colors)
+        for k, total in enumerate(setup + solve):
+            ax.text(total, k, f" {total:.3g}", va="center", fontsize=7)
+        ax.set_yticks(y)
+        ax.set_yticklabels([b["label"] for b in ok], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(
+            ("seconds, all problems" if summed else "seconds per frame") + " (setup hatched)"
+        )
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(
+        f"anchor benchmark, rtol {payload['rtol']:g}; torch threads {payload['torch_threads']}, "
+        "PETSc one thread per rank"
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default=None, help="sequence grids n (n^3), comma list: 64,128")
+    p.add_argument("--frames", default=None, help="frames per size, or one for all: 10,3")
+    p.add_argument(
+        "--methods",
+        default=",".join([*HARNESS_METHODS, *PETSC_METHODS]),
+        help="comma list of " + ", ".join([*HARNESS_METHODS, *PETSC_METHODS]),
+    )
+    p.add_argument("--ranks", default="1,2", help="MPI ranks of the PETSc runs, comma list")
+    p.add_argument("--suite", default="obstacles3d", help="built-in suite to run too ('none')")
+    p.add_argument("--repeat", type=int, default=1, help="timed repeats (min and median)")
+    p.add_argument("--rtol", type=float, default=1e-6)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (pinned, recorded)")
+    p.add_argument("--seed", type=int, default=7301, help="seed of the moving obstacles")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
+    p.add_argument("--petsc-python", default="/usr/bin/python3", help="python with petsc4py")
+    p.add_argument("--petsc-dir", default=default_petsc_dir(), help="PETSC_DIR for it")
+    p.add_argument("--mpiexec", default="mpiexec")
+    p.add_argument("--workdir", type=Path, default=None, help="folder for the matrix files")
+    p.add_argument("--name", default="anchor", help="stem of the JSON/PNG files")
+    p.add_argument("--out", type=Path, default=RESULTS, help="output folder")
+    args = p.parse_args(argv)
+    if args.quick:  # tiny sizes unless given
+        args.sizes, args.frames = args.sizes or "10,12", args.frames or "2"
+        args.suite = "quick" if args.suite == "obstacles3d" else args.suite
+    args.sizes, args.frames = args.sizes or "64,128", args.frames or "10,3"
+    args.sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    frames = [int(v) for v in args.frames.split(",") if v.strip()]
+    if len(frames) == 1:
+        frames = frames * len(args.sizes)
+    if len(frames) != len(args.sizes):
+        p.error(f"--frames needs one value or one per size ({len(args.sizes)})")
+    args.frames = frames
+    args.ranks = [int(v) for v in args.ranks.split(",") if v.strip()]
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in args.methods if m not in HARNESS_METHODS and m not in PETSC_METHODS]
+    if unknown:
+        p.error(f"unknown method(s) {unknown}")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    petsc = (
+        probe_petsc(args)
+        if any(m in PETSC_METHODS for m in args.methods)
+        else {"available": False, "note": "no PETSc method selected"}
+    )
+    if petsc["available"] and not petsc.get("mpiexec") and max(args.ranks) > 1:
+        petsc["note"] = f"{args.mpiexec} not found: PETSc runs with 1 rank only"
+    if petsc.get("note"):
+        print(petsc["note"], file=sys.stderr, flush=True)
+    payload = {
+        "benchmark": "anchor",
+        "created": now_utc(),
+        "rtol": args.rtol,
+        "recheck_slack": RECHECK_SLACK,
+        "repeat": args.repeat,
+        "methods": args.methods,
+        "ranks": args.ranks,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch_version": torch.__version__,
+        "machine": dataclasses.asdict(machine_info()),
+        "petsc": petsc,
+        "loadavg_start": loadavg(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    with tempfile.TemporaryDirectory(prefix="anchor-", dir=args.workdir) as tmp:
+        payload["sequences"] = part_sequences(args, petsc, Path(tmp))
+        payload["suite"] = part_suite(args, petsc, Path(tmp))
+    payload["loadavg_end"] = loadavg()
+    payload["finished"] = now_utc()
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_json = args.out / f"{args.name}.json"
+    tmp_json = out_json.with_name(out_json.name + ".tmp")
+    tmp_json.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(tmp_json, out_json)
+    plot(payload, args.out / f"{args.name}.png")
+    print(report(payload))
+    print(f"\nwrote {out_json} and {args.name}.png")
+    return 0
+
+
+def report(payload: dict) -> str:
+    head = (
+        f"## anchor benchmark (rtol {payload['rtol']:g}, torch {payload['torch_version']} with "
+        f"{payload['torch_threads']} thread(s), PETSc "
+        f"{payload['petsc'].get('petsc_version', 'absent')}, 1 thread per MPI rank; "
+        f"{payload['machine']['cpu_count']} CPUs, {payload['machine']['cpu_model']})"
+    )
+    parts = [head]
+    if payload["petsc"].get("note"):
+        parts.append(f"Note: {payload['petsc']['note']}")
+    parts += [sequence_table(s) for s in payload["sequences"]]
+    if payload["suite"] is not None:
+        parts.append(suite_table(payload["suite"]))
+    return "\n\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

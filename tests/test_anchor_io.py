@@ -1,0 +1,102 @@
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import scipy.sparse as sp
+
+from neurosolve.data import poisson
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "anchor.py"
+spec = importlib.util.spec_from_file_location("anchor", SCRIPT)
+anchor = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(anchor)
+
+
+def _read_mat(path):
+    """PETSc's binary Mat layout, parsed independently of the writer."""
+    raw = Path(path).read_bytes()
+    classid, rows, cols, nnz = np.frombuffer(raw[:16], dtype=">i4")
+    lengths = np.frombuffer(raw[16 : 16 + 4 * rows], dtype=">i4")
+    start = 16 + 4 * rows
+    indices = np.frombuffer(raw[start : start + 4 * nnz], dtype=">i4")
+    values = np.frombuffer(raw[start + 4 * nnz :], dtype=">f8")
+    assert values.size == nnz  # nothing before or after the declared arrays
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    return classid, sp.csr_matrix((values, indices, indptr), shape=(rows, cols))
+
+
+def test_petsc_matrix_round_trip_with_big_endian_header(tmp_path):
+    A = poisson((5, 4, 3)).A
+    path = anchor.write_petsc_mat(tmp_path / "A.dat", A)
+    raw = path.read_bytes()
+    assert raw[:4] == (1211216).to_bytes(4, "big")  # MAT_FILE_CLASSID, big-endian
+    assert raw[4:8] == A.shape[0].to_bytes(4, "big")
+    classid, B = _read_mat(path)
+    assert classid == anchor.MAT_CLASSID
+    assert B.shape == A.shape and B.nnz == A.nnz
+    assert abs(B - A).max() == 0
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_unsorted_duplicated_and_empty_rows_are_written_canonically(tmp_path):
+    # row 1 empty, row 0 with unsorted columns and a duplicate entry, a rectangular shape
+    A = sp.csr_matrix(
+        (np.array([3.0, 1.0, 2.0, -1.5]), np.array([4, 0, 4, 2]), np.array([0, 3, 3, 4])),
+        shape=(3, 5),
+    )
+    _, B = _read_mat(anchor.write_petsc_mat(tmp_path / "A.dat", A))
+    assert B.shape == (3, 5)
+    np.testing.assert_array_equal(np.diff(B.indptr), [2, 0, 1])
+    assert list(B.indices[:2]) == [0, 4]  # sorted within the row, duplicates summed
+    np.testing.assert_array_equal(B.toarray(), A.toarray())
+
+
+def test_petsc_vector_round_trip(tmp_path):
+    v = np.random.default_rng(0).standard_normal(17)
+    raw = anchor.write_petsc_vec(tmp_path / "b.dat", v).read_bytes()
+    header = np.frombuffer(raw[:8], dtype=">i4")
+    assert header.tolist() == [1211214, 17]
+    np.testing.assert_array_equal(np.frombuffer(raw[8:], dtype=">f8"), v)
+    assert len(raw) == 8 + 8 * 17
+
+
+def test_a_petsc_solution_that_misses_the_tolerance_is_not_converged(tmp_path):
+    system = poisson((6, 6))
+    system.b = np.ones(system.n)
+    exact = sp.linalg.spsolve(system.A.tocsc(), system.b)
+    args = SimpleNamespace(rtol=1e-6)
+    rows = []
+    for k, x in enumerate((exact, exact * (1 + 1e-3))):
+        np.save(tmp_path / f"x{k}.npy", x)
+        run = {"iterations": 3, "setup_seconds": 0.1, "solve_seconds": 0.2, "reason": 2}
+        run.update(true_residual=0.0, x=str(tmp_path / f"x{k}.npy"))
+        item = {"name": "p", "n": system.n, "repeats": [run]}
+        rows.append(anchor.petsc_row(item, 0, system, args))
+    assert rows[0]["converged"] and rows[0]["true_residual"] < 1e-12
+    assert rows[1]["claimed_converged"] and not rows[1]["converged"]
+    assert rows[1]["true_residual"] > 1e-6
+    assert not list(tmp_path.glob("x*.npy"))  # read back, then removed
+
+
+def test_quick_run_without_petsc_notes_the_skip(tmp_path, capsys):
+    argv = ["--quick", "--methods", "mgpc-pcg,cg,petsc-gamg-pcg,petsc-ic0-pcg"]
+    argv += ["--petsc-python", str(tmp_path / "no-python"), "--out", str(tmp_path)]
+    argv += ["--sizes", "8", "--frames", "2", "--name", "smoke"]
+    assert anchor.main(argv) == 0
+    out = capsys.readouterr()
+    payload = json.loads((tmp_path / "smoke.json").read_text())
+    assert payload["petsc"]["available"] is False
+    assert "PETSc skipped" in payload["petsc"]["note"] and "PETSc skipped" in out.out
+    assert (tmp_path / "smoke.png").stat().st_size > 0
+    (seq,) = payload["sequences"]
+    assert seq["grid"] == [8, 8, 8] and seq["frames"] == 2
+    assert [b["method"] for b in seq["blocks"]] == ["mgpc-pcg", "cg"]
+    for block in seq["blocks"] + payload["suite"]["blocks"]:
+        assert block["converged_all"]
+        assert block["max_true_residual"] <= 1e-6 * (1 + anchor.RECHECK_SLACK)
+        assert len(block["repeats"]) == 1
+        assert block["total_seconds_min"] == block["total_seconds_median"] > 0
+    assert payload["torch_threads"] == 1
+    assert "| mgpc-pcg | 1 x 1 |" in out.out
