@@ -195,11 +195,20 @@ def summarize(block: dict) -> dict:
 # ---------------------------------------------------------------- the package's methods
 
 
-def run_harness_block(method, systems, args, *, sequence: bool) -> dict:
+def split_method(spec: str) -> tuple[str, int | None]:
+    """``"mgpc-pcg@2"`` -> ``("mgpc-pcg", 2)``; without ``@`` the threads are ``None``."""
+    method, _, threads = spec.partition("@")
+    return method, int(threads) if threads else None
+
+
+def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
+    """One package method over ``systems`` (``spec``: a name, ``@threads`` optional)."""
     import torch
 
+    method, threads = split_method(spec)
+    torch.set_num_threads(threads or args.threads)
     block = {
-        "label": method,
+        "label": spec,
         "method": method,
         "engine": "neurosolve",
         "ranks": 1,
@@ -226,6 +235,7 @@ def run_harness_block(method, systems, args, *, sequence: bool) -> dict:
             ]
         block["repeats"].append([harness_row(x) for x in records])
     block["torch_threads_after"] = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
     return summarize(block)
 
 
@@ -366,9 +376,9 @@ def petsc_row(item: dict, r: int, system, args) -> dict:
 def run_blocks(systems, args, petsc: dict, folder: Path, *, sequence: bool) -> list[dict]:
     """Every selected method on ``systems`` (a sequence, or the problems of a suite)."""
     blocks = []
-    for method in args.methods:
-        if method in HARNESS_METHODS:
-            blocks.append(run_harness_block(method, systems, args, sequence=sequence))
+    for spec in args.methods:
+        if split_method(spec)[0] in HARNESS_METHODS:
+            blocks.append(run_harness_block(spec, systems, args, sequence=sequence))
             log_block(blocks[-1])
     petsc_methods = [m for m in args.methods if m in PETSC_METHODS]
     if petsc_methods and petsc["available"]:
@@ -553,7 +563,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--methods",
         default=",".join([*HARNESS_METHODS, *PETSC_METHODS]),
-        help="comma list of " + ", ".join([*HARNESS_METHODS, *PETSC_METHODS]),
+        help="comma list of " + ", ".join([*HARNESS_METHODS, *PETSC_METHODS]) + "; "
+        "NAME@T runs a package method with T torch threads (e.g. mgpc-pcg@1,mgpc-pcg@2)",
     )
     p.add_argument("--ranks", default="1,2", help="MPI ranks of the PETSc runs, comma list")
     p.add_argument("--suite", default="obstacles3d", help="built-in suite to run too ('none')")
@@ -582,9 +593,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.frames = frames
     args.ranks = [int(v) for v in args.ranks.split(",") if v.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in HARNESS_METHODS and m not in PETSC_METHODS]
+    try:
+        parsed = [split_method(m) for m in args.methods]
+    except ValueError:
+        p.error(f"a thread count after '@' must be an integer: {args.methods}")
+    unknown = [m for m, _ in parsed if m not in HARNESS_METHODS and m not in PETSC_METHODS]
     if unknown:
         p.error(f"unknown method(s) {unknown}")
+    if any(t is not None and (m in PETSC_METHODS or t < 1) for m, t in parsed):
+        p.error("'@threads' (>= 1) applies to the package's methods only (PETSc: --ranks)")
+    if len(set(args.methods)) != len(args.methods):
+        p.error("a method is listed twice")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     return args

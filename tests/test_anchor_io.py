@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from neurosolve.data import poisson
@@ -100,3 +101,16 @@ def test_quick_run_without_petsc_notes_the_skip(tmp_path, capsys):
         assert block["total_seconds_min"] == block["total_seconds_median"] > 0
     assert payload["torch_threads"] == 1
     assert "| mgpc-pcg | 1 x 1 |" in out.out
+
+
+def test_method_specs_with_thread_counts():
+    args = anchor.parse_args(["--methods", "mgpc-pcg@1,mgpc-pcg@2,petsc-ic0-pcg", "--quick"])
+    assert [anchor.split_method(m) for m in args.methods] == [
+        ("mgpc-pcg", 1),
+        ("mgpc-pcg", 2),
+        ("petsc-ic0-pcg", None),
+    ]
+    assert args.sizes == [10, 12] and args.frames == [2, 2]
+    for bad in ("petsc-gamg-pcg@2", "mgpc-pcg@x", "cg,cg", "pcg-ilu"):
+        with pytest.raises(SystemExit):
+            anchor.parse_args(["--methods", bad])
