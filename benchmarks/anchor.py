@@ -67,6 +67,8 @@ HARNESS_METHODS = {
 PETSC_METHODS = {"petsc-gamg-pcg": "gamg", "hypre-boomeramg-pcg": "hypre", "petsc-ic0-pcg": "ic"}
 #: Methods the MGPC target compares against (the classical anchors).
 ANCHORS = ("petsc-gamg-pcg", "hypre-boomeramg-pcg", "petsc-ic0-pcg", "amg-sa-pcg", "amg-rs-pcg")
+#: Iterations of the untimed warm-up solve of the package's methods (setup included).
+WARMUP_ITERATIONS = 2
 MAT_CLASSID, VEC_CLASSID = 1211216, 1211214  # PETSc's MAT_FILE_CLASSID, VEC_FILE_CLASSID
 
 
@@ -201,8 +203,21 @@ def split_method(spec: str) -> tuple[str, int | None]:
     return method, int(threads) if threads else None
 
 
+def warm_up(system, method: str, opts: dict, args) -> float:
+    """Untimed setup and a few iterations, so first-call costs (imports, kernel compilation,
+    allocator growth) stay out of the timings without paying a whole extra solve."""
+    t0 = time.perf_counter()
+    run_problem(
+        system, method, rtol=args.rtol, maxiter=WARMUP_ITERATIONS, warmup=False, options=opts
+    )
+    return time.perf_counter() - t0
+
+
 def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
-    """One package method over ``systems`` (``spec``: a name, ``@threads`` optional)."""
+    """One package method over ``systems`` (``spec``: a name, ``@threads`` optional).
+
+    A sequence is warmed up on its first frame, a suite on each of its problems.
+    """
     import torch
 
     method, threads = split_method(spec)
@@ -214,24 +229,27 @@ def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
         "ranks": 1,
         "torch_threads": torch.get_num_threads(),
         "loadavg_before": loadavg(),
+        "warmup_iterations": WARMUP_ITERATIONS,
         "repeats": [],
     }
     opts = HARNESS_METHODS[method]
-    for r in range(args.repeat):
+    warm = systems[:1] if sequence else systems
+    block["warmup_seconds"] = [warm_up(s, method, opts, args) for s in warm]
+    for _ in range(args.repeat):
         if sequence:
             rec = run_sequence(
                 systems,
                 [method],
                 name=systems[0].name.rsplit("-f", 1)[0],
                 rtol=args.rtol,
-                warmup=r == 0,
+                warmup=False,
                 method_options={method: opts},
                 progress=False,
             )[0]
             records = rec.frames
         else:
             records = [
-                run_problem(s, method, rtol=args.rtol, warmup=r == 0, options=opts) for s in systems
+                run_problem(s, method, rtol=args.rtol, warmup=False, options=opts) for s in systems
             ]
         block["repeats"].append([harness_row(x) for x in records])
     block["torch_threads_after"] = torch.get_num_threads()
@@ -373,13 +391,26 @@ def petsc_row(item: dict, r: int, system, args) -> dict:
 # ---------------------------------------------------------------- parts
 
 
-def run_blocks(systems, args, petsc: dict, folder: Path, *, sequence: bool) -> list[dict]:
-    """Every selected method on ``systems`` (a sequence, or the problems of a suite)."""
-    blocks = []
+def run_blocks(systems, args, petsc: dict, folder: Path, *, sequence: bool, blocks, saved):
+    """Every selected method on ``systems`` (a sequence, or the problems of a suite).
+
+    Each finished block is appended to ``blocks`` and ``saved()`` is called, so a run
+    stopped early keeps what it measured.
+    """
     for spec in args.methods:
-        if split_method(spec)[0] in HARNESS_METHODS:
-            blocks.append(run_harness_block(spec, systems, args, sequence=sequence))
+        method = split_method(spec)[0]
+        if method in HARNESS_METHODS:
+            grid = systems[0].grid.shape[0] if sequence else None
+            count = args.cap.get((grid, method), len(systems)) if sequence else len(systems)
+            if count == 0:
+                blocks.append({"label": spec, "method": method, "engine": "neurosolve"})
+                blocks[-1].update(ranks=1, skipped=f"not run at {grid}^3 (--cap)")
+                continue
+            blocks.append(run_harness_block(spec, systems[:count], args, sequence=sequence))
+            if count < len(systems):
+                blocks[-1]["capped"] = f"first {count} of {len(systems)} frames (--cap)"
             log_block(blocks[-1])
+            saved()
     petsc_methods = [m for m in args.methods if m in PETSC_METHODS]
     if petsc_methods and petsc["available"]:
         manifest = write_petsc_inputs(systems, folder, args, warmup="first" if sequence else "each")
@@ -389,12 +420,11 @@ def run_blocks(systems, args, petsc: dict, folder: Path, *, sequence: bool) -> l
                     continue  # noted once in payload["petsc"]
                 blocks.append(run_petsc_block(method, ranks, systems, manifest, args))
                 log_block(blocks[-1])
+                saved()
         shutil.rmtree(folder, ignore_errors=True)
-    return blocks
 
 
-def part_sequences(args, petsc: dict, workdir: Path) -> list[dict]:
-    out = []
+def part_sequences(args, petsc: dict, workdir: Path, payload: dict, saved) -> None:
     for n, frames in zip(args.sizes, args.frames, strict=True):
         t0 = time.perf_counter()
         systems = box_sequence(n, frames, args.seed)
@@ -406,33 +436,28 @@ def part_sequences(args, petsc: dict, workdir: Path) -> list[dict]:
             file=sys.stderr,
             flush=True,
         )
-        blocks = run_blocks(systems, args, petsc, workdir / name, sequence=True)
-        out.append(
-            {
-                "name": name,
-                "grid": [n, n, n],
-                "frames": frames,
-                "unknowns": [s.n for s in systems],
-                "build_seconds": build,
-                "blocks": blocks,
-            }
-        )
+        seq = {"name": name, "grid": [n, n, n], "frames": frames}
+        seq.update(unknowns=[s.n for s in systems], build_seconds=build, blocks=[])
+        payload["sequences"].append(seq)
+        folder = workdir / name
+        run_blocks(systems, args, petsc, folder, sequence=True, blocks=seq["blocks"], saved=saved)
         del systems
-    return out
 
 
-def part_suite(args, petsc: dict, workdir: Path) -> dict | None:
+def part_suite(args, petsc: dict, workdir: Path, payload: dict, saved) -> None:
     if args.suite == "none":
-        return None
+        return
     systems = suite_systems(args.suite)
     print(f"## suite {args.suite}: {[s.name for s in systems]}", file=sys.stderr, flush=True)
-    blocks = run_blocks(systems, args, petsc, workdir / f"suite-{args.suite}", sequence=False)
-    return {"name": args.suite, "problems": [s.name for s in systems], "blocks": blocks}
+    payload["suite"] = {"name": args.suite, "problems": [s.name for s in systems], "blocks": []}
+    folder = workdir / f"suite-{args.suite}"
+    blocks = payload["suite"]["blocks"]
+    run_blocks(systems, args, petsc, folder, sequence=False, blocks=blocks, saved=saved)
 
 
 def log_block(block: dict) -> None:
-    if "error" in block:
-        print(f"  {block['label']}: ERROR {block['error']}", file=sys.stderr, flush=True)
+    if "total_per_frame" not in block:
+        print(f"  {block['label']}: {not_timed(block)}", file=sys.stderr, flush=True)
         return
     print(
         f"  {block['label']}: {block['total_per_frame']:.3g} s per frame (setup "
@@ -446,9 +471,16 @@ def log_block(block: dict) -> None:
 # ---------------------------------------------------------------- report
 
 
+def not_timed(block: dict) -> str:
+    """Why a block has no timings (an error, a skipped run, no frames)."""
+    if "error" in block:
+        return "error: " + block["error"][:200].replace("\n", " ").replace("|", "/")
+    return block.get("skipped", "no timings")
+
+
 def fastest_anchor(blocks: list[dict]) -> dict | None:
     found = [b for b in blocks if b["method"] in ANCHORS and b.get("converged_all")]
-    return min(found, key=lambda b: b["total_seconds_min"]) if found else None
+    return min(found, key=lambda b: b["total_per_frame"]) if found else None
 
 
 def sequence_table(seq: dict) -> str:
@@ -463,24 +495,28 @@ def sequence_table(seq: dict) -> str:
     ]
     for b in seq["blocks"]:
         threads = b.get("torch_threads", b.get("threads_per_rank", 1))
-        if "error" in b:
-            lines.append(
-                f"| {b['label']} | {b['ranks']} x {threads} | error: "
-                f"{b['error'][:60]} | | | | | | | no |"
-            )
+        if "total_per_frame" not in b:
+            lines.append(f"| {b['label']} | {b['ranks']} x {threads} | {not_timed(b)} |")
             continue
         its = b["iterations"]
         its_text = str(its[0]) if min(its) == max(its) else f"{min(its)}-{max(its)}"
-        ratio = f"{b['total_seconds_min'] / best['total_seconds_min']:.2f}" if best else "-"
+        ratio = f"{b['total_per_frame'] / best['total_per_frame']:.2f}" if best else "-"
+        label = b["label"] + (f" ({len(its)} frames)" if "capped" in b else "")
         lines.append(
-            f"| {b['label']} | {b['ranks']} x {threads} | {its_text} | "
+            f"| {label} | {b['ranks']} x {threads} | {its_text} | "
             f"{b['setup_per_frame']:.3g} | {b['solve_per_frame']:.3g} | "
             f"{b['total_per_frame']:.3g} | {b['total_seconds_min']:.3g} / "
             f"{b['total_seconds_median']:.3g} | {ratio} | {b['max_true_residual']:.1e} | "
             f"{'yes' if b['converged_all'] else 'NO'} |"
         )
     if best is not None:
-        lines.append(f"\nfastest anchor: {best['label']}")
+        lines.append(f"\nfastest anchor (PETSc, hypre, pyamg): {best['label']}")
+    for b in seq["blocks"]:
+        if b["method"] == "mgpc-pcg" and best is not None and "total_per_frame" in b:
+            lines.append(
+                f"{b['label']} / fastest anchor: "
+                f"{b['total_per_frame'] / best['total_per_frame']:.2f} (target <= 0.3)"
+            )
     return "\n".join(lines)
 
 
@@ -492,8 +528,8 @@ def suite_table(suite: dict) -> str:
         "|---|" + "---:|" * len(suite["problems"]) + "---:|---|",
     ]
     for b in suite["blocks"]:
-        if "error" in b:
-            lines.append(f"| {b['label']} | error: {b['error'][:60]} |")
+        if "total_per_frame" not in b:
+            lines.append(f"| {b['label']} | {not_timed(b)} |")
             continue
         reps = b["repeats"]
         best = reps[
@@ -567,6 +603,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "NAME@T runs a package method with T torch threads (e.g. mgpc-pcg@1,mgpc-pcg@2)",
     )
     p.add_argument("--ranks", default="1,2", help="MPI ranks of the PETSc runs, comma list")
+    p.add_argument(
+        "--cap",
+        default="",
+        help="SIZE:METHOD=K,...: a package method runs only the first K frames of the SIZE^3 "
+        "sequence (0: not at all), for slow methods at large sizes; noted in JSON and table",
+    )
     p.add_argument("--suite", default="obstacles3d", help="built-in suite to run too ('none')")
     p.add_argument("--repeat", type=int, default=1, help="timed repeats (min and median)")
     p.add_argument("--rtol", type=float, default=1e-6)
@@ -592,6 +634,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--frames needs one value or one per size ({len(args.sizes)})")
     args.frames = frames
     args.ranks = [int(v) for v in args.ranks.split(",") if v.strip()]
+    try:
+        args.cap = {
+            (int(size), method): int(k)
+            for item in args.cap.split(",")
+            if item.strip()
+            for size, _, rest in [item.partition(":")]
+            for method, _, k in [rest.partition("=")]
+        }
+    except ValueError:
+        p.error(f"--cap takes SIZE:METHOD=K entries, got {args.cap!r}")
+    if any(k < 0 or m not in HARNESS_METHODS for (_, m), k in args.cap.items()):
+        p.error("--cap: K >= 0 (0: not run), and only the package's methods can be capped")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         parsed = [split_method(m) for m in args.methods]
@@ -607,6 +661,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     return args
+
+
+def options_record(args) -> dict:
+    out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out["cap"] = {f"{size}:{method}": k for (size, method), k in args.cap.items()}
+    return out
 
 
 def main(argv=None) -> int:
@@ -637,22 +697,32 @@ def main(argv=None) -> int:
         "machine": dataclasses.asdict(machine_info()),
         "petsc": petsc,
         "loadavg_start": loadavg(),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "options": options_record(args),
     }
+    payload.update(sequences=[], suite=None)
+    out_json = args.out / f"{args.name}.json"
+
+    def saved() -> None:
+        save_json(payload, out_json)
+
     with tempfile.TemporaryDirectory(prefix="anchor-", dir=args.workdir) as tmp:
-        payload["sequences"] = part_sequences(args, petsc, Path(tmp))
-        payload["suite"] = part_suite(args, petsc, Path(tmp))
+        part_sequences(args, petsc, Path(tmp), payload, saved)
+        part_suite(args, petsc, Path(tmp), payload, saved)
     payload["loadavg_end"] = loadavg()
     payload["finished"] = now_utc()
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_json = args.out / f"{args.name}.json"
-    tmp_json = out_json.with_name(out_json.name + ".tmp")
-    tmp_json.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp_json, out_json)
-    plot(payload, args.out / f"{args.name}.png")
+    saved()
+    plot(payload, out_json.with_suffix(".png"))
     print(report(payload))
-    print(f"\nwrote {out_json} and {args.name}.png")
+    print(f"\nwrote {out_json} and {out_json.with_suffix('.png').name}")
     return 0
+
+
+def save_json(payload: dict, path: Path) -> None:
+    """Write atomically (after every block: a run stopped early keeps what it measured)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def report(payload: dict) -> str:
