@@ -157,20 +157,13 @@ def loadavg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+#: The fields of a harness RunRecord kept per frame.
+ROW_FIELDS = ("n", "iterations", "setup_seconds", "solve_seconds", "true_residual")
+ROW_FIELDS += ("claimed_converged", "converged", "status", "error", "flags")
+
+
 def harness_row(rec) -> dict:
-    return {
-        "name": rec.problem,
-        "n": rec.n,
-        "iterations": rec.iterations,
-        "setup_seconds": rec.setup_seconds,
-        "solve_seconds": rec.solve_seconds,
-        "true_residual": rec.true_residual,
-        "claimed_converged": rec.claimed_converged,
-        "converged": rec.converged,
-        "status": rec.status,
-        "error": rec.error,
-        "flags": list(rec.flags),
-    }
+    return {"name": rec.problem, **{k: getattr(rec, k) for k in ROW_FIELDS}}
 
 
 def summarize(block: dict) -> dict:
@@ -508,6 +501,12 @@ def sequence_table(seq: dict) -> str:
             f"{b['total_per_frame']:.3g} | {b['total_seconds_min']:.3g} / "
             f"{b['total_seconds_median']:.3g} | {ratio} | {b['max_true_residual']:.1e} | "
             f"{'yes' if b['converged_all'] else 'NO'} |"
+        )
+    started = [b for b in seq["blocks"] if "startup_seconds" in b]
+    if started:
+        lines.append(
+            "\nPETSc process start-up, once per configuration (not in the times above): "
+            + ", ".join(f"{b['label']} {b['startup_seconds']:.2f} s" for b in started)
         )
     if best is not None:
         lines.append(f"\nfastest anchor (PETSc, hypre, pyamg): {best['label']}")

@@ -13,7 +13,8 @@ Every system gets a fresh KSP (setup paid per system, as for every method of the
 benchmark): CG with the unpreconditioned residual norm, so the stopping test is
 ``||r_k|| <= rtol ||b||`` on CG's recurrence residual, then the TRUE residual
 ``||b - A x||`` of the returned ``x`` is recomputed here in float64 with PETSc's MatMult.
-Setup (KSPSetUp: the AMG hierarchy or the factorization) and solve are timed separately
+Setup (KSPSetUp and KSPSetUpOnBlocks: the AMG hierarchy or the factorization) and solve
+are timed separately
 between MPI barriers. Warm-up (the manifest's ``warmup``): an untimed solve of the first system only
 (``"first"``, for a sequence), of every system (``"each"``, for a suite), or none.
 
@@ -94,6 +95,7 @@ def solve_one(comm, A, b, method, rtol, maxiter):
     ksp = PETSc.KSP().create(comm=comm)
     configure(ksp, A, method, rtol, maxiter)
     ksp.setUp()
+    ksp.setUpOnBlocks()  # block Jacobi factors its blocks here, not in KSPSetUp
     comm.barrier()
     t1 = time.perf_counter()
     ksp.solve(b, x)
