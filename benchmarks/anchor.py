@@ -11,22 +11,31 @@ One run times, at rtol 1e-6 with one true-residual check for every method:
 2. the built-in ``obstacles3d`` suite.
 
 Methods: the package's ``mgpc-pcg``, ``dcdm``, ``amg-sa-pcg`` and ``amg-rs-pcg`` (pyamg)
-and ``cg`` (torch) run through :mod:`neurosolve.harness` (a warm-up solve first, then a
-timed setup and solve per frame); ``petsc-gamg-pcg``, ``hypre-boomeramg-pcg`` and
-``petsc-ic0-pcg`` (block Jacobi ICC(0) in parallel) run with 1 and 2 MPI ranks in
+and ``cg`` (torch) run through :mod:`neurosolve.harness` (an untimed warm-up of setup and
+2 iterations on the first frame, or on each suite problem, then a timed setup and solve
+per frame); ``NAME@T`` runs one with ``T`` torch threads (default ``--threads``).
+``petsc-gamg-pcg``, ``hypre-boomeramg-pcg`` and ``petsc-ic0-pcg`` (block Jacobi ICC(0) in
+parallel) run with each of ``--ranks`` MPI ranks, one thread each, in
 benchmarks/petsc_solve.py under Debian's system python (its petsc4py needs the system
-numpy), one process per configuration for a whole sequence; the matrices travel in
-PETSc's binary format, written here with numpy. PETSc is skipped, with a note in the JSON
-and the output, when that python cannot import petsc4py.
+numpy), one process per configuration for a whole sequence (its start-up is reported, not
+counted per frame); the matrices travel in PETSc's binary format, written here with numpy.
+PETSc is skipped, with a note in the JSON and the output, when that python cannot import
+petsc4py. ``--cap SIZE:METHOD=K`` limits a slow package method to the first K frames of a
+sequence (0: not run); the table marks it.
 
 The true relative residual ``||b - A x|| / ||b||`` of every returned ``x`` is recomputed in
 float64 with the scipy matrix (by the harness for the package's methods, here for the
 PETSc solutions); a solve counts as converged when the method says so and that residual
-is within ``rtol`` (plus the harness's 1% rounding slack, RECHECK_SLACK).
+is within ``rtol`` (plus the harness's 1% rounding slack, RECHECK_SLACK). The load average
+is recorded before every timed block (the 2-rank runs need an otherwise idle machine).
 
-    python benchmarks/anchor.py                         # the full run (about 30 min, 2 idle cores)
-    python benchmarks/anchor.py --sizes 64 --frames 10 --name anchor_before
     python benchmarks/anchor.py --quick                 # tiny sizes, a smoke run in seconds
+    python benchmarks/anchor.py --sizes 64 --frames 10 --cap 64:dcdm=1,64:cg=2 \
+        --name anchor_before                            # the "before" run (machine loaded)
+    python benchmarks/anchor.py --methods mgpc-pcg@1,mgpc-pcg@2,dcdm,amg-sa-pcg,amg-rs-pcg,\
+    cg,petsc-gamg-pcg,hypre-boomeramg-pcg,petsc-ic0-pcg --cap 64:dcdm=3,128:dcdm=0,128:cg=1
+                                                        # anchor.json: 64^3 x 10, 128^3 x 3,
+                                                        # obstacles3d (about 30 min, 2 idle cores)
 
 Writes benchmarks/results/<name>.json and <name>.png and prints a markdown table.
 """
@@ -682,7 +691,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(before)  # a caller in the same process gets its setting back
+
+
+def run(args) -> int:
+    import torch
+
     petsc = (
         probe_petsc(args)
         if any(m in PETSC_METHODS for m in args.methods)

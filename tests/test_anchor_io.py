@@ -85,7 +85,11 @@ def test_quick_run_without_petsc_notes_the_skip(tmp_path, capsys):
     argv = ["--quick", "--methods", "mgpc-pcg,cg,petsc-gamg-pcg,petsc-ic0-pcg"]
     argv += ["--petsc-python", str(tmp_path / "no-python"), "--out", str(tmp_path)]
     argv += ["--sizes", "8", "--frames", "2", "--name", "smoke"]
-    assert anchor.main(argv) == 0
+    import torch
+
+    threads = torch.get_num_threads()
+    assert anchor.main(argv + ["--threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # the pinned count is the run's, not ours
     out = capsys.readouterr()
     payload = json.loads((tmp_path / "smoke.json").read_text())
     assert payload["petsc"]["available"] is False
