@@ -88,8 +88,12 @@ def test_quick_run_without_petsc_notes_the_skip(tmp_path, capsys):
     import torch
 
     threads = torch.get_num_threads()
-    assert anchor.main(argv + ["--threads", "1"]) == 0
-    assert torch.get_num_threads() == threads  # the pinned count is the run's, not ours
+    torch.set_num_threads(2)
+    try:
+        assert anchor.main(argv + ["--threads", "1"]) == 0
+        assert torch.get_num_threads() == 2  # the pinned count was the run's, not ours
+    finally:
+        torch.set_num_threads(threads)
     out = capsys.readouterr()
     payload = json.loads((tmp_path / "smoke.json").read_text())
     assert payload["petsc"]["available"] is False
