@@ -64,14 +64,19 @@ from neurosolve.harness.suites import get_suite
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PETSC_SCRIPT = HERE / "petsc_solve.py"
-#: Package methods, run by the harness (options: no extra residual products when timed).
+#: Package methods, run by the harness: our name -> (registry name, factory options); no
+#: extra residual products inside timed solves. ``mgpc-pcg-mixed``: the float32 cycle
+#: inside float64 flexible PCG, where the installed MGPC has that option.
 HARNESS_METHODS = {
-    "mgpc-pcg": {"history": "cheap"},
-    "dcdm": {},
-    "amg-sa-pcg": {"history": "cheap"},
-    "amg-rs-pcg": {"history": "cheap"},
-    "cg": {"history": "cheap"},
+    "mgpc-pcg": ("mgpc-pcg", {"history": "cheap"}),
+    "mgpc-pcg-mixed": ("mgpc-pcg", {"history": "cheap", "precision": "mixed"}),
+    "dcdm": ("dcdm", {}),
+    "amg-sa-pcg": ("amg-sa-pcg", {"history": "cheap"}),
+    "amg-rs-pcg": ("amg-rs-pcg", {"history": "cheap"}),
+    "cg": ("cg", {"history": "cheap"}),
 }
+#: The methods run by default (every other name is run only when asked for).
+DEFAULT_METHODS = ("mgpc-pcg", "dcdm", "amg-sa-pcg", "amg-rs-pcg", "cg")
 #: PETSc configurations: our name -> petsc_solve.py --method.
 PETSC_METHODS = {"petsc-gamg-pcg": "gamg", "hypre-boomeramg-pcg": "hypre", "petsc-ic0-pcg": "ic"}
 #: Methods the MGPC target compares against (the classical anchors).
@@ -178,8 +183,12 @@ def harness_row(rec) -> dict:
 def summarize(block: dict) -> dict:
     """Totals per repeat, their min and median, and per-frame figures of the best repeat."""
     reps = block["repeats"]
-    if not reps or not reps[0]:
-        return block
+    rows = [r for rep in reps for r in rep]
+    errors = [r["error"] for r in rows if r.get("error")]
+    if errors:
+        block["error"] = f"{len(errors)} of {len(rows)} solves failed; first: {errors[0]}"
+    if not rows or len(errors) == len(rows):
+        return block  # nothing timed
     totals = [sum(r["setup_seconds"] + r["solve_seconds"] for r in rep) for rep in reps]
     best = reps[int(np.argmin(totals))]
     count = len(best)
@@ -215,6 +224,19 @@ def warm_up(system, method: str, opts: dict, args) -> float:
     return time.perf_counter() - t0
 
 
+def thread_option(threads: int) -> dict:
+    """``{"threads": threads}`` where the package's solvers take a thread count.
+
+    With the package's thread policy (``threads=`` on ``make_solver``, default ``"auto"``)
+    the count pinned here would be overridden inside each solve; it is passed explicitly.
+    """
+    try:
+        import neurosolve._util.threads  # noqa: F401 -- present with the thread policy
+    except ImportError:
+        return {}
+    return {"threads": int(threads)}
+
+
 def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
     """One package method over ``systems`` (``spec``: a name, ``@threads`` optional).
 
@@ -222,19 +244,21 @@ def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
     """
     import torch
 
-    method, threads = split_method(spec)
+    name, threads = split_method(spec)
+    method, opts = HARNESS_METHODS[name]
     torch.set_num_threads(threads or args.threads)
+    opts = {**opts, **thread_option(threads or args.threads)}
     block = {
         "label": spec,
-        "method": method,
+        "method": name,
         "engine": "neurosolve",
         "ranks": 1,
         "torch_threads": torch.get_num_threads(),
         "loadavg_before": loadavg(),
         "warmup_iterations": WARMUP_ITERATIONS,
+        "options": opts,
         "repeats": [],
     }
-    opts = HARNESS_METHODS[method]
     warm = systems[:1] if sequence else systems
     block["warmup_seconds"] = [warm_up(s, method, opts, args) for s in warm]
     for _ in range(args.repeat):
@@ -520,7 +544,7 @@ def sequence_table(seq: dict) -> str:
     if best is not None:
         lines.append(f"\nfastest anchor (PETSc, hypre, pyamg): {best['label']}")
     for b in seq["blocks"]:
-        if b["method"] == "mgpc-pcg" and best is not None and "total_per_frame" in b:
+        if b["method"].startswith("mgpc") and best is not None and "total_per_frame" in b:
             lines.append(
                 f"{b['label']} / fastest anchor: "
                 f"{b['total_per_frame'] / best['total_per_frame']:.2f} (target <= 0.3)"
@@ -574,7 +598,7 @@ def plot(payload: dict, path: Path) -> None:
         setup = np.array([b["setup_per_frame"] for b in ok]) * scale
         solve = np.array([b["solve_per_frame"] for b in ok]) * scale
         colors = [
-            "C0" if b["method"] == "mgpc-pcg" else "C1" if b["engine"] == "petsc" else "C2"
+            "C0" if b["method"].startswith("mgpc") else "C1" if b["engine"] == "petsc" else "C2"
             for b in ok
         ]
         y = np.arange(len(ok))
@@ -616,7 +640,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--frames", default=None, help="frames per size, or one for all: 10,3")
     p.add_argument(
         "--methods",
-        default=",".join([*HARNESS_METHODS, *PETSC_METHODS]),
+        default=",".join([*DEFAULT_METHODS, *PETSC_METHODS]),
         help="comma list of " + ", ".join([*HARNESS_METHODS, *PETSC_METHODS]) + "; "
         "NAME@T runs a package method with T torch threads (e.g. mgpc-pcg@1,mgpc-pcg@2)",
     )
