@@ -122,3 +122,53 @@ def test_method_specs_with_thread_counts():
     for bad in ("petsc-gamg-pcg@2", "mgpc-pcg@x", "cg,cg", "pcg-ilu"):
         with pytest.raises(SystemExit):
             anchor.parse_args(["--methods", bad])
+
+
+def _block(label, method, engine, setup, solve, iterations=(5, 5)):
+    rows = [
+        {"setup_seconds": setup, "solve_seconds": solve, "iterations": it, "true_residual": 5e-7}
+        for it in iterations
+    ]
+    for r in rows:
+        r["converged"] = True
+    block = {"label": label, "method": method, "engine": engine, "ranks": 1, "repeats": [rows]}
+    return anchor.summarize(block)
+
+
+def test_sequence_table_ratio_to_the_fastest_anchor_and_skipped_rows():
+    seq = {
+        "name": "box8",
+        "unknowns": [100, 100],
+        "blocks": [
+            _block("mgpc-pcg", "mgpc-pcg", "neurosolve", 0.1, 0.2),
+            _block("petsc-ic0-pcg np1", "petsc-ic0-pcg", "petsc", 0.0, 1.0, (30, 31)),
+            _block("amg-sa-pcg", "amg-sa-pcg", "neurosolve", 0.5, 1.5),
+            _block("cg", "cg", "neurosolve", 0.0, 0.05),  # fast, but not an anchor
+            {"label": "dcdm", "method": "dcdm", "engine": "neurosolve", "ranks": 1},
+        ],
+    }
+    seq["blocks"][-1]["skipped"] = "not run at 8^3 (--cap)"
+    text = anchor.sequence_table(seq)
+    assert "fastest anchor (PETSc, hypre, pyamg): petsc-ic0-pcg np1" in text
+    assert "mgpc-pcg / fastest anchor: 0.30 (target <= 0.3)" in text
+    assert "| dcdm | 1 x 1 | not run at 8^3 (--cap) |" in text
+    assert "| 30-31 |" in text
+    block = seq["blocks"][0]
+    assert block["total_per_frame"] == pytest.approx(0.3)
+    assert block["total_seconds_min"] == pytest.approx(0.6)
+
+
+def test_repeats_give_min_and_median_and_the_best_repeat_per_frame():
+    def rep(seconds, its):
+        return [
+            {"setup_seconds": 0.0, "solve_seconds": seconds, "iterations": its, "converged": True}
+            | {"true_residual": 1e-7}
+        ]
+
+    block = anchor.summarize({"repeats": [rep(3.0, 7), rep(1.0, 6), rep(2.0, 8)]})
+    assert block["total_seconds_min"] == 1.0 and block["total_seconds_median"] == 2.0
+    assert block["iterations"] == [6] and block["total_per_frame"] == 1.0
+    failed = rep(1.0, 0)
+    failed[0].update(error="RuntimeError: boom", converged=False)
+    block = anchor.summarize({"repeats": [failed]})
+    assert "1 of 1 solves failed" in block["error"] and "total_per_frame" not in block
