@@ -48,6 +48,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -374,10 +375,25 @@ def run_petsc_block(label, ranks, systems, manifest: Path, args) -> dict:
     cmd = petsc_command(args, PETSC_METHODS[label], ranks, manifest, out)
     block["command"] = " ".join(cmd)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=petsc_env(args), capture_output=True, text=True)
+    # its own process group, so that a timeout ends mpiexec and its ranks together
+    proc = subprocess.Popen(
+        cmd,
+        env=petsc_env(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=args.petsc_timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        block["error"] = f"no result within --petsc-timeout {args.petsc_timeout} s"
+        return block
     block["process_seconds"] = time.perf_counter() - t0
     if proc.returncode != 0 or not out.is_file():
-        block["error"] = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-800:]}"
+        block["error"] = f"exit {proc.returncode}: {(stderr or stdout).strip()[-800:]}"
         return block
     payload = json.loads(out.read_text())
     out.unlink()
@@ -660,6 +676,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--petsc-python", default="/usr/bin/python3", help="python with petsc4py")
     p.add_argument("--petsc-dir", default=default_petsc_dir(), help="PETSC_DIR for it")
     p.add_argument("--mpiexec", default="mpiexec")
+    p.add_argument(
+        "--petsc-timeout", type=float, default=3600.0, help="seconds per PETSc configuration"
+    )
     p.add_argument("--workdir", type=Path, default=None, help="folder for the matrix files")
     p.add_argument("--name", default="anchor", help="stem of the JSON/PNG files")
     p.add_argument("--out", type=Path, default=RESULTS, help="output folder")
