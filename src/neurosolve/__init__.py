@@ -13,7 +13,9 @@ The package is built in layers, each importing only from those below it:
 - :mod:`neurosolve.cli`: the ``neurosolve`` command.
 
 This module is the facade: the error types, the version, and :func:`solve` /
-:func:`make_solver`, imported on first use so that ``import neurosolve`` stays cheap.
+:func:`make_solver`, imported on first use so that ``import neurosolve`` stays cheap. Both
+take ``threads=`` (torch's intra-op threads for the setup and the solve: ``"auto"``, the
+default, one thread below a measured problem size; an int; or None for torch's setting).
 """
 
 from __future__ import annotations

@@ -230,3 +230,32 @@ def test_device_goes_only_to_methods_that_take_it():
     assert [r.error for r in res.runs] == [None, None]
     assert all(r.converged for r in res.runs)
     assert res.machine.device == "cpu"
+
+
+class _Clocked:
+    """Keeps its own per-iteration clock; records whether the harness passed a callback."""
+
+    setup_seconds = 0.0
+    callbacks: list = []
+
+    def __init__(self, A, **options):
+        self.A = A.A
+
+    def solve(self, b, *, callback=None, **kwargs):
+        type(self).callbacks.append(callback is not None)
+        x = spla.spsolve(self.A.tocsc(), b)
+        return SolveResult(
+            x, Status.CONVERGED, 2, np.array([1.0, 1e-3, 1e-9]), info={"times": [0.0, 0.1, 0.2]}
+        )
+
+
+def test_timed_solves_skip_the_callback_when_the_method_keeps_its_clock(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    registry.register_method("clocked", _Clocked, description="own clock")
+    _Clocked.callbacks = []
+    record = run_problem(ProblemSpec(shape=(8, 8)).build(), "clocked", repeat=2)
+    assert _Clocked.callbacks == [False, False, False]  # warm-up, two timed repeats
+    assert record.residual_times[1] - record.residual_times[0] == pytest.approx(0.1)
+    _Clocked.callbacks = []
+    run_problem(ProblemSpec(shape=(8, 8)).build(), "clocked", warmup=False)
+    assert _Clocked.callbacks == [True]  # nothing known yet: stamps from the callback

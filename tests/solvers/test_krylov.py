@@ -51,7 +51,7 @@ PROBLEMS = {
 METHODS = {
     "cg": {},
     "cg-csr": {"operator": "csr"},
-    "cg-recurrence": {"history": "recurrence"},
+    "cg-true-history": {"history": "true"},
     "pcg-jacobi": {},
     "fcg": {"preconditioner": "jacobi"},
     "fcg-m3": {"preconditioner": "jacobi", "truncation": 3},
@@ -59,7 +59,7 @@ METHODS = {
 
 
 def _method_name(key: str) -> str:
-    return {"cg-csr": "cg", "cg-recurrence": "cg", "fcg-m3": "fcg"}.get(key, key)
+    return {"cg-csr": "cg", "cg-true-history": "cg", "fcg-m3": "fcg"}.get(key, key)
 
 
 def _rhs(n, seed=0, k=None):
@@ -236,7 +236,9 @@ def test_true_history_matches_callback_iterates(systems):
     system = systems["poisson2d-16-obstacles"]
     b = _rhs(system.n)
     iterates = []
-    result = solve(system, b, method="pcg-jacobi", rtol=1e-8, callback=iterates.append)
+    result = solve(
+        system, b, method="pcg-jacobi", rtol=1e-8, callback=iterates.append, history="true"
+    )
     assert len(iterates) == result.iterations
     recomputed = [relative_residual(system.A, x, b) for x in iterates]
     np.testing.assert_allclose(result.residuals[1:], recomputed, rtol=1e-6)

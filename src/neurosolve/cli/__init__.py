@@ -22,14 +22,14 @@ import warnings
 from collections.abc import Sequence
 
 from neurosolve._version import __version__
-from neurosolve.cli import bench, data, evaluate, refine, solve, train
+from neurosolve.cli import bench, data, datasets, evaluate, refine, solve, train
 from neurosolve.cli.options import Parser, add_verbose
 from neurosolve.errors import NeurosolveError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules that add subcommands, in the order they appear in ``--help``.
-COMMAND_MODULES = (train, data, bench, solve, evaluate, refine)
+COMMAND_MODULES = (train, data, datasets, bench, solve, evaluate, refine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,15 +18,20 @@ from neurosolve.cli.options import (
     add_figure_options,
     add_method_options,
     add_quiet,
+    add_threads,
     add_tolerances,
     check_tolerances,
     parse_options,
 )
 
-__all__ = ["DEFAULT_METHODS", "add_commands"]
+__all__ = ["DEFAULT_METHODS", "DEFAULT_THREADS", "add_commands"]
 
 #: Methods ``bench`` runs when ``--methods`` is not given.
 DEFAULT_METHODS = "cg,ic-pcg,amg-sa,amg-sa-pcg,amg-rs-pcg"
+
+#: torch threads of a ``bench`` run unless ``--threads`` says otherwise: a fixed count, so
+#: that two runs (on a machine where other jobs may run) time the same thing.
+DEFAULT_THREADS = 1
 
 
 def add_commands(top: argparse._SubParsersAction) -> None:
@@ -54,6 +59,21 @@ def add_commands(top: argparse._SubParsersAction) -> None:
     add_tolerances(bench)
     bench.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     bench.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up solve")
+    bench.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="time each setup + solve N times and report the median and the minimum; "
+        "iteration counts that differ between repeats are flagged",
+    )
+    add_threads(
+        bench,
+        DEFAULT_THREADS,
+        "torch intra-op threads for every setup and solve, recorded in results.json "
+        "(machine.torch_threads, options.threads); auto: one thread below a measured problem "
+        "size, torch's setting above it",
+    )
     add_device(bench, None, "torch device for torch methods (cuda)")
     add_method_options(bench)
     add_quiet(bench, "no progress bar, only results")
@@ -70,12 +90,14 @@ def add_commands(top: argparse._SubParsersAction) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     from neurosolve._util.io import check_output_folder
+    from neurosolve._util.validate import integer
     from neurosolve.harness.report import markdown_table, sequence_table, write_report
     from neurosolve.harness.runner import check_methods, run_suite
     from neurosolve.harness.suite_files import load_suite
     from neurosolve.harness.suites import get_suite
 
     check_tolerances(args)
+    integer(args.repeat, "--repeat")
     check_output_folder(args.out, inputs=(args.problems,))
     methods = check_methods(args.methods.split(","))
     suite = load_suite(args.problems) if args.problems else get_suite(args.suite or "smoke")
@@ -89,6 +111,8 @@ def _bench(args: argparse.Namespace) -> int:
         device=args.device,
         method_options=parse_options(args.option),
         progress=not args.quiet,
+        repeat=args.repeat,
+        threads=args.threads,
     )
     log_time = {"auto": None, "log": True, "linear": False}[args.time_axis]
     paths = write_report(results, args.out, fmt=args.format, dpi=args.dpi, log_time=log_time)

@@ -33,6 +33,7 @@ __all__ = [
     "add_optimization_arguments",
     "add_overwrite",
     "add_quiet",
+    "add_threads",
     "add_tolerances",
     "add_verbose",
     "check_tolerances",
@@ -40,6 +41,7 @@ __all__ = [
     "int_or_list",
     "parse_grid",
     "parse_options",
+    "parse_threads",
 ]
 
 
@@ -150,6 +152,46 @@ def add_device(
     'cpu'
     """
     parser.add_argument("--device", default=default, help=text)
+
+
+def parse_threads(text: str) -> int | str:
+    """Argument type of ``--threads``: ``auto`` or a count >= 1.
+
+    Examples
+    --------
+    >>> parse_threads("auto"), parse_threads("2")
+    ('auto', 2)
+    """
+    text = text.strip().lower()
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:  # argparse: "invalid value", exit status 2
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def add_threads(parser: Any, default: int | str = "auto", text: str | None = None) -> None:
+    """Add ``--threads N|auto``: torch's intra-op threads for setup and solve.
+
+    ``auto`` runs problems below a measured size on one thread and leaves torch's setting
+    (``OMP_NUM_THREADS`` or the core count) above it; see :mod:`neurosolve._util.threads`.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_threads(p, 1)
+    >>> p.parse_args([]).threads, p.parse_args(["--threads", "auto"]).threads
+    (1, 'auto')
+    """
+    parser.add_argument(
+        "--threads",
+        type=parse_threads,
+        default=default,
+        metavar="N|auto",
+        help=text
+        or "torch intra-op threads for setup and solve; auto: one thread below a measured "
+        "problem size, torch's setting (OMP_NUM_THREADS or the cores) above it",
+    )
 
 
 def add_overwrite(parser: Any, what: str = "FILE.h5") -> None:

@@ -22,6 +22,7 @@ from neurosolve.cli.options import (
     add_method_options,
     add_overwrite,
     add_quiet,
+    add_threads,
     add_tolerances,
     check_tolerances,
     parse_grid,
@@ -60,6 +61,7 @@ def add_commands(top: argparse._SubParsersAction) -> None:
         "--flags", type=Path, default=None, help="cell flags (.npy) when solids are dropped"
     )
     add_device(solve, None, "torch device for torch methods (cuda); refused by CPU-only methods")
+    add_threads(solve)
     add_overwrite(solve, "--out file")
     add_method_options(solve)
     add_quiet(solve, "no progress bar, only results")
@@ -102,6 +104,7 @@ def _solve(args: argparse.Namespace) -> int:
             f"method {problem.method} runs on the CPU only and takes no --device; drop "
             f"--device {args.device} or pick a torch method (cg, pcg-jacobi, dcdm, ...)"
         )
+    opts["threads"] = args.threads
     timed = _run(problem, opts, args)
     return _report(problem, timed, args)
 
@@ -224,15 +227,19 @@ def _report(problem: _Problem, timed: _Timed, args: argparse.Namespace) -> int:
     return 0 if converged else 1
 
 
-def _threads() -> dict[str, Any]:
-    # The thread counts the solve ran under: torch's intra-op pool (when torch is loaded)
-    # and the OpenMP / BLAS setting numpy and scipy follow.
+def _threads(result: Any) -> dict[str, Any]:
+    # The thread counts the solve ran under: torch's intra-op pool (as the solver's thread
+    # policy set it, when torch is loaded), the --threads setting, and the OpenMP / BLAS
+    # setting numpy and scipy follow.
     import os
     import sys
 
     torch = sys.modules.get("torch")
+    used = (result.info or {}).get("threads")
+    if used is None and torch is not None:
+        used = torch.get_num_threads()
     return {
-        "torch": int(torch.get_num_threads()) if torch is not None else None,
+        "torch": int(used) if used is not None else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpu_count": os.cpu_count(),
     }
@@ -258,7 +265,7 @@ def _solve_summary(
         "final_relative_residual": float(relative_residual),
         "setup_seconds": float(timed.t1 - timed.t0),
         "solve_seconds": float(timed.t2 - timed.t1),
-        "threads": _threads(),
+        "threads": _threads(result),
     }
 
 
@@ -275,6 +282,7 @@ def _save_summary(
 
     summary = _solve_summary(problem, timed, relative_residual, converged)
     summary["system"] = str(args.system)
+    summary["threads"]["setting"] = args.threads
     summary.update({"rtol": args.rtol, "atol": args.atol, "maxiter": args.maxiter})
     atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
 

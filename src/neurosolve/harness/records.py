@@ -40,7 +40,11 @@ FORMAT_VERSION = 1
 
 @dataclass
 class MachineInfo:
-    """Where a benchmark ran: hardware, thread settings and library versions."""
+    """Where a benchmark ran: hardware, thread settings and library versions.
+
+    ``torch_threads`` is torch's intra-op thread count when the run started (under the
+    run's thread policy, e.g. ``bench --threads``).
+    """
 
     cpu_model: str = ""
     cpu_count: int = 0
@@ -78,7 +82,17 @@ class RunRecord:
         As reported by the method.
     setup_seconds, solve_seconds : float
         Wall time measured by the harness around the solver's construction (hierarchy,
-        factorization, model load, geometry forward pass) and around ``solve``.
+        factorization, model load, geometry forward pass) and around ``solve``; the
+        median over the repeats.
+    setup_seconds_min, solve_seconds_min : float or None
+        The minimum over the repeats (None in files written before repeats existed).
+    repeats : int
+        Timed setups and solves behind the times (``bench --repeat``).
+    repeat_iterations : list of int
+        Iterations of each repeat (they should agree; a run where they do not is flagged).
+    threads : int or None
+        torch intra-op threads the solve ran under (None when the method does not load
+        torch or does not report it).
     true_residual : float
         ``||b - A x|| / ||b||`` recomputed by the harness.
     peak_memory_bytes : int or None
@@ -121,11 +135,23 @@ class RunRecord:
     flags: list[str] = field(default_factory=list)
     error: str | None = None
     frame: int | None = None
+    setup_seconds_min: float | None = None
+    solve_seconds_min: float | None = None
+    repeats: int = 1
+    repeat_iterations: list[int] = field(default_factory=list)
+    threads: int | None = None
 
     @property
     def total_seconds(self) -> float:
-        """Setup plus solve seconds."""
+        """Setup plus solve seconds (medians over the repeats)."""
         return self.setup_seconds + self.solve_seconds
+
+    @property
+    def total_seconds_min(self) -> float:
+        """Setup plus solve seconds of the fastest repeats (the medians when not recorded)."""
+        setup = self.setup_seconds if self.setup_seconds_min is None else self.setup_seconds_min
+        solve = self.solve_seconds if self.solve_seconds_min is None else self.solve_seconds_min
+        return setup + solve
 
 
 @dataclass
@@ -150,6 +176,11 @@ class SequenceRecord:
     def total_seconds(self) -> float:
         """Setup plus solve over all frames."""
         return self.setup_seconds + self.solve_seconds
+
+    @property
+    def total_seconds_min(self) -> float:
+        """Setup plus solve over all frames, each frame's fastest repeats."""
+        return sum(r.total_seconds_min for r in self.frames)
 
     @property
     def converged(self) -> bool:
@@ -250,6 +281,8 @@ _FLOAT_FIELDS = {
     "atol",
     "setup_seconds",
     "solve_seconds",
+    "setup_seconds_min",
+    "solve_seconds_min",
     "true_residual",
     "residuals",
     "residual_times",

@@ -49,8 +49,16 @@ def _verdict(rec: RunRecord) -> str:
     return f"no ({rec.status})"
 
 
+def _repeats(runs) -> int:
+    """The most timed repeats behind any of ``runs`` (1 for files without repeats)."""
+    return max((r.repeats for r in runs), default=1)
+
+
 def markdown_table(results: BenchmarkResults) -> str:
     """Markdown table of every (problem, method) run.
+
+    With repeated timings (``bench --repeat N``) the seconds are medians; two more
+    columns give the fastest solve and setup + solve, and a line above the table says so.
 
     Examples
     --------
@@ -60,19 +68,27 @@ def markdown_table(results: BenchmarkResults) -> str:
     >>> print(markdown_table(res).splitlines()[2])
     | p | 4 | cg | 2 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 1.0e-07 | yes | - | - |
     """
+    repeats = _repeats(results.runs)
+    extra = " solve s min | total s min |" if repeats > 1 else ""
     header = (
         "| problem | n | method | iterations | setup s | solve s | total s | "
-        "true rel. residual | converged | peak MiB | cond. est. |\n"
-        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"
+        f"true rel. residual | converged | peak MiB | cond. est. |{extra}\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|" + "---:|" * (2 if extra else 0)
     )
     rows = [header]
     for r in results.runs:
+        mins = ""
+        if extra:
+            solve_min = r.solve_seconds if r.solve_seconds_min is None else r.solve_seconds_min
+            mins = f" {_fmt_seconds(solve_min)} | {_fmt_seconds(r.total_seconds_min)} |"
         rows.append(
             f"| {r.problem} | {r.n} | {r.method} | {r.iterations} | "
             f"{_fmt_seconds(r.setup_seconds)} | {_fmt_seconds(r.solve_seconds)} | "
             f"{_fmt_seconds(r.total_seconds)} | {r.true_residual:.1e} | {_verdict(r)} | "
-            f"{_fmt_bytes(r.peak_memory_bytes)} | {_fmt_cond(r.condition_estimate)} |"
+            f"{_fmt_bytes(r.peak_memory_bytes)} | {_fmt_cond(r.condition_estimate)} |{mins}"
         )
+    if repeats > 1:
+        rows.insert(0, f"Times: median of {repeats} repeats (min: the fastest).\n")
     notes = [
         f"- {r.problem} / {r.method}: {r.error or '; '.join(r.flags)}"
         for r in results.runs
@@ -94,10 +110,11 @@ def sequence_table(results: BenchmarkResults) -> str:
     """
     if not results.sequences:
         return ""
+    repeated = _repeats([f for s in results.sequences for f in s.frames]) > 1
     rows = [
         "| sequence | method | frames | iterations (min-max) | setup s | solve s | total s | "
-        "all converged |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "all converged |" + (" total s min |" if repeated else ""),
+        "|---|---|---:|---:|---:|---:|---:|---|" + ("---:|" if repeated else ""),
     ]
     for s in results.sequences:
         its = s.iterations
@@ -106,6 +123,7 @@ def sequence_table(results: BenchmarkResults) -> str:
             f"| {s.sequence} | {s.method} | {len(s.frames)} | {span} | "
             f"{_fmt_seconds(s.setup_seconds)} | {_fmt_seconds(s.solve_seconds)} | "
             f"{_fmt_seconds(s.total_seconds)} | {'yes' if s.converged else 'no'} |"
+            + (f" {_fmt_seconds(s.total_seconds_min)} |" if repeated else "")
         )
     return "\n".join(rows)
 

@@ -8,13 +8,18 @@ For every (problem, method) the runner
 2. builds the solver again and times it (``setup_seconds``: hierarchy, factorization,
    model load, geometry forward pass), then times ``solve`` (``solve_seconds``), with the
    same ``rtol``/``atol``/``maxiter`` for every method;
+   With ``repeat=N`` the timed setup and solve run ``N`` times; the record keeps the
+   median (``setup_seconds``, ``solve_seconds``) and the minimum (``setup_seconds_min``,
+   ``solve_seconds_min``) and the iterations of every repeat, and flags the run (with a
+   warning) when they disagree;
 3. recomputes the TRUE relative residual ``||b - A x|| / ||b||`` of the returned ``x``
    itself, in float64 with the scipy matrix, and accepts a method's claim of convergence
    only if ``||b - A x|| <= max(rtol ||b||, atol) * (1 + RECHECK_SLACK)``. A method that
    claims convergence but fails the recheck is recorded as NOT converged and flagged.
 
 Peak memory over setup + solve is measured by
-:class:`~neurosolve.harness.memory.MemoryProbe`.
+:class:`~neurosolve.harness.memory.MemoryProbe`. :func:`run_suite` runs everything under one
+thread policy (``threads=``, see :mod:`neurosolve._util.threads`) and records it.
 
 Errors raised by a method are recorded in its :class:`~neurosolve.harness.records.RunRecord`
 (``error``), never propagated: one broken method does not stop a benchmark.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from neurosolve._util.progress import progress_bar
+from neurosolve._util.threads import check_threads, torch_threads
+from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError, UnknownNameError
 from neurosolve.harness.memory import MemoryProbe
 from neurosolve.harness.records import (
@@ -174,6 +182,7 @@ def run_problem(
     device: str | None = None,
     options: dict[str, Any] | None = None,
     problem: str | None = None,
+    repeat: int = 1,
 ) -> RunRecord:
     """Solve ``system`` (its ``b``) with ``method`` and measure it.
 
@@ -193,6 +202,9 @@ def run_problem(
         Extra keyword arguments for the method's factory.
     problem : str, optional
         Problem id for the record (default ``system.name``).
+    repeat : int
+        Timed setups and solves (after the warm-up); the record keeps the median and the
+        minimum of each, and flags iteration counts that differ between repeats.
 
     Returns
     -------
@@ -216,6 +228,7 @@ def run_problem(
         device=device,
         options=options,
         problem=problem,
+        repeat=repeat,
     )[0]
 
 
@@ -230,6 +243,7 @@ def measure_solve(
     device: str | None = None,
     options: dict[str, Any] | None = None,
     problem: str | None = None,
+    repeat: int = 1,
 ) -> tuple[RunRecord, np.ndarray | None]:
     """Like :func:`run_problem`, also returning the solution (float64, or None on error).
 
@@ -243,6 +257,7 @@ def measure_solve(
     """
     from neurosolve.solvers import stopping_threshold
 
+    repeat = integer(repeat, "repeat", minimum=1)
     name = problem or getattr(system, "name", "") or "problem"
     if getattr(system, "b", None) is None:
         raise InvalidInputError(f"system {name!r} has no right-hand side (system.b is None)")
@@ -261,6 +276,7 @@ def measure_solve(
             maxiter=maxiter,
             warmup=warmup,
             device=device,
+            repeat=repeat,
         )
     except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the run
         logger.warning("%s on %s failed: %s: %s", method, name, type(exc).__name__, exc)
@@ -285,7 +301,11 @@ def measure_solve(
 
 @dataclass
 class _Solve:
-    """One timed setup + solve: the result, its ``x`` in float64, clocks and memory probes."""
+    """The timed setups + solves of one run.
+
+    The last result, its ``x`` in float64, the last repeat's clocks and callback stamps,
+    every repeat's times and iterations, and the memory probes.
+    """
 
     result: Any
     x: np.ndarray
@@ -295,28 +315,76 @@ class _Solve:
     t1: float
     t2: float
     probes: list[MemoryProbe]
+    setup_times: list[float]
+    solve_times: list[float]
+    iterations: list[int]
 
 
-def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device) -> _Solve:
-    """The (optional) untimed warm-up, then the timed setup and solve."""
-    from neurosolve.solvers import make_solver
-
+def _timed_solve(
+    system, method, b, opts, *, rtol, atol, maxiter, warmup, device, repeat=1
+) -> _Solve:
+    """The (optional) untimed warm-up, then ``repeat`` timed setups and solves."""
     probes = []
+    # Time stamps per iteration come from a callback unless the method keeps its own clock
+    # (info["times"], as the warm-up shows): a callback receives a copy of x_k, which the
+    # timed solve should not pay for. On a GPU the copy would also synchronize.
+    stamp = not _is_cuda(device)
     if warmup:
         probes.append(MemoryProbe(device, trace=True))
         with probes[-1]:
-            _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
+            _, warm = _build_and_solve(system, method, opts, rtol=rtol, atol=atol, maxiter=maxiter)
             _sync(device)
+        stamp = stamp and not _keeps_clock(warm)
+    setups, solves, iterations = [], [], []
+    for _ in range(repeat):
+        result, stamps, (t0, t1, t2), probe = _timed_once(
+            system,
+            method,
+            b,
+            opts,
+            rtol=rtol,
+            atol=atol,
+            maxiter=maxiter,
+            device=device,
+            stamp=stamp,
+        )
+        probes.append(probe)
+        setups.append(t1 - t0)
+        solves.append(t2 - t1)
+        iterations.append(int(result.iterations))
+    x = _to_numpy(result.x)
+    if x.size != b.size:
+        raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
+    residuals = np.asarray(result.residuals, dtype=np.float64)
+    clocks = (stamps, t0, t1, t2, probes)
+    return _Solve(result, x.reshape(b.shape), residuals, *clocks, setups, solves, iterations)
+
+
+def _keeps_clock(result: Any) -> bool:
+    """Whether ``result`` has its own time stamp for every entry of its residuals."""
+    times = (result.info or {}).get("times")
+    try:  # one clock, as _residual_times reads it (not one per column of a block)
+        values = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    residuals = np.asarray(result.residuals)
+    return times is not None and values.ndim == 1 and values.size == len(residuals)
+
+
+def _timed_once(system, method, b, opts, *, rtol, atol, maxiter, device, stamp):
+    """One timed setup and solve: the result, callback stamps, clocks and memory probe."""
+    from neurosolve.solvers import make_solver
+
     stamps: list[float] = []
 
-    def stamp(*args: Any, **kwargs: Any) -> None:
+    def on_iteration(*args: Any, **kwargs: Any) -> None:
         stamps.append(time.perf_counter())
 
-    # On a GPU a callback would copy x_k to the host every iteration; there the
-    # residual times come from the method's own info["times"] (or are spread evenly).
-    callback = None if _is_cuda(device) else stamp
-    probes.append(MemoryProbe(device, trace=False))
-    with probes[-1]:
+    # Without a callback the residual times come from the method's own info["times"]
+    # (or are spread evenly over the solve).
+    callback = on_iteration if stamp else None
+    probe = MemoryProbe(device, trace=False)
+    with probe:
         _sync(device)
         t0 = time.perf_counter()
         solver = make_solver(method, system, **opts)
@@ -325,23 +393,30 @@ def _timed_solve(system, method, b, opts, *, rtol, atol, maxiter, warmup, device
         result = solver.solve(b, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
         _sync(device)
         t2 = time.perf_counter()
-    x = _to_numpy(result.x)
-    if x.size != b.size:
-        raise InvalidInputError(f"the method returned x of shape {x.shape} for b of {b.shape}")
-    residuals = np.asarray(result.residuals, dtype=np.float64)
-    return _Solve(result, x.reshape(b.shape), residuals, stamps, t0, t1, t2, probes)
+    return result, stamps, (t0, t1, t2), probe
 
 
 def _fill_record(record: RunRecord, solve: _Solve) -> None:
     """Copy what the method reported (and the clocks and memory) into ``record``."""
     result, residuals = solve.result, solve.residuals
-    record.setup_seconds = solve.t1 - solve.t0
-    record.solve_seconds = solve.t2 - solve.t1
+    record.setup_seconds = statistics.median(solve.setup_times)
+    record.solve_seconds = statistics.median(solve.solve_times)
+    record.setup_seconds_min = min(solve.setup_times)
+    record.solve_seconds_min = min(solve.solve_times)
+    record.repeats = len(solve.solve_times)
+    record.repeat_iterations = list(solve.iterations)
+    if len(set(solve.iterations)) > 1:
+        record.flags.append(
+            f"iteration counts differ across the {record.repeats} repeats: {solve.iterations}"
+        )
+        logger.warning("%s on %s: %s", record.method, record.problem, record.flags[-1])
     record.iterations = int(result.iterations)
     record.matvecs = int(result.matvecs)
     record.status = result.status.value
     record.reason = result.reason
     record.claimed_converged = bool(result.converged)
+    threads = (result.info or {}).get("threads")
+    record.threads = int(threads) if threads is not None else None
     if residuals.ndim > 1:  # a batch: the worst column
         residuals = residuals.max(axis=tuple(range(1, residuals.ndim)))
     record.residuals = [float(r) for r in residuals]
@@ -421,13 +496,15 @@ def run_sequence(
     device: str | None = None,
     method_options: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
+    repeat: int = 1,
     _bar=None,
 ) -> list[SequenceRecord]:
     """Solve a list of systems in order with each method, a fresh setup every frame.
 
     This is the time-to-solution of a simulation whose matrix changes every time step:
     a method with an expensive setup (an AMG hierarchy) pays it every frame. The warm-up
-    (when enabled) runs once per method, on the first frame only.
+    (when enabled) runs once per method, on the first frame only; ``repeat`` times every
+    frame that many times (see :func:`run_problem`).
 
     Returns
     -------
@@ -460,6 +537,7 @@ def run_sequence(
                     device=device,
                     options=method_options.get(method),
                     problem=f"{name}-f{k}",
+                    repeat=repeat,
                 )
                 run.frame = k
                 record.frames.append(run)
@@ -483,6 +561,8 @@ def run_suite(
     method_options: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
     on_record: Callable[[RunRecord], None] | None = None,
+    repeat: int = 1,
+    threads: int | str | None = None,
 ) -> BenchmarkResults:
     """Run every method on every problem and sequence of ``suite``.
 
@@ -504,6 +584,14 @@ def run_suite(
         Show a tqdm bar over (problem, method) (only on a terminal).
     on_record : callable, optional
         Called with each finished :class:`RunRecord` (e.g. to log as results arrive).
+    repeat : int
+        Timed setups and solves per (problem, method); median and minimum are recorded.
+    threads : {"auto"} or int or None
+        torch intra-op threads for the whole run (every setup, solve and warm-up; see
+        :mod:`neurosolve._util.threads`): an int fixes the count, ``"auto"`` lets each
+        solver choose by its size, ``None`` (default) leaves torch's setting. The count in
+        effect is recorded in ``machine.torch_threads``, the setting in
+        ``options["threads"]`` and each solve's count in :attr:`RunRecord.threads`.
 
     Returns
     -------
@@ -525,16 +613,40 @@ def run_suite(
         raise InvalidInputError(f"suite must be a Suite or a suite name, got {type(suite)}")
     methods = check_methods(methods)
     method_options = method_options or {}
-    results = BenchmarkResults(
-        suite=suite.name,
-        rtol=float(rtol),
-        atol=float(atol),
-        maxiter=maxiter,
-        methods=list(methods),
-        machine=machine_info(device),
-        created=now_utc(),
-        options={"warmup": warmup, "method_options": method_options},
-    )
+    repeat = integer(repeat, "repeat", minimum=1)
+    threads = check_threads(threads)
+    settings = {
+        "rtol": rtol,
+        "atol": atol,
+        "maxiter": maxiter,
+        "warmup": warmup,
+        "device": device,
+        "repeat": repeat,
+    }
+    import torch  # noqa: F401 -- loaded before the thread policy, so that it applies
+
+    with torch_threads(threads):
+        results = BenchmarkResults(
+            suite=suite.name,
+            rtol=float(rtol),
+            atol=float(atol),
+            maxiter=maxiter,
+            methods=list(methods),
+            machine=machine_info(device),
+            created=now_utc(),
+            options={
+                "warmup": warmup,
+                "method_options": method_options,
+                "repeat": repeat,
+                "threads": threads,
+            },
+        )
+        _run_all(suite, methods, results, settings, method_options, progress, on_record)
+    return results
+
+
+def _run_all(suite, methods, results, settings, method_options, progress, on_record) -> None:
+    """Every (problem, method) and (sequence, method) of ``suite`` into ``results``."""
     total = len(methods) * (len(suite.problems) + sum(s.frames for s in suite.sequences))
     with contextlib.closing(
         progress_bar(total=total, enabled=progress, lines=True, desc=f"bench {suite.name}")
@@ -547,13 +659,9 @@ def run_suite(
                 record = run_problem(
                     system,
                     method,
-                    rtol=rtol,
-                    atol=atol,
-                    maxiter=maxiter,
-                    warmup=warmup,
-                    device=device,
                     options=method_options.get(method),
                     problem=spec.id,
+                    **settings,
                 )
                 results.runs.append(record)
                 if on_record is not None:
@@ -567,13 +675,8 @@ def run_suite(
                     seq.build(),
                     methods,
                     name=seq.id,
-                    rtol=rtol,
-                    atol=atol,
-                    maxiter=maxiter,
-                    warmup=warmup,
-                    device=device,
                     method_options=method_options,
                     _bar=bar,
+                    **settings,
                 )
             )
-    return results

@@ -100,7 +100,9 @@ def solve(
         Settings of the method (``device``, ``dtype``, ``preconditioner``, ``history``...;
         :func:`method_options` lists them); ``M`` is accepted as scipy's name of
         ``preconditioner``. For torch methods ``device`` defaults to the device of a tensor
-        ``b``.
+        ``b``. ``threads`` (every method: ``"auto"``, an int or None) is torch's intra-op
+        thread count for the setup and the solve, restored afterwards (see
+        :func:`make_solver`); ``"auto"`` runs small problems on one thread.
 
     Returns
     -------

@@ -2,16 +2,20 @@
 
 A solver object does its setup (checks, factorization, hierarchy, network load) in its
 constructor, keeps its settings, and solves any number of right-hand sides with
-:meth:`Solver.solve`. The ``solve`` docstring and the per-call argument checks live here
-once; a method implements :meth:`Solver._solve` only.
+:meth:`Solver.solve`. The ``solve`` docstring, the per-call argument checks and the thread
+policy (:func:`~neurosolve._util.threads.torch_threads` around every solve, with the
+solver's :attr:`Solver.threads`) live here once; a method implements :meth:`Solver._solve`
+only.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from neurosolve._util.threads import torch_threads
 from neurosolve._util.validate import integer
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers._convert import match_input
@@ -35,11 +39,17 @@ class Solver(abc.ABC):
         Whether the method needs the structured grid of the system.
     setup_seconds : float
         Wall time of the setup done in the constructor.
+    threads : {"auto"} or int or None
+        torch intra-op threads of :meth:`solve` (see :mod:`neurosolve._util.threads`):
+        ``"auto"`` (default) one thread below a measured problem size and torch's setting
+        above it, an int that many, ``None`` torch's setting. ``make_solver(...,
+        threads=...)`` sets it (and builds the solver under the same policy).
     """
 
     name: ClassVar[str] = "solver"
     needs_grid: ClassVar[bool] = False
     setup_seconds: float = 0.0
+    threads: int | str | None = "auto"
 
     def solve(
         self,
@@ -76,7 +86,8 @@ class Solver(abc.ABC):
         SolveResult
             ``x``, ``status`` (with its ``message``), ``iterations``, the relative residual
             history, setup and solve times, and the method's statistics in ``info`` (a
-            :class:`~neurosolve.solvers.result.SolveInfo`).
+            :class:`~neurosolve.solvers.result.SolveInfo`; ``info["threads"]``: the torch
+            intra-op threads the solve ran under, when torch is loaded).
 
         Raises
         ------
@@ -86,7 +97,11 @@ class Solver(abc.ABC):
         stopping_threshold(1.0, rtol, atol)  # validates rtol / atol
         if maxiter is not None:
             maxiter = integer(maxiter, "maxiter", minimum=0)
-        result = self._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        size = math.prod(getattr(b, "shape", None) or (0,)) or None
+        with torch_threads(self.threads, size) as threads:
+            result = self._solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        if threads is not None and isinstance(result, SolveResult):
+            result.info.extra.setdefault("threads", threads)
         return match_input(result, b)  # x as b came in: type, float dtype, device
 
     @abc.abstractmethod

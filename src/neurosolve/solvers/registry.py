@@ -16,7 +16,9 @@ attributes ``description`` (one line; default: the first line of its docstring) 
 from the factory's signature (following ``**options`` up the class hierarchy), scipy's
 ``M=`` is accepted for ``preconditioner=``, and an unknown name is an
 :class:`~neurosolve.errors.InvalidInputError` naming the method, suggesting a close match
-(``tol`` -> ``rtol``) and listing the options.
+(``tol`` -> ``rtol``) and listing the options. ``threads=`` is taken by every method: it is
+the thread policy (:mod:`neurosolve._util.threads`) under which :func:`make_solver` builds
+the solver and :meth:`~neurosolve.solvers.base.Solver.solve` runs, not a factory option.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from neurosolve._util.threads import check_threads, torch_threads
 from neurosolve.errors import InvalidInputError, UnknownNameError
+from neurosolve.solvers.base import Solver
 
 __all__ = [
     "BUILTIN_METHODS",
@@ -318,6 +322,15 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _rows(A: Any) -> int | None:
+    """Unknowns of ``A`` (a LinearSystem, a matrix or an operator), None when unknown."""
+    rows = getattr(A, "n", None)
+    if rows is None:
+        shape = getattr(A, "shape", None)
+        rows = shape[0] if shape else None
+    return int(rows) if hasattr(rows, "__index__") else None
+
+
 def make_solver(method: str, A: Any, **options: Any) -> Any:
     """Build the solver object of ``method`` for the operator ``A``.
 
@@ -330,6 +343,17 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
     **options
         Method-specific settings (device, dtype, preconditioner, ...); see
         :func:`method_options`. ``M`` is accepted as scipy's name of ``preconditioner``.
+
+    Other Parameters
+    ----------------
+    threads : {"auto"} or int or None
+        torch intra-op threads for the setup here and for every ``solve`` of the solver
+        (its :attr:`~neurosolve.solvers.base.Solver.threads`): ``"auto"`` (default) one
+        thread below :data:`~neurosolve._util.threads.SERIAL_BELOW` unknowns (measured by
+        ``benchmarks/thread_policy.py``) and torch's setting above it, an int exactly that
+        many (restored afterwards), ``None`` torch's setting. A solver of a run-time
+        registration that is not a :class:`~neurosolve.solvers.base.Solver` gets the
+        policy for its setup only.
 
     Returns
     -------
@@ -352,8 +376,11 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
     >>> solver = make_solver("scipy-cg", sp.diags([2.0, 3.0]).tocsr())
     >>> solver.solve(np.array([2.0, 3.0])).x
     array([1., 1.])
+    >>> make_solver("cg", sp.diags([2.0, 3.0]).tocsr(), threads=1).solve(np.ones(2)).info["threads"]
+    1
     """
     factory = get_factory(method)
+    threads = check_threads(options.pop("threads", "auto"))
     options = check_options(method, options)
     if needs_grid(method) and getattr(A, "grid", None) is None:
         raise InvalidInputError(
@@ -362,7 +389,8 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
             "matrix use " + ", ".join(m for m in available() if not needs_grid(m))
         )
     try:
-        return factory(A, **options)
+        with torch_threads(threads, _rows(A)):
+            solver = factory(A, **options)
     except TypeError as exc:
         # An open **options passed on to a class that refuses a name (e.g. mgpc-pcg's
         # options going to its inner PCG): the same error as a name refused up front.
@@ -371,3 +399,6 @@ def make_solver(method: str, A: Any, **options: Any) -> Any:
             raise
         key = str(exc).rsplit("argument", 1)[-1].strip(" '\"")
         raise _unknown_option(method, key, names) from exc
+    if isinstance(solver, Solver):
+        solver.threads = threads
+    return solver

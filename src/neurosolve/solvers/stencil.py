@@ -27,11 +27,13 @@ from neurosolve._util.validate import float_dtype
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.compiled import CompiledKernel
 
 __all__ = [
     "SparseOperator",
     "StencilOperator",
     "apply_stencil",
+    "smoothing_step",
     "stencil_from_csr",
     "stencil_residual",
 ]
@@ -41,7 +43,10 @@ __all__ = [
 # The kernel
 # ---------------------------------------------------------------------------------------------
 def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``A u`` for batches of 5/7-point stencils and fields.
+    """``A u`` for batches of 5/7-point stencils and fields, in one fused pass.
+
+    Compiled (see :mod:`neurosolve.solvers.compiled`) for large fields, eager otherwise;
+    both forms add the same terms in the same order.
 
     Parameters
     ----------
@@ -63,13 +68,14 @@ def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tens
     >>> apply_stencil(d, c, torch.ones(1, 1, 3))
     tensor([[[1., 0., 1.]]])
     """
-    return _add_couplings(diagonal * u, couplings, u, 1.0)
+    _check_couplings(couplings, u)
+    return PRODUCT(diagonal, couplings, _pad(u))
 
 
 def stencil_residual(
     diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, f: torch.Tensor
 ) -> torch.Tensor:
-    """``f - A u`` for the stencils of :func:`apply_stencil`, in one pass per coefficient.
+    """``f - A u`` for the stencils of :func:`apply_stencil`, in one fused pass.
 
     Examples
     --------
@@ -78,29 +84,58 @@ def stencil_residual(
     >>> stencil_residual(d, c, torch.ones(1, 1, 3), torch.ones(1, 1, 3))
     tensor([[[0., 1., 0.]]])
     """
-    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, u, -1.0)
+    _check_couplings(couplings, u)
+    return RESIDUAL(diagonal, couplings, _pad(u), f)
 
 
-def _add_couplings(
-    out: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, value: float
+def smoothing_step(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    weights: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
 ) -> torch.Tensor:
-    """``out += value * (off-diagonal part of A) u`` in place; returns ``out``.
+    """One weighted Jacobi-type step ``u + w (f - A u)``, residual and update in one pass.
 
-    The zero-padded form: ``u`` is padded by one zero cell on every side of every grid axis,
-    and each coupling is one fused multiply-add (``addcmul_``) of a full-size coefficient
-    array with a shifted full-size view of the padded field, so every term is the same
-    elementwise loop (the shape a compiler fuses into one pass). Per cell the terms are
-    added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a coupling to a cell
-    outside the grid multiplies the zero padding.
+    ``weights`` (``(G, 1, *grid)``, per cell) scale the residual; the stencil and fields are
+    those of :func:`apply_stencil`.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 3), 2.0)
+    >>> c = torch.tensor([[[0.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]])
+    >>> smoothing_step(d, c, torch.full((1, 1, 3), 0.5), torch.zeros(1, 1, 3), torch.ones(1, 1, 3))
+    tensor([[[0.5000, 0.5000, 0.5000]]])
     """
+    _check_couplings(couplings, u)
+    return SMOOTHING_STEP(diagonal, couplings, weights, _pad(u), f)
+
+
+def _check_couplings(couplings: torch.Tensor, u: torch.Tensor) -> None:
+    """Refuse couplings whose channel count does not fit the fields' dimension."""
     ndim = u.dim() - 2
-    if couplings.shape[1] != 2 * ndim:
+    if couplings.dim() != u.dim() or couplings.shape[1] != 2 * ndim:
         raise InvalidInputError(
             f"couplings of shape {tuple(couplings.shape)} do not fit {ndim}D fields "
             f"{tuple(u.shape)}: expected {2 * ndim} channels"
         )
-    padded = F.pad(u, (1, 1) * ndim)
-    shape = u.shape[2:]
+
+
+def _add_couplings(
+    out: torch.Tensor, couplings: torch.Tensor, padded: torch.Tensor, value: float
+) -> torch.Tensor:
+    """``out += value * (off-diagonal part of A) u`` in place, ``u`` given zero-padded.
+
+    ``padded`` is ``u`` with one zero cell on every side of every grid axis (:func:`_pad`),
+    and each coupling is one fused multiply-add (``addcmul_``) of a full-size coefficient
+    array with a shifted full-size view of it, so every term is the same elementwise loop;
+    compiled, all terms are one loop of plain shifted loads (padding inside the compiled
+    code would be a masked load per neighbour, measured 1.5-2x slower). Per cell the terms
+    are added in the order diagonal, then ``-e_0, +e_0, -e_1, ...``; a coupling to a cell
+    outside the grid multiplies the zero padding.
+    """
+    shape = couplings.shape[2:]
+    ndim = len(shape)
     inner = [slice(1, 1 + n) for n in shape]
     for a in range(ndim):
         for side, start in ((0, 0), (1, 2)):  # -e_a reads padded cell c, +e_a cell c + 2
@@ -112,6 +147,50 @@ def _add_couplings(
     return out
 
 
+def _pad(u: torch.Tensor) -> torch.Tensor:
+    """``u`` with one zero cell on both sides of every grid axis (axes 2 on)."""
+    return F.pad(u, (1, 1) * (u.dim() - 2))
+
+
+def _interior(padded: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    return padded[(slice(None), slice(None), *(slice(1, 1 + n) for n in shape))]
+
+
+def _product(diagonal: torch.Tensor, couplings: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+    u = _interior(padded, couplings.shape[2:])
+    return _add_couplings(diagonal * u, couplings, padded, 1.0)
+
+
+def _residual(
+    diagonal: torch.Tensor, couplings: torch.Tensor, padded: torch.Tensor, f: torch.Tensor
+) -> torch.Tensor:
+    u = _interior(padded, couplings.shape[2:])
+    return _add_couplings(torch.addcmul(f, diagonal, u, value=-1.0), couplings, padded, -1.0)
+
+
+def _smoothing_step(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    weights: torch.Tensor,
+    padded: torch.Tensor,
+    f: torch.Tensor,
+) -> torch.Tensor:
+    u = _interior(padded, couplings.shape[2:])
+    return torch.addcmul(u, weights, _residual(diagonal, couplings, padded, f))
+
+
+# The kernels: compiled when the largest argument (the couplings, 2 d values per cell) has
+# at least MIN_COMPILED_NUMEL elements (a 28^3 or 182^2 grid). Below, the eager form is as
+# fast (its arrays sit in cache and the compiled call's fixed cost, some 30 us, is not
+# paid back; benchmarks/stencil_kernel.py) and tests and small solves never wait for a
+# compiler; above, the fused pass saves the eager form's passes over memory.
+MIN_COMPILED_NUMEL = 2**17
+_SIZED = {"min_numel": MIN_COMPILED_NUMEL, "size_arg": 1}  # sized by the couplings
+PRODUCT = CompiledKernel(_product, name="stencil product", **_SIZED)
+RESIDUAL = CompiledKernel(_residual, name="stencil residual", **_SIZED)
+SMOOTHING_STEP = CompiledKernel(_smoothing_step, name="smoothing step", **_SIZED)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading the stencil of a CSR matrix
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +200,14 @@ def stencil_from_csr(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     Every stored value is an entry of the matrix, bit for bit (duplicates summed, explicit
     zeros dropped), so the arrays reproduce *any* such matrix (variable coefficients,
     obstacles, matrices exported by other codes).
+
+    The read is a few vectorized passes over the entries: the offset between the grid cells
+    of an entry's column and row (``-+stride_a`` along axis ``a``, 0 on the diagonal) names
+    its coupling through a lookup table, and every entry is scattered straight to its place
+    in one array holding the couplings and the diagonal. An offset the table does not know
+    is off the pattern; a face offset that wraps around the end of a grid line (e.g.
+    ``c + 1`` from the last cell of a row) lands on a grid face where no coupling exists,
+    which is checked on those faces alone.
 
     Parameters
     ----------
@@ -152,40 +239,101 @@ def stencil_from_csr(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     ...
     neurosolve.errors.InvalidInputError: matrix is 5x5 but the grid has 4 fluid cells...
     """
-    rows, cols, vals = _csr_entries(matrix, grid)
-    # Work with linear cell indices: a face neighbour along axis a differs by +-stride_a,
-    # and must not wrap around (checked on the coordinate along a only).
+    csr = _csr_entries(matrix, grid)
+    shape, ndim = tuple(grid.shape), grid.ndim
+    out = _scatter_entries(csr, grid)
+    if out is None:
+        raise _off_pattern_error(csr, grid)
+    out = out.reshape(2 * ndim + 1, *shape)
+    couplings = out[: 2 * ndim]
+    for a in range(ndim):  # a coupling on the outer face of its own direction wrapped around
+        if couplings[2 * a].take(0, axis=a).any() or couplings[2 * a + 1].take(-1, axis=a).any():
+            raise _off_pattern_error(csr, grid)
+    return out[2 * ndim], couplings
+
+
+_CHUNK_ROWS = 1 << 14  # rows per pass: the temporaries stay in cache (3x faster at 64^3)
+
+
+def _scatter_entries(csr: sp.csr_matrix, grid: Grid) -> np.ndarray | None:
+    """The non-zero entries scattered to ``(2 d + 1) * N`` slots; None if one is off the table.
+
+    Slots ``0 .. 2 d - 1`` hold the couplings, slot ``2 d`` the diagonal, of every cell.
+    Rows are read in chunks of :data:`_CHUNK_ROWS`: per chunk, the grid cell of every
+    entry's row (a repeat), the cell offset of its column (one gather), its slot (one table
+    lookup) and the scatter, every temporary small enough to stay in cache.
+    """
+    cells_total = grid.num_cells
+    cells = np.flatnonzero(grid.fluid.ravel())
+    shifted = cells + (cells_total - 1)  # table index = column cell - row cell + N - 1
+    table = _slot_table(tuple(grid.shape))
+    out = np.zeros((2 * grid.ndim + 1) * cells_total)
+    indptr, indices, data = csr.indptr, csr.indices, csr.data
+    for start in range(0, csr.shape[0], _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, csr.shape[0])
+        lo, hi = indptr[start], indptr[stop]
+        rcell = np.repeat(cells[start:stop], np.diff(indptr[start : stop + 1]))
+        place = np.take(shifted, indices[lo:hi])
+        place -= rcell
+        place = np.take(table, place)
+        place += rcell  # slot * N + row cell; negative off the stencil
+        values = data[lo:hi]
+        if np.count_nonzero(values) < values.size:  # explicit zeros: dropped, as A's zeros
+            keep = values != 0
+            place, values = place[keep], values[keep]
+        if place.size and place.min() < 0:
+            return None
+        out[place] = values
+    return out
+
+
+def _slot_table(shape: tuple[int, ...]) -> np.ndarray:
+    """``table[delta + N - 1]``: ``slot * N`` for the cell offsets of the stencil, else < -N.
+
+    Slot ``2 a`` is the coupling to ``-e_a``, ``2 a + 1`` to ``+e_a``, ``2 d`` the diagonal.
+    Axes of one cell have no neighbours (and their strides would alias another axis').
+    """
+    ndim, cells = len(shape), int(np.prod(shape))
+    table = np.full(2 * cells - 1, -(2 * ndim + 2) * cells, dtype=np.int64)
+    table[cells - 1] = 2 * ndim * cells
+    for a in range(ndim):
+        stride = int(np.prod(shape[a + 1 :]))
+        if shape[a] > 1:
+            table[cells - 1 - stride] = 2 * a * cells
+            table[cells - 1 + stride] = (2 * a + 1) * cells
+    return table
+
+
+def _off_pattern_error(csr: sp.csr_matrix, grid: Grid) -> InvalidInputError:
+    """The refusal of a matrix with entries off the stencil: how many, and the first one.
+
+    Entry by entry (the error path only): the non-zero entries in CSR order, each one
+    either the diagonal or a face neighbour that does not wrap around a grid line.
+    """
+    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+    keep = csr.data != 0
+    rows, cols = rows[keep], csr.indices[keep].astype(np.int64)
     cells = np.flatnonzero(grid.fluid.ravel())
     rcell = cells[rows]
     delta = cells[cols] - rcell
-    slot = np.full(rows.size, -1, dtype=np.int64)
-    is_diag = delta == 0
-    strides = [int(np.prod(grid.shape[a + 1 :])) for a in range(grid.ndim)]
-    for a, (stride, size) in enumerate(zip(strides, grid.shape, strict=True)):
-        for sign in (-1, 1):
-            m = np.flatnonzero((delta == sign * stride) & (slot < 0))
-            coord = (rcell[m] // stride) % size + sign
-            ok = m[(coord >= 0) & (coord < size)]
-            slot[ok] = 2 * a + (sign > 0)
-    bad = ~is_diag & (slot < 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
-        cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
-        raise InvalidInputError(
-            f"matrix has {int(bad.sum())} entries off the {2 * grid.ndim + 1}-point stencil "
-            f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
-        )
-    diagonal = np.zeros(grid.num_cells)
-    diagonal[rcell[is_diag]] = vals[is_diag]
-    couplings = np.zeros((2 * grid.ndim, grid.num_cells))
-    face = ~is_diag
-    couplings[slot[face], rcell[face]] = vals[face]
-    return diagonal.reshape(grid.shape), couplings.reshape(2 * grid.ndim, *grid.shape)
+    good = delta == 0
+    for a, size in enumerate(grid.shape):
+        stride = int(np.prod(grid.shape[a + 1 :]))
+        coord = (rcell // stride) % size
+        good |= (delta == -stride) & (coord > 0)
+        good |= (delta == stride) & (coord < size - 1)
+    bad = np.flatnonzero(~good)
+    i = int(bad[0])
+    rc = tuple(int(c) for c in np.unravel_index(rcell[i], grid.shape))
+    cc = tuple(int(c) for c in np.unravel_index(rcell[i] + delta[i], grid.shape))
+    return InvalidInputError(
+        f"matrix has {bad.size} entries off the {2 * grid.ndim + 1}-point stencil "
+        f"of grid {grid.shape}, e.g. A[{rows[i]}, {cols[i]}] couples cells {rc} and {cc}"
+    )
 
 
-def _csr_entries(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, columns and values of the non-zero entries, after the shape and finite checks."""
+def _csr_entries(matrix: Any, grid: Grid) -> sp.csr_matrix:
+    """The float64 CSR matrix, canonical (duplicates summed), after the shape/finite checks."""
     if not sp.issparse(matrix):
         raise InvalidInputError(f"A must be a scipy sparse matrix, got {type(matrix).__name__}")
     n = grid.num_unknowns
@@ -196,12 +344,9 @@ def _csr_entries(matrix: Any, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.nd
         )
     csr = sp.csr_matrix(matrix, dtype=np.float64)
     csr.sum_duplicates()
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(csr.indptr))
-    keep = csr.data != 0
-    rows, cols, vals = rows[keep], csr.indices[keep].astype(np.int64), csr.data[keep]
-    if not np.isfinite(vals).all():
+    if not np.isfinite(csr.data).all():
         raise InvalidInputError("matrix has NaN/Inf entries")
-    return rows, cols, vals
+    return csr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +540,12 @@ class StencilOperator(nn.Module):
 class SparseOperator:
     """A scipy sparse matrix as a torch sparse CSR tensor (CPU or CUDA, float32/float64).
 
-    The grid-free fallback of the torch solvers: any SPD matrix, no structure assumed.
+    The grid-free fallback of the torch solvers: any SPD matrix, no structure assumed. The
+    indices are stored as int32 when the matrix allows (half the index traffic of int64),
+    and one column is multiplied as a vector (``mv``): on one CPU thread that product is
+    within 10% of scipy's CSR product at 64^3 and 128^3, where the int64 ``(n, 1)`` product
+    took 2x and 4x scipy's time (``benchmarks/cg_per_iteration.py``), and it runs on
+    torch's threads (scipy's is serial).
 
     Parameters
     ----------
@@ -422,11 +572,12 @@ class SparseOperator:
         csr = sp.csr_matrix(A, dtype=np.float64)
         csr.sum_duplicates()
         self.shape = csr.shape
+        index = np.int32 if max(csr.nnz, csr.shape[0]) < np.iinfo(np.int32).max else np.int64
         with warnings.catch_warnings():  # "sparse CSR support is in beta" is not for users
             warnings.simplefilter("ignore", UserWarning)
             self.matrix = torch.sparse_csr_tensor(
-                torch.from_numpy(csr.indptr.astype(np.int64)),
-                torch.from_numpy(csr.indices.astype(np.int64)),
+                torch.from_numpy(csr.indptr.astype(index)),
+                torch.from_numpy(csr.indices.astype(index)),
                 torch.from_numpy(csr.data),
                 size=csr.shape,
                 check_invariants=False,
@@ -448,6 +599,8 @@ class SparseOperator:
 
     def apply_internal(self, v: torch.Tensor) -> torch.Tensor:
         """``A v`` for ``(n,)`` or ``(n, k)``."""
+        if v.dim() == 2 and v.shape[1] == 1:  # one column: the vector kernel
+            return torch.mv(self.matrix, v[:, 0]).unsqueeze(1)
         return self.matrix @ v
 
     def diagonal_internal(self) -> torch.Tensor:
@@ -460,7 +613,7 @@ class SparseOperator:
             raise InvalidInputError(
                 f"expected (n,) or (n, k) with n={self.num_unknowns}, got {tuple(x.shape)}"
             )
-        return self.matrix @ x.to(device=self.device, dtype=self.dtype)
+        return self.apply_internal(x.to(device=self.device, dtype=self.dtype))
 
     def __repr__(self) -> str:
         nnz = int(self.matrix._nnz())

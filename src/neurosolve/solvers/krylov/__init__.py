@@ -27,14 +27,17 @@ the iteration of the minimum so far.
 
 Residual history
 ----------------
-``history="true"`` (default) records the true relative residual ``||b - A x_k|| / ||b||`` at
-every iteration at the price of one extra product with ``A`` per iteration (counted in
-``matvecs``; for a 5/7-point operator this is about a third of an iteration's cost).
-``history="recurrence"`` (alias ``"cheap"``) records the recurrence residual instead (free)
-except for the first entry (``b - A x_0``) and each column's final entry, which are true
-residuals; use it for timings. In both modes convergence is only declared on the true
-residual. ``setup_seconds`` is the operator / preconditioner build; input checks are not
-counted.
+``history="recurrence"`` (default; alias ``"cheap"``) records the recurrence residual
+``||r_k|| / ||b||`` at every iteration, which costs nothing, except for the first entry
+(``b - A x_0``) and each column's final entry, which are true residuals. The true residual
+``b - A x_k`` is computed in float64 only where a decision rests on it: at every claimed
+convergence (the recurrence residual met the tolerance) and at each residual replacement.
+``history="true"`` records the true relative residual ``||b - A x_k|| / ||b||`` at every
+iteration at the price of one extra product with ``A`` per iteration (counted in
+``matvecs``; for a 5/7-point operator about a third of an iteration's cost); a column
+then also stops as soon as that true residual meets the tolerance. In both modes
+convergence is only declared on the true residual. ``setup_seconds`` is the operator /
+preconditioner build; input checks are not counted.
 
 For CG and PCG the Lanczos coefficients (``alphas``, ``betas``) are kept in ``info``, and
 :func:`condition_estimate` turns them into an estimate of the condition number of the

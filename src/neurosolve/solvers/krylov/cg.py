@@ -4,25 +4,34 @@ One :class:`Run` is one (batched) solve: :meth:`Run.start` forms the initial res
 direction, :meth:`Run.step` does one iteration (step length, update, residual statistics,
 :meth:`Run.decide` on every column, residual replacement, next direction), and
 :meth:`Run.finish` assembles the :class:`~neurosolve.solvers.result.SolveResult`. What differs
-between the methods lives in a :class:`Variant` strategy: how the step length's numerator is
-formed, the extra inner products a method needs, ``beta`` and the next search direction
-(:class:`ConjugateGradient` for CG and PCG, :class:`PolakRibiere` and
-:class:`TruncatedFlexible` for flexible CG). The stopping rule, residual replacement and
-history modes are documented in :mod:`neurosolve.solvers.krylov`.
+between the methods lives in a :class:`~neurosolve.solvers.krylov.variants.Variant`
+strategy (:mod:`neurosolve.solvers.krylov.variants`, re-exported here): how the step
+length's numerator is formed, the extra inner products a method needs, ``beta`` and the next
+search direction. The stopping rule, residual replacement and history modes are documented
+in :mod:`neurosolve.solvers.krylov`.
 """
 
 from __future__ import annotations
 
-import abc
 import logging
+import math
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers.krylov.variants import (
+    ConjugateGradient,
+    PolakRibiere,
+    TruncatedFlexible,
+    Variant,
+    coldot,
+    colnorm,
+    host_values,
+)
 from neurosolve.solvers.result import SolveInfo, SolveResult, Status, stopping_threshold
 from neurosolve.solvers.system import check_vector, rhs_scales
 
@@ -31,184 +40,6 @@ __all__ = ["ConjugateGradient", "PolakRibiere", "Run", "TruncatedFlexible", "Var
 logger = logging.getLogger(__name__)
 
 _ACTIVE = -1  # status code of a column still iterating; stopped ones hold Status.severity
-
-Preconditioner = Callable[[torch.Tensor, bool], torch.Tensor] | None
-
-
-def _colnorm(v: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(v, dim=0)
-
-
-def _coldot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    if u.shape[1] == 1:  # one fused kernel for a single right-hand side
-        return torch.vdot(u.reshape(-1), v.reshape(-1)).reshape(1)
-    return (u * v).sum(dim=0)
-
-
-def _axpy(y: torch.Tensor, x: torch.Tensor, a: Any) -> None:
-    """``y += a * x`` in place; ``a`` is a Python/NumPy scalar (1 column) or a (k,) tensor."""
-    if isinstance(a, torch.Tensor):
-        y.addcmul_(x, a)
-    else:
-        y.add_(x, alpha=float(np.asarray(a).reshape(-1)[0]))
-
-
-def _host(values: list[torch.Tensor]) -> np.ndarray:
-    """Per-column scalars on the host in float64: one synchronization for all of them."""
-    return torch.stack(values).cpu().numpy().astype(np.float64)
-
-
-# ---------------------------------------------------------------------------------------------
-# Variants
-# ---------------------------------------------------------------------------------------------
-class Variant(abc.ABC):
-    """What distinguishes one CG method from another: the strategy of a :class:`Run`.
-
-    Parameters
-    ----------
-    precond : callable or None
-        ``precond(r, single) -> M r`` on the internal layout; ``None`` for no preconditioner.
-    single : bool
-        Whether the right-hand side is one vector (passed on to ``precond``).
-    """
-
-    #: The step lengths are Lanczos coefficients (kept in ``info`` as alphas / betas).
-    lanczos: ClassVar[bool] = False
-
-    def __init__(self, precond: Preconditioner, single: bool) -> None:
-        self.precond, self.single = precond, single
-
-    def precondition(self, r: torch.Tensor) -> torch.Tensor:
-        """``z = M r`` (``r`` itself without a preconditioner)."""
-        return r if self.precond is None else self.precond(r, self.single)
-
-    @abc.abstractmethod
-    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
-        """The inner products of the step length: ``p^T A p`` first, then any others."""
-
-    @abc.abstractmethod
-    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
-        """The step length's numerator from ``step_dots`` (host) and ``r_k^T z_k``."""
-
-    @abc.abstractmethod
-    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
-        """Inner products of the new preconditioned residual that :meth:`beta` needs."""
-
-    @abc.abstractmethod
-    def beta(
-        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
-    ) -> np.ndarray | None:
-        """``beta_k`` per column (``dots``: the values of ``residual_dots``), or None."""
-
-    def direction(
-        self, run: Run, z: torch.Tensor, Ap: torch.Tensor, pAp: np.ndarray, beta: Any
-    ) -> torch.Tensor:
-        """The next search direction ``p = z + beta p`` (``run.p`` is updated in place)."""
-        beta = np.where(run.active_h, beta, 0.0)
-        return run.p.mul_(run.on_device(beta)).add_(z)
-
-    def restart(self) -> None:
-        """Forget the directions kept across iterations (on a restart)."""
-        return None  # a recurrence keeps only p, which the restart replaces
-
-
-class ConjugateGradient(Variant):
-    """CG and PCG (the preconditioner, if any, a fixed SPD map).
-
-    ``alpha = r^T z / p^T A p`` and ``beta = r_{k+1}^T z_{k+1} / r_k^T z_k``; the step
-    lengths are the Lanczos coefficients of the (preconditioned) operator.
-    """
-
-    lanczos = True
-
-    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
-        """``p^T A p``."""
-        return [_coldot(p, Ap)]
-
-    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
-        """``r^T z``, kept from the previous iteration."""
-        return rz
-
-    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
-        """None needed."""
-        return []
-
-    def beta(
-        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
-    ) -> np.ndarray | None:
-        """``r_{k+1}^T z_{k+1} / r_k^T z_k``."""
-        return rz_new / rz_safe
-
-
-class PolakRibiere(Variant):
-    """Flexible CG with the Polak-Ribiere ``beta``, for preconditioners that vary.
-
-    ``alpha = p^T r / p^T A p`` and ``beta = z_{k+1}^T (r_{k+1} - r_k) / (z_k^T r_k)``, with
-    ``r_{k+1} - r_k = -alpha A p_k`` (no copy of ``r_k`` needed).
-    """
-
-    def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
-        """``p^T A p`` and ``p^T r``."""
-        return [_coldot(p, Ap), _coldot(p, r)]
-
-    def numerator(self, dots: np.ndarray, rz: np.ndarray) -> np.ndarray:
-        """``p^T r``."""
-        return dots[1]
-
-    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
-        """``z^T A p``."""
-        return [_coldot(z, Ap)]
-
-    def beta(
-        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
-    ) -> np.ndarray | None:
-        """``-alpha z^T A p / (z_k^T r_k)``."""
-        return -alpha * dots[0] / rz_safe
-
-
-class TruncatedFlexible(PolakRibiere):
-    """Notay's FCG(m): each new direction A-orthogonalized against the last ``m`` ones.
-
-    Parameters
-    ----------
-    precond, single
-        As for :class:`Variant`.
-    truncation : int
-        ``m``, the directions kept.
-    """
-
-    def __init__(self, precond: Preconditioner, single: bool, truncation: int) -> None:
-        super().__init__(precond, single)
-        self.truncation = truncation
-        self.kept: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]] = []
-
-    def residual_dots(self, z: torch.Tensor, Ap: torch.Tensor) -> list[torch.Tensor]:
-        """None: the direction comes from the explicit orthogonalization."""
-        return []
-
-    def beta(
-        self, rz_new: np.ndarray, rz_safe: np.ndarray, alpha: np.ndarray, dots: np.ndarray
-    ) -> np.ndarray | None:
-        """None: no recurrence coefficient."""
-        return None
-
-    def direction(
-        self, run: Run, z: torch.Tensor, Ap: torch.Tensor, pAp: np.ndarray, beta: Any
-    ) -> torch.Tensor:
-        """``p = z - sum_j (z^T A p_j / p_j^T A p_j) p_j`` over the kept directions."""
-        self.kept.append((run.p, Ap, pAp))
-        if len(self.kept) > self.truncation:
-            self.kept.pop(0)
-        coef = _host([_coldot(z, Apj) for _, Apj, _ in self.kept])
-        p = z.clone()
-        for (pj, _, pApj), cj in zip(self.kept, coef, strict=True):
-            c = np.where(pApj > 0, cj / np.where(pApj > 0, pApj, 1.0), 0.0)
-            _axpy(p, pj, -c if run.k == 1 else run.on_device(-c))
-        return p
-
-    def restart(self) -> None:
-        """Forget the kept directions."""
-        self.kept.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +117,7 @@ class Run:
             self.x = op.to_internal(x064.to(self.dtype)).clone()
         else:
             self.x = torch.zeros_like(self.b)
-        bnorm = _colnorm(self.b64).cpu().numpy().astype(np.float64)
+        bnorm = colnorm(self.b64).cpu().numpy().astype(np.float64)
         self.bnorm = bnorm
         self.bscale = np.where(bnorm > 0, bnorm, 1.0)
         self.thr = np.array(
@@ -318,7 +149,7 @@ class Run:
         self.verify_matvecs += x.shape[1]
         self.matvecs += x.shape[1]
         r = b - self.s.op64.apply_internal(x.to(torch.float64))
-        return _colnorm(r).cpu().numpy().astype(np.float64)
+        return colnorm(r).cpu().numpy().astype(np.float64)
 
     def to_user(self, v: torch.Tensor) -> Any:
         """``v`` in the layout, type and device of the user's ``b`` (always a copy)."""
@@ -345,9 +176,10 @@ class Run:
         """Run the iteration to the end and return its result."""
         self.t0 = time.perf_counter()
         self.start()
-        # Two host synchronizations per iteration: after p^T A p (so that a breakdown never
-        # touches x and the step length is computed on the host), and after the residual
-        # update (for every decision). Scalars travel to the device only as step lengths.
+        # One host synchronization per iteration: the step length is formed on the device
+        # (zero where p^T A p is not finite and positive, so a breakdown never touches x),
+        # x and r are updated, and every inner product of the iteration (p^T A p, r^T z,
+        # ||r||, the variant's) travels to the host in one transfer for the decisions.
         while self.active_h.any() and self.it < self.maxiter:
             self.step()
         return self.finish()
@@ -386,7 +218,7 @@ class Run:
             self.r = self.b - self.A(self.x)
         else:
             self.r = self.b.clone()
-        r0 = _colnorm(self.r).cpu().numpy().astype(np.float64)
+        r0 = colnorm(self.r).cpu().numpy().astype(np.float64)
         if self.dtype != torch.float64:
             r0 = np.where(self.live(), self.true_residual64(), r0)
         return r0
@@ -394,7 +226,8 @@ class Run:
     def _first_direction(self) -> None:
         """``z = M r``, ``r^T z`` (checked: finite and positive) and ``p = z``."""
         z = self.variant.precondition(self.r)
-        self.rz_h = _coldot(self.r, z).cpu().numpy().astype(np.float64)
+        self.rz_t = coldot(self.r, z)
+        self.rz_h = self.rz_t.cpu().numpy().astype(np.float64)
         self.stop(self.live() & ~np.isfinite(self.rz_h), Status.NONFINITE)
         self.stop(self.live() & (self.rz_h <= 0), Status.BREAKDOWN)
         self.active_h = self.live()
@@ -405,15 +238,23 @@ class Run:
     def step(self) -> None:
         """One iteration on every active column."""
         self.it += 1
-        was_active = self.active_h.copy()
         Ap = self.A(self.p)
-        pAp_h, alpha_h = self._step_length(Ap, was_active)
-        alpha = self.on_device(alpha_h)
-        _axpy(self.x, self.p, alpha)
-        _axpy(self.r, Ap, -alpha_h if self.k == 1 else -alpha)
-        z, rz_new_h, rnorm_h, dots_h, tnorm_h = self._residual_statistics(Ap)
+        dots_t = self._update(Ap)
+        z, stats_t = self._residual_statistics(Ap)
+        host = host_values([*dots_t, *stats_t])
+        self.rz_t = stats_t[0]
+        dots_h, stats = host[: len(dots_t)], self._split_statistics(host[len(dots_t) :])
+        if not self._quiet_step(z, Ap, dots_h, *stats):
+            self._full_step(z, Ap, dots_h, *stats)
+        if self.callback is not None:
+            self.callback(self.to_user(self.x))
+
+    def _full_step(self, z, Ap, dots_h, rz_new_h, rnorm_h, extra_h, tnorm_h) -> None:
+        """The host side of an iteration: every check and decision, column by column."""
+        was_active = self.active_h.copy()
+        pAp_h, alpha_h = self._step_length(dots_h, was_active)
         rz_safe = np.where(self.rz_h != 0, self.rz_h, 1.0)
-        beta_h = self.variant.beta(rz_new_h, rz_safe, alpha_h, dots_h)
+        beta_h = self.variant.beta(rz_new_h, rz_safe, alpha_h, extra_h)
         if self.variant.lanczos:
             self.alphas.append(np.where(was_active, alpha_h, np.nan))
             self.betas.append(np.where(was_active, beta_h, np.nan))
@@ -425,12 +266,73 @@ class Run:
             z, rz_new_h, beta_h = replaced
         self._next_direction(z, Ap, pAp_h, beta_h)
         self.rz_h = rz_new_h
-        if self.callback is not None:
-            self.callback(self.to_user(self.x))
 
-    def _step_length(self, Ap: torch.Tensor, was_active: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``p^T A p`` (breakdown and NaN checked) and the step length ``alpha``."""
-        dots = _host(self.variant.step_dots(self.p, Ap, self.r))
+    def _quiet_step(self, z, Ap, dots_h, rz_new_h, rnorm_h, extra_h, tnorm_h) -> bool:
+        """The host side of an iteration of one column where nothing is decided.
+
+        Most iterations of a single right-hand side decide nothing: every value is finite,
+        ``p^T A p`` and ``r^T z`` are positive, the residual is above the threshold and
+        below the divergence bound, and the stagnation window is not over. Checked on
+        Python floats, such an iteration only records its values and takes the next
+        direction (a few operations instead of the mask algebra of :meth:`_full_step`,
+        which any other iteration goes through). Returns False, having changed nothing,
+        when the iteration needs :meth:`_full_step`.
+        """
+        if self.k != 1 or (self.s.restart and self.it % self.s.restart == 0):
+            return False
+        pAp, num, rz_old = (
+            float(dots_h[0, 0]),
+            float(self.variant.numerator(dots_h, self.rz_h)[0]),
+            float(self.rz_h[0]),
+        )
+        rz_new, rnorm = float(rz_new_h[0]), float(rnorm_h[0])
+        monitor = rnorm if tnorm_h is None else float(tnorm_h[0])
+        thr = float(self.thr[0])
+        best, best_it = float(self.best[0]), int(self.best_it[0])
+        if monitor < best:
+            best, best_it = monitor, self.it
+        quiet = (
+            math.isfinite(pAp) and pAp > 0 and math.isfinite(num)
+            and math.isfinite(rz_new) and rz_new > 0 and rz_old != 0
+            and math.isfinite(monitor) and rnorm > thr and monitor > thr
+            and monitor <= self.s.divergence_factor * float(self.rscale[0])
+            and self.it - best_it < max(self.s.stagnation_window, best_it)
+        )  # fmt: skip
+        if not quiet:
+            return False
+        alpha_h = np.array([num / pAp])
+        beta_h = self.variant.beta(rz_new_h, self.rz_h, alpha_h, extra_h)
+        if beta_h is not None and not math.isfinite(float(beta_h[0])):
+            return False
+        if self.variant.lanczos:
+            self.alphas.append(alpha_h)
+            self.betas.append(beta_h)
+        self.best[0], self.best_it[0] = best, best_it
+        self.hist.append(np.array([monitor / float(self.bscale[0])]))
+        self.times.append(time.perf_counter() - self.t0)
+        self.p = self.variant.direction(self, z, Ap, dots_h[0], beta_h)
+        self.rz_h = rz_new_h
+        return True
+
+    def _update(self, Ap: torch.Tensor) -> list[torch.Tensor]:
+        """``x += alpha p`` and ``r -= alpha A p`` with the step length formed on the device.
+
+        ``alpha`` is zero in every column where ``p^T A p`` is not finite and positive (a
+        stopped column, whose ``p`` is zero, or a breakdown, which the host reports after
+        the transfer), so such a column's ``x`` and ``r`` stay as they were. Returns the
+        step's inner products (``p^T A p`` first) for the one host transfer.
+        """
+        dots_t = self.variant.step_dots(self.p, Ap, self.r)
+        pAp_t = dots_t[0]
+        num_t = self.variant.numerator(dots_t, self.rz_t)
+        # NaN > 0 is False and num / inf is 0: one comparison guards every bad p^T A p
+        alpha_t = torch.where(pAp_t > 0, num_t / pAp_t, 0.0)
+        self.x.addcmul_(self.p, alpha_t)
+        self.r.addcmul_(Ap, alpha_t, value=-1.0)
+        return dots_t
+
+    def _step_length(self, dots: np.ndarray, was_active: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``p^T A p`` (breakdown and NaN checked) and the step length ``alpha`` on the host."""
         pAp_h, num_h = dots[0], self.variant.numerator(dots, self.rz_h)
         nonfinite = was_active & ~np.isfinite(pAp_h)
         self.stop(nonfinite, Status.NONFINITE)
@@ -439,24 +341,29 @@ class Run:
         alpha_h = np.where(ok, num_h / np.where(ok, pAp_h, 1.0), 0.0)
         return pAp_h, alpha_h
 
-    def _residual_statistics(self, Ap: torch.Tensor) -> tuple[Any, ...]:
-        """``z = M r``, ``r^T z``, ``||r||``, the variant's dots and the true ``||b - A x||``."""
+    def _residual_statistics(self, Ap: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``z = M r`` and the residual's statistics, on the device.
+
+        ``r^T z``, ``r^T r`` (with a preconditioner), the variant's dots and
+        (``history="true"``) the true ``||b - A x||``.
+        """
         z = self.variant.precondition(self.r)
-        stats = [_coldot(self.r, z)]
+        stats = [coldot(self.r, z)]
+        if self.variant.precond is not None:
+            stats.append(coldot(self.r, self.r))
+        stats.extend(self.variant.residual_dots(z, Ap))
+        if self.s.history == "true":
+            stats.append(colnorm(self.b - self.A(self.x)))
+        return z, stats
+
+    def _split_statistics(self, host: np.ndarray) -> tuple[Any, ...]:
+        """``r^T z``, ``||r||``, the variant's dots and the true norm (or None) on the host."""
         preconditioned = self.variant.precond is not None
-        if preconditioned:
-            stats.append(_coldot(self.r, self.r))
-        extra = self.variant.residual_dots(z, Ap)
-        stats.extend(extra)
-        hist_true = self.s.history == "true"
-        if hist_true:
-            stats.append(_colnorm(self.b - self.A(self.x)))
-        host = _host(stats)
         rnorm_h = np.sqrt(np.maximum(host[1] if preconditioned else host[0], 0.0))
         first = 2 if preconditioned else 1
-        dots_h = host[first : first + len(extra)]
-        tnorm_h = host[-1] if hist_true else None
-        return z, host[0], rnorm_h, dots_h, tnorm_h
+        last = len(host) - 1 if self.s.history == "true" else len(host)
+        tnorm_h = host[-1] if self.s.history == "true" else None
+        return host[0], rnorm_h, host[first:last], tnorm_h
 
     def decide(
         self,
@@ -543,7 +450,9 @@ class Run:
             true_r = self.b64 - self.s.op64.apply_internal(self.x.to(torch.float64))
             self.r = torch.where(rc, true_r.to(self.dtype), self.r)
         z = self.variant.precondition(self.r)
-        host = _host([_coldot(self.r, z), *self.variant.residual_dots(z, Ap)])
+        rz_t = coldot(self.r, z)
+        host = host_values([rz_t, *self.variant.residual_dots(z, Ap)])
+        self.rz_t = torch.where(rc, rz_t, self.rz_t)
         rz_new_h = np.where(replace_cols, host[0], rz_new_h)
         beta_h = self.variant.beta(rz_new_h, rz_safe, alpha_h, host[1:])
         newly = replace_cols & (self.first_rep < 0)
@@ -622,7 +531,7 @@ class Run:
         self.verify_matvecs += conv.size
         self.matvecs += conv.size
         r = self.b64[:, conv] - self.s.op64.apply_internal(returned)
-        tn = _colnorm(r).cpu().numpy().astype(np.float64)
+        tn = colnorm(r).cpu().numpy().astype(np.float64)
         bad = ~(tn <= self.thr[conv])
         if bad.any():
             cols = conv[bad]

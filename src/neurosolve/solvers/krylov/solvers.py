@@ -49,7 +49,7 @@ class _TorchKrylov(Solver):
         device: Any = None,
         dtype: torch.dtype = torch.float64,
         operator: str = "auto",
-        history: str = "true",
+        history: str = "recurrence",
         truncation: int = 1,
         restart: int | None = None,
         max_replacements: int = 5,
@@ -174,9 +174,12 @@ class CGSolver(_TorchKrylov):
         Where and in which precision to iterate (default CPU, float64).
     operator : {"auto", "stencil", "csr"}
         How ``A`` is applied; see :func:`as_torch_operator`.
-    history : {"true", "recurrence", "cheap"}
-        What ``residuals`` records between the first and last entry (see module docs);
-        ``"cheap"`` (accepted by every built-in method) is ``"recurrence"`` here.
+    history : {"recurrence", "true", "cheap"}
+        What ``residuals`` records between the first and last entry (see module docs):
+        ``"recurrence"`` (default) the recurrence residual, free; ``"true"`` the true
+        residual ``b - A x_k`` at every iteration, one extra product with ``A`` each;
+        ``"cheap"`` (accepted by every built-in method) is ``"recurrence"`` here. Either
+        way convergence is only declared on the true residual, in float64.
 
     Other Parameters
     ----------------

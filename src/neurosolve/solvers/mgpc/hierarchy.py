@@ -13,12 +13,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet
-from neurosolve.solvers.stencil import apply_stencil, stencil_residual
+from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
+from neurosolve.solvers.stencil import smoothing_step, stencil_residual
 
 __all__ = [
     "Hierarchy",
@@ -147,35 +148,36 @@ def galerkin_coarsen(
     """
     ndim = diagonal.dim() - 2
     factors = _factors(ndim, axes)
-    d = _pad_even(diagonal, factors)
     nb = _pad_even(couplings, factors)
-    coarse_diag = _block_sum(d, factors)
-    coarse_hi = []
+    coarse = [s // f for s, f in zip(nb.shape[2:], factors, strict=True)]
+    out = couplings.new_empty((nb.shape[0], 2 * ndim, *coarse))
+    coarse_diag = _block_sum(_pad_even(diagonal, factors), factors)
     for a in range(ndim):
-        hi = nb[:, 2 * a + 1 : 2 * a + 2]
-        ax = 2 + a
-        if factors[a] == 1:  # every coupling along an uncoarsened axis joins two blocks
-            coarse_hi.append(_block_sum(hi, factors))
-            continue
-        size = hi.shape[ax]
-        parity = torch.arange(size, device=hi.device) % 2
-        shape = [1] * hi.dim()
-        shape[ax] = size
-        parity = parity.reshape(shape).to(hi.dtype)
-        coarse_diag = coarse_diag + 2.0 * _block_sum(hi * (1.0 - parity), factors)  # inside
-        coarse_hi.append(_block_sum(hi * parity, factors))  # to the next block along +e_a
-    parts = []
-    for a in range(ndim):
-        ax = 2 + a
-        hi = coarse_hi[a]
-        size = hi.shape[ax]
-        lo = torch.zeros_like(hi)
-        if size > 1:
-            lo.narrow(ax, 1, size - 1).copy_(hi.narrow(ax, 0, size - 1))
-        parts.extend((lo, hi))
+        hi = nb[:, 2 * a + 1 : 2 * a + 2]  # couplings to +e_a
+        if factors[a] == 2:  # from even cells along a: inside the block (twice: both ways)
+            inner = list(factors)
+            inner[a] = 1  # one cell of each pair along a
+            inside = _block_sum(hi[_every_other(ndim, a, 0)], inner)
+            coarse_diag = coarse_diag + 2.0 * inside
+            out[:, 2 * a + 1 : 2 * a + 2] = _block_sum(hi[_every_other(ndim, a, 1)], inner)
+        else:  # every coupling along an uncoarsened axis joins two blocks
+            out[:, 2 * a + 1 : 2 * a + 2] = _block_sum(hi, factors)
+        lo = out[:, 2 * a]  # the same couplings seen from the next block, towards -e_a
+        lo.narrow(1 + a, 0, 1).zero_()
+        if coarse[a] > 1:
+            lo.narrow(1 + a, 1, coarse[a] - 1).copy_(
+                out[:, 2 * a + 1].narrow(1 + a, 0, coarse[a] - 1)
+            )
     fl = _pad_even(fluid.to(diagonal.dtype), factors)
     coarse_fluid = (_block_sum(fl, factors) > 0).to(diagonal.dtype)
-    return coarse_diag, torch.cat(parts, dim=1), coarse_fluid
+    return coarse_diag, out, coarse_fluid
+
+
+def _every_other(ndim: int, axis: int, start: int) -> tuple[slice, ...]:
+    """Index of the cells ``start, start + 2, ...`` along spatial ``axis`` of ``(G, C, *S)``."""
+    index = [slice(None)] * (2 + ndim)
+    index[2 + axis] = slice(start, None, 2)
+    return tuple(index)
 
 
 def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bool, ...]:
@@ -196,16 +198,21 @@ def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bo
     >>> coarsening_axes(op.neighbours[None])
     (True, False)
     """
-    shape = couplings.shape[2:]
+    shape = tuple(couplings.shape[2:])
     ndim = len(shape)
-    nb = couplings.abs()
-    pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, *S): coupling of each cell along each axis
-    total = pair.sum(dim=1, keepdim=True)
-    coupled = total > 0
-    share = torch.where(coupled, pair / torch.where(coupled, total, 1.0), 0.0)
-    cells = max(float(coupled.sum()), 1.0)
+    sums = couplings.new_zeros(ndim)
+    cells = 0
+    # chunk by chunk of planes: the temporaries stay in cache
+    for p0, p1 in _chunks(shape, couplings.device):
+        nb = couplings[:, :, p0:p1].abs()
+        pair = nb[:, 0::2] + nb[:, 1::2]  # (G, d, ...): coupling of each cell along each axis
+        total = pair.sum(dim=1, keepdim=True)
+        coupled = total > 0
+        share = pair / torch.where(coupled, total, 1.0)  # zero where uncoupled (pair is zero)
+        sums += share.sum(dim=(0, *range(2, share.dim())))
+        cells += int(coupled.sum())
     # every cell counts once (scale-free: a high-coefficient region does not dominate)
-    per_axis = [float(share[:, a].sum()) / cells for a in range(ndim)]
+    per_axis = [x / max(float(cells), 1.0) for x in sums.tolist()]
     top = max(per_axis)
     return tuple(
         int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top) for a in range(ndim)
@@ -242,13 +249,8 @@ def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
     """
     out_dtype = dense.dtype
     dense = dense.to(torch.float64)  # at most max_coarse cells: float64 costs nothing here
-    factor, info = torch.linalg.cholesky_ex(dense)
-    pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
-    # a singular matrix may still factor, with a rounding-sized last pivot: not usable
-    tiny = pivots.amin(dim=-1) <= 1e-12 * pivots.amax(dim=-1)
-    if bool((info == 0).all()) and not bool(tiny.any()):
-        inverse = torch.cholesky_inverse(factor)
-    else:
+    inverse = _cholesky_inverse(dense)
+    if inverse is None:
         eig, vec = torch.linalg.eigh(dense)
         top = eig.abs().amax(dim=-1, keepdim=True)
         cutoff = dense.shape[-1] * torch.finfo(dense.dtype).eps * top
@@ -261,23 +263,74 @@ def coarsest_inverse(dense: torch.Tensor) -> torch.Tensor:
         keep = eig > cutoff
         inv_eig = torch.where(keep, 1.0 / torch.where(keep, eig, 1.0), 0.0)
         inverse = (vec * inv_eig.unsqueeze(-2)) @ vec.transpose(-1, -2)
-    inverse = inverse.to(out_dtype)
-    return 0.5 * (inverse + inverse.transpose(-1, -2))  # exactly symmetric; one GEMM per visit
+        inverse = 0.5 * (inverse + inverse.transpose(-1, -2))
+    return inverse.to(out_dtype)  # exactly symmetric (rounding keeps it): one GEMM per visit
+
+
+def _cholesky_inverse(dense: torch.Tensor, host: bool | None = None) -> torch.Tensor | None:
+    """``A^{-1}`` of float64 SPD matrices ``(G, N, N)`` from their Cholesky factors.
+
+    Exactly symmetric. None if a matrix does not factor, or factors with a rounding-sized
+    pivot (a singular matrix may: its factor is not usable). On the CPU, LAPACK's
+    ``potrf`` / ``potri`` through scipy (about twice as fast as torch's batched routines at
+    N = 512, one thread); on other devices torch's (``host`` picks one explicitly).
+    """
+    if host is None:  # (a matrix under autograd stays with torch)
+        host = dense.device.type == "cpu" and not dense.requires_grad
+    if not host:
+        factor, info = torch.linalg.cholesky_ex(dense)
+        pivots = torch.diagonal(factor, dim1=-2, dim2=-1).square()
+        if bool((info != 0).any()) or bool(_tiny_pivot(pivots).any()):
+            return None
+        inverse = torch.cholesky_inverse(factor)
+        return 0.5 * (inverse + inverse.transpose(-1, -2))
+    from scipy.linalg import lapack
+
+    out = []
+    for matrix in dense.numpy():
+        # the transpose (the same symmetric matrix) is in LAPACK's column order: no copy
+        factor, info = lapack.dpotrf(matrix.T, lower=1, clean=1)  # upper triangle zeroed
+        if info != 0 or _tiny_pivot(torch.from_numpy(np.diag(factor) ** 2)):
+            return None
+        lower, info = lapack.dpotri(factor, lower=1)  # the inverse's lower triangle only
+        if info != 0:
+            return None
+        lower = torch.from_numpy(lower)
+        full = lower + lower.T  # exactly symmetric; the diagonal counted twice, so reset
+        full.diagonal().copy_(lower.diagonal())
+        out.append(full)
+    return torch.stack(out)
+
+
+def _tiny_pivot(pivots: torch.Tensor) -> torch.Tensor:
+    """Whether the smallest squared Cholesky pivot is rounding-sized next to the largest."""
+    return pivots.amin(dim=-1) <= 1e-12 * pivots.amax(dim=-1)
 
 
 def _dense_matrix(
     diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor
 ) -> torch.Tensor:
-    """Dense ``(G, N, N)`` matrix of a stencil on N cells; identity rows off the fluid."""
+    """Dense ``(G, N, N)`` matrix of a stencil on N cells; identity rows off the fluid.
+
+    Written directly: the diagonal, and each coupling direction on the matrix diagonal at
+    the offset of its grid stride (entries whose neighbour is outside the grid skipped).
+    """
     G = diagonal.shape[0]
-    S = diagonal.shape[2:]
+    S = tuple(diagonal.shape[2:])
     n = int(math.prod(S))
-    eye = torch.eye(n, dtype=diagonal.dtype, device=diagonal.device)
-    basis = eye.reshape(n, *S).unsqueeze(0).expand(G, n, *S)
-    cols = apply_stencil(diagonal, couplings, basis).reshape(G, n, n)  # column j = A e_j
-    mat = cols.transpose(1, 2)
-    off = 1.0 - fluid.reshape(G, n)
-    return mat + torch.diag_embed(off)
+    mat = diagonal.new_zeros((G, n, n))
+    mat.diagonal(dim1=1, dim2=2).copy_(diagonal.reshape(G, n) + (1.0 - fluid.reshape(G, n)))
+    coord = torch.arange(n, device=diagonal.device)
+    for a, size in enumerate(S):
+        if size == 1:  # no neighbours along a (and its stride would alias another axis')
+            continue
+        stride = int(math.prod(S[a + 1 :]))
+        inside = ((coord // stride) % size < size - 1)[: n - stride]  # cell i has i + stride
+        up = couplings[:, 2 * a + 1].reshape(G, n)[:, : n - stride]  # A[i, i + stride]
+        down = couplings[:, 2 * a].reshape(G, n)[:, stride:]  # A[i + stride, i]
+        mat.diagonal(stride, dim1=1, dim2=2).copy_(torch.where(inside, up, 0.0))
+        mat.diagonal(-stride, dim1=1, dim2=2).copy_(torch.where(inside, down, 0.0))
+    return mat
 
 
 @dataclass
@@ -383,12 +436,13 @@ class Hierarchy:
             return x * lvl.fluid
         d, c, w = lvl.diagonal, lvl.couplings, lvl.weights
         steps = w.shape[1]
+        # each smoothing step x + w_k (r - A x) is one fused pass (smoothing_step)
         x = w[:, 0:1] * r
         for k in range(1, steps):  # pre-smoothing W_1 .. W_nu
-            x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, c, x, r))
+            x = smoothing_step(d, c, w[:, k : k + 1], x, r)
         x = x + self._coarse_correction(stencil_residual(d, c, x, r), level)
         for k in reversed(range(steps)):  # post-smoothing W_nu .. W_1 (the adjoint order)
-            x = torch.addcmul(x, w[:, k : k + 1], stencil_residual(d, c, x, r))
+            x = smoothing_step(d, c, w[:, k : k + 1], x, r)
         return x
 
     def _coarse_correction(self, res: torch.Tensor, level: int) -> torch.Tensor:
@@ -459,11 +513,21 @@ def _set_smoothers(net: MGPCNet, levels: list[Level]) -> None:
     for i, lvl in enumerate(levels):
         if i < len(levels) - 1:
             theta, _ = net(lvl.diagonal, lvl.couplings, lvl.fluid, level=i)
-            rowsum = lvl.diagonal.abs() + lvl.couplings.abs().sum(dim=1, keepdim=True)
-            inv = torch.where(lvl.fluid > 0, 1.0 / rowsum.clamp(min=1e-300), 0.0)
-            lvl.weights = theta.to(dtype) * inv * lvl.fluid
+            lvl.weights = _smoother_weights(theta, lvl, dtype)
         if i > 0:
             lvl.scale = net.over_correction(i).to(dtype=dtype, device=device)
+
+
+def _smoother_weights(theta: torch.Tensor, lvl: Level, dtype: torch.dtype) -> torch.Tensor:
+    """``theta / sum_j |a_ij|`` (zero off the fluid), chunk by chunk of planes (in cache)."""
+    out = lvl.diagonal.new_empty(theta.shape, dtype=dtype)
+    for p0, p1 in _chunks(lvl.shape, lvl.diagonal.device):
+        couplings, fluid = lvl.couplings[:, :, p0:p1], lvl.fluid[:, :, p0:p1]
+        rowsum = couplings.abs().sum(dim=1, keepdim=True).add_(lvl.diagonal[:, :, p0:p1].abs())
+        # zero off the fluid (a 0/1 mask: the same as multiplying by it)
+        inv = torch.where(fluid > 0, 1.0 / rowsum.clamp_(min=1e-300), 0.0)
+        out[:, :, p0:p1] = theta[:, :, p0:p1] * inv  # the product in float64
+    return out
 
 
 def _set_bounds(levels: list[Level]) -> None:

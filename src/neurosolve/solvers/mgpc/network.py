@@ -17,7 +17,6 @@ from torch import nn
 
 from neurosolve.checkpoint import BaseModel
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers.stencil import apply_stencil
 
 __all__ = ["CYCLES", "MGPCNet", "level_features"]
 
@@ -53,18 +52,8 @@ def level_features(
     >>> tuple(feats.shape), weights[0, :, 1].tolist()
     ((1, 6, 3), [0.5, 0.5])
     """
-    ndim = diagonal.dim() - 2
-    safe = torch.where(fluid > 0, diagonal, torch.ones_like(diagonal))
-    ratio = couplings.abs() / safe
-    total = ratio.sum(dim=1, keepdim=True)
-    present = (couplings != 0).to(diagonal.dtype)
-    count = present.sum(dim=1, keepdim=True)
-    largest = ratio.amax(dim=1, keepdim=True)
-    mean = total / count.clamp(min=1.0)
-    inv = torch.full_like(total, 1.0 / (2 * ndim))
-    feats = torch.cat([fluid, total, largest, mean, count / (2 * ndim), inv], dim=1) * fluid
-    weights = ratio / total.clamp(min=torch.finfo(ratio.dtype).tiny)
-    return feats, weights
+    feats, weights = _features(diagonal, couplings, fluid)
+    return feats.reshape(*feats.shape[:2], *diagonal.shape[2:]), weights
 
 
 class MGPCNet(BaseModel):
@@ -147,32 +136,202 @@ class MGPCNet(BaseModel):
             self.head.bias.fill_(_logit(1.7, THETA_MIN, THETA_MAX))
             self.level_scale.fill_(_logit(1.3, SCALE_MIN, SCALE_MAX))
 
-    @staticmethod
-    def _channels(lin: nn.Linear, h: torch.Tensor) -> torch.Tensor:
-        return lin(h.movedim(1, -1)).movedim(-1, 1)
-
     def forward(
         self, diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor, level: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Smoother weights ``(G, nu, *S)`` and the over-correction factor (0-d) of a level."""
+        """Smoother weights ``(G, nu, *S)`` and the over-correction factor (0-d) of a level.
+
+        The stencil is read in the network's precision (float32 for the shipped model: the
+        outputs are bounded by sigmoids, and every value in their range keeps ``M`` SPD).
+        Fields are ``(G, channels, cells)``, so every per-cell layer is one batched GEMM
+        with its bias (a layer's self and neighbour maps stacked into one), and the
+        neighbour average is accumulated into the self part in place.
+        """
         dtype = self.lift.weight.dtype
-        feats, weights = level_features(diagonal, couplings, fluid)
-        feats, weights = feats.to(dtype), weights.to(dtype)
-        zero = torch.zeros_like(feats[:, :1])
-        h = F.gelu(self._channels(self.lift, feats))
-        for smap, nmap in zip(self.self_maps, self.nbr_maps, strict=True):
-            avg = apply_stencil(zero, weights, h)  # neighbour average, all channels at once
-            h = F.gelu(self._channels(smap, h) + self._channels(nmap, avg))
-        out = self._channels(self.head, h)
+        grid = tuple(diagonal.shape[2:])
+        chunks = _chunks(grid, diagonal.device)
+        maps = [
+            (
+                torch.cat([smap.weight, nmap.weight]),
+                torch.cat([smap.bias, torch.zeros_like(smap.bias)]),
+            )
+            for smap, nmap in zip(self.self_maps, self.nbr_maps, strict=True)
+        ]
         bucket = min(int(level), self.level_buckets - 1)
-        out = out + self.level_bias[bucket].reshape(1, -1, *([1] * (out.dim() - 2)))
-        theta = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(out)
+        head = (self.head.weight, self.head.bias + self.level_bias[bucket])
+        theta = diagonal.new_empty((diagonal.shape[0], self.smoothing_steps, *grid), dtype=dtype)
+        weights: dict[int, torch.Tensor] = {}
+        stages = [_Stage(len(chunks)) for _ in range(self.layers)]  # the input of each layer
+        # Stage k handles chunk t - k at step t: its neighbours' parts in chunk t - k + 1
+        # came from stage k - 1 earlier in the same step.
+        for t in range(len(chunks) + self.layers):
+            if t < len(chunks):  # features, lift, the first layer's maps: cell by cell
+                p0, p1 = chunks[t]
+                stencil = (x[:, :, p0:p1].to(dtype) for x in (diagonal, couplings, fluid))
+                feats, weights[t] = _features(*stencil)
+                h = F.gelu(_mix(self.lift.weight, self.lift.bias, feats))
+                stages[0].put(t, _mix(*maps[0], h, stages[0].spare_maps(h)), (p1 - p0, *grid[1:]))
+            for k in range(self.layers):
+                j = t - k - 1  # the neighbour sums of layer k, on chunk j
+                if not 0 <= j < len(chunks):
+                    continue
+                out, padded = stages[k].take(j)
+                h = F.gelu(_add_neighbours(out, weights[j], padded).flatten(2))
+                stages[k].recycle(j, padded)
+                if k + 1 < self.layers:
+                    both = _mix(*maps[k + 1], h, stages[k + 1].spare_maps(h))
+                    stages[k + 1].put(j, both, out.shape[2:])
+                    continue
+                p0, p1 = chunks[j]
+                t_ = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(_mix(*head, h))
+                theta[:, :, p0:p1] = t_.unflatten(-1, out.shape[2:])
+                del weights[j]
         return theta, self.over_correction(level)
 
     def over_correction(self, level: int) -> torch.Tensor:
         """The factor ``s`` (0-d, in ``[0.5, 1.4]``) of the correction from ``level``."""
         bucket = min(int(level), self.level_buckets - 1)
         return SCALE_MIN + (SCALE_MAX - SCALE_MIN) * torch.sigmoid(self.level_scale[bucket])
+
+
+def _mix(
+    weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The per-cell linear map ``weight @ h + bias`` of fields ``(G, C_in, cells)``.
+
+    A GEMM (into ``out`` if given), then the bias added in place: ``addmm`` with a broadcast
+    column bias copies it into the output first through a slow strided path (6x the GEMM).
+    """
+    if out is not None:
+        torch.matmul(weight, h, out=out)
+    elif h.shape[0] == 1:
+        out = torch.mm(weight, h[0])[None]
+    else:
+        out = torch.matmul(weight, h)
+    return out.add_(bias[:, None])
+
+
+def _features(
+    diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`level_features` with the features flattened: ``(G, 6, cells)``, ``(G, 2 d, *S)``."""
+    ndim = diagonal.dim() - 2
+    size = couplings.abs()
+    count = size.sign().sum(dim=1, keepdim=True)  # couplings present (a sum, not a count)
+    safe = torch.where(fluid > 0, diagonal, 1.0)
+    ratio = size / safe if size.requires_grad else size.div_(safe)
+    total = ratio.sum(dim=1, keepdim=True)
+    largest = ratio.amax(dim=1, keepdim=True)
+    mean = total / count.clamp(min=1.0)
+    feats = torch.cat([fluid, total, largest, mean, count / (2 * ndim), fluid / (2 * ndim)], dim=1)
+    feats = feats.flatten(2) * fluid.flatten(2)
+    norm = total.clamp(min=torch.finfo(ratio.dtype).tiny)
+    weights = ratio / norm if ratio.requires_grad else ratio.div_(norm)
+    return feats, weights
+
+
+_CHUNK_CELLS = 1 << 15  # cells per chunk of the network's passes: activations stay in cache
+
+
+def _chunks(grid: tuple[int, ...], device: torch.device) -> list[tuple[int, int]]:
+    """Ranges of planes along the first axis holding about :data:`_CHUNK_CELLS` cells each.
+
+    On the CPU only (there the chunks stay in cache); elsewhere one chunk, the whole grid:
+    a GPU wants few, large kernels.
+    """
+    if device.type != "cpu":
+        return [(0, grid[0])]
+    plane = max(int(math.prod(grid[1:])), 1)
+    step = max(1, _CHUNK_CELLS // plane)
+    return [(p, min(p + step, grid[0])) for p in range(0, grid[0], step)]
+
+
+class _Stage:
+    """A layer's input, chunk by chunk: self parts, and neighbour parts with a halo plane.
+
+    ``put(j, both, chunk)`` takes chunk ``j``'s maps ``(G, 2 width, cells)`` on the cells
+    ``chunk = (T_j, *rest)``; the neighbour part goes into a field zero-padded on every
+    side, whose first and last planes are the neighbouring chunks' adjacent planes (zero at
+    the ends of the grid). ``take(j)`` (after ``put(j + 1)``) returns the self part and that
+    padded field, and forgets them: only a few chunks are held at a time, so they stay in
+    cache, and none is written after it is read (autograd can use them); without autograd,
+    ``recycle`` hands the fields of a chunk once read to the next chunks.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.selfs: dict[int, torch.Tensor] = {}
+        self.padded: dict[int, torch.Tensor] = {}
+        self.spare: list[torch.Tensor] = []  # padded fields read already, to be reused
+        self.spare_both: list[torch.Tensor] = []  # and the maps they came with
+        self.maps: dict[int, torch.Tensor] = {}
+
+    def recycle(self, j: int, padded: torch.Tensor) -> None:
+        """Reuse chunk ``j``'s fields once read (not under autograd: it may need them).
+
+        A fresh chunk-sized field costs page faults on every chunk; a reused one is warm.
+        """
+        both = self.maps.pop(j)
+        if not (torch.is_grad_enabled() or both.requires_grad):
+            self.spare.append(padded)
+            self.spare_both.append(both)
+
+    def spare_maps(self, h: torch.Tensor) -> torch.Tensor | None:
+        """A used ``(G, 2 width, cells)`` field of the size of ``h``'s chunk, if one is left."""
+        if self.spare_both and self.spare_both[-1].shape[-1] == h.shape[-1]:
+            return self.spare_both.pop()
+        return None
+
+    def put(self, j: int, both: torch.Tensor, chunk: tuple[int, ...]) -> None:
+        self.maps[j] = both
+        both = both.unflatten(-1, chunk)
+        width = both.shape[1] // 2
+        self.selfs[j] = both[:, :width]
+        nbr = both[:, width:]
+        shape = nbr.shape[2:]
+        size = (*nbr.shape[:2], *(n + 2 for n in shape))
+        if self.spare and tuple(self.spare[-1].shape) == size:
+            padded = self.spare.pop()  # its border (of the other axes) is zero already
+        else:
+            padded = nbr.new_empty(size)
+            for a in range(1, len(shape)):  # the zero border of the other axes
+                padded.select(2 + a, 0).zero_()
+                padded.select(2 + a, shape[a] + 1).zero_()
+        inner = tuple(slice(1, n + 1) for n in shape[1:])
+        padded[(slice(None), slice(None), slice(1, shape[0] + 1), *inner)] = nbr
+        if j > 0:  # the halo planes shared with the previous chunk
+            before = self.padded[j - 1]
+            padded[(slice(None), slice(None), 0, *inner)] = before[
+                (slice(None), slice(None), -2, *inner)
+            ]
+            before[(slice(None), slice(None), -1, *inner)] = nbr[:, :, 0]
+        else:
+            padded.select(2, 0).zero_()
+        if j == self.count - 1:
+            padded.select(2, shape[0] + 1).zero_()
+        self.padded[j] = padded
+
+    def take(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.selfs.pop(j), self.padded.pop(j)
+
+
+def _add_neighbours(out: torch.Tensor, weights: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+    """``out += sum_j w_j h(c + e_j)`` for fields ``(G, C, *S)``, in place; returns ``out``.
+
+    ``padded`` is ``h`` with one more cell on every side (zero outside the grid, the
+    neighbouring chunk's plane between chunks). The weights ``(G, 2 d, *S)`` are a
+    zero-diagonal stencil in the layout of :func:`~neurosolve.solvers.stencil.apply_stencil`
+    (channel ``2 a`` to ``-e_a``), applied to every channel at once.
+    """
+    ndim = weights.dim() - 2
+    shape = out.shape[2:]
+    for a in range(ndim):
+        for side, start in ((0, 0), (1, 2)):  # -e_a reads padded cell c, +e_a cell c + 2
+            index = [slice(1, 1 + n) for n in shape]
+            index[a] = slice(start, start + shape[a])
+            view = padded[(slice(None), slice(None), *index)]
+            out.addcmul_(weights[:, 2 * a + side : 2 * a + side + 1], view)
+    return out
 
 
 def _logit(value: float, low: float, high: float) -> float:

@@ -26,7 +26,10 @@ from neurosolve.solvers.mgpc.hierarchy import Hierarchy
 from neurosolve.solvers.mgpc.network import MGPCNet
 from neurosolve.solvers.result import SolveResult
 
-__all__ = ["MGPCPreconditioner", "MGPCSolver", "load_mgpc_model"]
+__all__ = ["PRECISIONS", "MGPCPreconditioner", "MGPCSolver", "load_mgpc_model"]
+
+#: Values of ``MGPCSolver(precision=...)``.
+PRECISIONS = ("full", "mixed")
 
 
 def load_mgpc_model(
@@ -57,6 +60,23 @@ def load_mgpc_model(
     return load_shipped("mgpc", path, device=device)
 
 
+def _prepare_levels(hierarchy: Hierarchy, dtype: torch.dtype) -> None:
+    """Every level's arrays in ``dtype`` and in C order, for the cycle's fused kernels.
+
+    The hierarchy is built in the precision of the matrix (Galerkin sums, network and the
+    exactly symmetric coarsest inverse in float64) and rounded once; a rounded symmetric
+    array stays symmetric, so only the rounding inside the cycle's arithmetic breaks the
+    symmetry of ``M``. C order: the network's weights come out channels-last, which turns
+    the smoothing step's weight reads into strided gathers (measured: the compiled step
+    loses its vector loads).
+    """
+    for lvl in hierarchy.levels:
+        for name in ("diagonal", "couplings", "fluid", "weights", "scale", "inverse"):
+            value = getattr(lvl, name)
+            if value is not None:
+                setattr(lvl, name, value.to(dtype).contiguous())
+
+
 class MGPCPreconditioner:
     """``M`` of one matrix as a callable on unknown vectors ``(n,)`` / ``(n, k)``.
 
@@ -68,6 +88,19 @@ class MGPCPreconditioner:
         self.cells = cells
         self.shape = shape
         self.num_cells = int(math.prod(shape))
+
+    def internal(self, v: torch.Tensor, single: bool) -> torch.Tensor:
+        """``M v`` on full fields ``(num_cells, k)`` (the stencil operator's internal layout).
+
+        The PCG of :class:`MGPCSolver` iterates in that layout (zero off the fluid), so the
+        cycle takes its vectors as they are, with no scatter to and gather from the
+        unknowns; in the precision of the hierarchy, returned in that of ``v``.
+        """
+        k = v.shape[1]
+        fields = v.t().reshape(1, k, *self.shape).to(self.hierarchy.levels[0].diagonal.dtype)
+        with torch.no_grad():
+            out = self.hierarchy.apply(fields)
+        return out.reshape(k, self.num_cells).t().to(v.dtype)
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """``M u`` for ``u`` of shape ``(n,)`` or ``(n, k)``."""
@@ -100,6 +133,11 @@ class MGPCSolver(Solver):
         Trained network (default: the shipped model).
     device, dtype
         Where and in which precision to run (default CPU, float64).
+    precision : {"mixed", "full"}
+        ``"mixed"``: the preconditioner (hierarchy, smoothers, coarse levels) in float32
+        inside the ``dtype`` iteration, which then is flexible CG (Polak-Ribiere; float32
+        rounding makes ``M`` slightly non-symmetric); ``"full"``: the preconditioner in
+        ``dtype`` too, inside PCG. The stopping rule (true float64 residual) is the same.
     max_coarse : int
         The coarsest grid has at most this many cells (solved exactly by a dense Cholesky
         factor; 512 cells, 8^3, costs less than visiting two more tiny levels, which the
@@ -134,14 +172,18 @@ class MGPCSolver(Solver):
         device: Any = None,
         dtype: torch.dtype | str = torch.float64,
         max_coarse: int = 512,
-        history: str = "true",
+        history: str = "recurrence",
+        precision: str = "full",
         **options: Any,
     ) -> None:
-        from neurosolve.solvers.krylov import PCGSolver
+        from neurosolve.solvers.krylov import FlexibleCGSolver, PCGSolver
         from neurosolve.solvers.stencil import StencilOperator
         from neurosolve.solvers.system import prepare_system
 
         dtype = float_dtype(dtype)
+        if precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         prepared = prepare_system(A)
         if prepared.grid is None or prepared.matrix is None:
             raise InvalidInputError(
@@ -161,6 +203,7 @@ class MGPCSolver(Solver):
                 op.fluid_mask[None, None].to(dtype),
                 max_coarse=max_coarse,
             )
+        _prepare_levels(self.hierarchy, torch.float32 if precision == "mixed" else dtype)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.model_setup_seconds = time.perf_counter() - t0
@@ -172,7 +215,10 @@ class MGPCSolver(Solver):
             exact = StencilOperator.from_matrix(
                 prepared.matrix, prepared.grid, device=device, dtype=torch.float64
             )
-        self.pcg = PCGSolver(
+        # a cycle rounded to a lower precision than the iteration's is not exactly symmetric
+        self.flexible = self.hierarchy.levels[0].diagonal.dtype != dtype
+        krylov = FlexibleCGSolver if self.flexible else PCGSolver
+        self.pcg = krylov(
             exact,
             preconditioner=self.preconditioner,
             device=device,
@@ -181,6 +227,8 @@ class MGPCSolver(Solver):
             history=history,
             **options,
         )
+        if isinstance(self.pcg.op, StencilOperator):  # the cycle on the iteration's layout
+            self.pcg.precond = self.preconditioner.internal
         self.setup_seconds = self.model_setup_seconds + self.pcg.setup_seconds
         self.n = op.num_unknowns
 
