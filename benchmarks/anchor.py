@@ -32,10 +32,11 @@ is recorded before every timed block (the 2-rank runs need an otherwise idle mac
     python benchmarks/anchor.py --quick                 # tiny sizes, a smoke run in seconds
     python benchmarks/anchor.py --sizes 64 --frames 10 --cap 64:dcdm=1,64:cg=2 \
         --name anchor_before                            # the "before" run (machine loaded)
-    python benchmarks/anchor.py --methods mgpc-pcg@1,mgpc-pcg@2,dcdm,amg-sa-pcg,amg-rs-pcg,\
-    cg,petsc-gamg-pcg,hypre-boomeramg-pcg,petsc-ic0-pcg --cap 64:dcdm=3,128:dcdm=0,128:cg=1
+    python benchmarks/anchor.py --methods mgpc-pcg@1,mgpc-pcg@2,mgpc-pcg-mixed@1,\
+    mgpc-pcg-mixed@2,dcdm,amg-sa-pcg,amg-rs-pcg,cg,petsc-gamg-pcg,hypre-boomeramg-pcg,\
+    petsc-ic0-pcg --repeat 2 --cap 64:dcdm=3,128:dcdm=0,128:cg=2
                                                         # anchor.json: 64^3 x 10, 128^3 x 3,
-                                                        # obstacles3d (about 30 min, 2 idle cores)
+                                                        # obstacles3d (2 idle cores)
 
 Writes benchmarks/results/<name>.json and <name>.png and prints a markdown table.
 """
