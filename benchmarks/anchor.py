@@ -641,8 +641,8 @@ def plot(payload: dict, path: Path) -> None:
         )
         ax.set_title(title, fontsize=9)
     fig.suptitle(
-        f"anchor benchmark, rtol {payload['rtol']:g}; torch threads {payload['torch_threads']}, "
-        "PETSc one thread per rank"
+        f"anchor benchmark, rtol {payload['rtol']:g}; torch threads {payload['torch_threads']} "
+        "(NAME@T: T threads), PETSc one thread per MPI rank (npR: R ranks)"
     )
     fig.tight_layout()
     fig.savefig(path)
