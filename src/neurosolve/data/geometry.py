@@ -80,11 +80,15 @@ def moving_obstacle_flags(
     count: int = 3,
     radius: float = 0.12,
     speed: float = 0.05,
+    boundary_air: str | None = None,
 ) -> list[np.ndarray]:
     """Cell flags of ``frames`` time steps with spherical obstacles moving through the domain.
 
     Sphere centres start at random positions and move in straight lines with random
     directions, ``speed`` (a fraction of the domain) per frame, reflecting at the walls.
+    With ``boundary_air="top"`` the last layer along axis 0 is AIR in every frame: with a
+    Neumann outer boundary this is a closed box with solid walls and an open top, the
+    pressure system of a smoke simulation (the AIR cells carry ``p = 0``, so it is SPD).
 
     Parameters
     ----------
@@ -100,19 +104,31 @@ def moving_obstacle_flags(
         Sphere radius as a fraction of the domain side.
     speed : float
         Distance moved per frame as a fraction of the domain side.
+    boundary_air : {None, "none", "top"}
+        ``"top"``: the last layer along axis 0 is AIR (overriding obstacles there). The
+        trajectories do not depend on it, so one seed moves the same spheres either way.
 
     Returns
     -------
     list of numpy.ndarray
-        One int8 flags array (FLUID / SOLID) per frame.
+        One int8 flags array (FLUID / SOLID, and AIR with ``boundary_air``) per frame.
 
     Examples
     --------
     >>> flags = moving_obstacle_flags((16, 16), 3, np.random.default_rng(0), count=1)
     >>> len(flags), flags[0].shape, bool((flags[0] != flags[2]).any())
     (3, (16, 16), True)
+    >>> top = moving_obstacle_flags((8, 8), 2, np.random.default_rng(0), boundary_air="top")
+    >>> bool((top[1][-1] == AIR).all()), bool((top[1][:-1] == AIR).any())
+    (True, False)
     """
     frames = integer(frames, "frames")
+    if boundary_air == "none":
+        boundary_air = None
+    if boundary_air not in (None, "top"):
+        raise InvalidInputError(
+            f"unknown boundary_air {boundary_air!r} for moving obstacles; choose None or 'top'"
+        )
     ndim = len(shape)
     low, high = radius, 1.0 - radius
     centres = rng.uniform(low, high, size=(count, ndim))
@@ -128,6 +144,8 @@ def moving_obstacle_flags(
             solid |= dist2 <= radius**2
         flags = np.full(shape, FLUID, dtype=np.int8)
         flags[solid] = SOLID
+        if boundary_air == "top":
+            flags[-1, ...] = AIR
         out.append(flags)
         centres = centres + velocity
         # Reflect at the walls so the obstacles stay inside the domain.
@@ -249,4 +267,3 @@ def obstacle_flags(
     if not (flags == FLUID).any():  # only possible on degenerate grids (e.g. 1 x n)
         raise InvalidInputError(f"geometry left no fluid cells on grid {shape}")
     return flags
-
