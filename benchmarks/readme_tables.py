@@ -79,7 +79,25 @@ CORE = [
     ("thread_policy.json", "python benchmarks/thread_policy.py"),
 ]
 ANCHOR = [
-    ("anchor.json", "python benchmarks/anchor.py"),
+    (
+        "anchor.json",
+        "NEUROSOLVE_COMPILE=1 OMP_NUM_THREADS=1 python benchmarks/anchor.py --methods "
+        "mgpc-pcg@1,mgpc-pcg@2,mgpc-pcg-mixed@1,mgpc-pcg-mixed@2,dcdm,amg-sa-pcg,amg-rs-pcg,cg,"
+        "petsc-gamg-pcg,hypre-boomeramg-pcg,petsc-ic0-pcg --sizes 64,128 --frames 10,3 "
+        "--repeat 2 --cap 64:dcdm=3,128:dcdm=0,128:cg=2 --name anchor",
+        "Run with compiled kernels (the default when it ran; now `NEUROSOLVE_COMPILE=1`); "
+        "the untimed warm-up absorbs the compile. PETSc 3.18 from Debian's "
+        "`python3-petsc4py`, run by the system python on the same matrices written to "
+        "files; 1 thread per MPI rank.",
+    ),
+    (
+        "anchor_mgpc_eager.json",
+        "OMP_NUM_THREADS=1 python benchmarks/anchor.py --methods "
+        "mgpc-pcg@1,mgpc-pcg@2,mgpc-pcg-mixed@1,mgpc-pcg-mixed@2 --sizes 64,128 "
+        "--frames 10,3 --repeat 2 --suite none --name anchor_mgpc_eager",
+        "MGPC alone with the default eager kernels, in a separate run on the same idle "
+        "machine: compare with the MGPC rows above.",
+    ),
 ]
 DARCY = [
     ("darcy_operators.json", "python benchmarks/darcy_operators.py"),

@@ -11,11 +11,13 @@ multiply and an add into one FMA).
 Switches:
 
 - compiling is OFF by default: ``NEUROSOLVE_COMPILE=1`` (or ``true``/``yes``/``on``) in
-  the environment, or :func:`set_compile` in code, turns it on. Measured on 2 CPU cores
-  (``benchmarks/stencil_kernel.py``), the compiled kernels make one MGPC application 5-20 %
-  faster than the eager ones at 64^3-128^3, but a fresh process pays about 20 s of compiling
-  before its first solve (about 10 s with the disk cache filled): compiling pays for long
-  runs (hundreds of frames), not for the one-off solve, so it is the user's choice;
+  the environment, or :func:`set_compile` in code, turns it on. Measured on 2 CPU cores,
+  compiled kernels make an MGPC-PCG frame (setup + 7 iterations) 1.56x faster at 128^3
+  and 1.17x at 64^3 (``benchmarks/anchor.py``: ``anchor.json`` compiled against
+  ``anchor_mgpc_eager.json``), but a fresh process pays 10-30 s of compiling before its
+  first solve (about 10 s with the disk cache filled; ``benchmarks/stencil_kernel.py``):
+  compiling pays for long sequences (a few dozen frames at 128^3), not for the one-off
+  solve, so it is the user's choice;
 - calls whose fields have fewer than ``min_numel`` elements, and calls that must record
   an autograd graph (training), always run eagerly: there the compiled call's fixed
   overhead (guards, a wrapper) is not worth it, and training never waits for a compiler.
