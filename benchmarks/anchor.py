@@ -60,7 +60,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from neurosolve.harness.records import machine_info, now_utc
-from neurosolve.harness.runner import RECHECK_SLACK, run_problem, run_sequence
+from neurosolve.harness.runner import (
+    RECHECK_SLACK,
+    recheck_residual,
+    run_problem,
+    run_sequence,
+)
 from neurosolve.harness.suites import get_suite
 
 HERE = Path(__file__).resolve().parent
@@ -155,18 +160,6 @@ def suite_systems(name: str) -> list:
 
 
 # ---------------------------------------------------------------- checks and records
-
-
-def relative_residual(A, b, x) -> float:
-    """``||b - A x|| / ||b||`` in float64 (the harness's own recheck formula)."""
-    b = np.asarray(b, dtype=np.float64)
-    r = float(np.linalg.norm(b - A @ np.asarray(x, dtype=np.float64)))
-    bnorm = float(np.linalg.norm(b))
-    return r / bnorm if bnorm > 0 else r
-
-
-def meets(true_residual: float, rtol: float) -> bool:
-    return bool(np.isfinite(true_residual) and true_residual <= rtol * (1.0 + RECHECK_SLACK))
 
 
 def loadavg() -> list[float]:
@@ -415,7 +408,10 @@ def petsc_row(item: dict, r: int, system, args) -> dict:
     run = item["repeats"][r]
     x = np.load(run["x"])
     os.unlink(run["x"])
-    true_residual = relative_residual(system.A, system.b, x)
+    from neurosolve.solvers import stopping_threshold
+
+    threshold = stopping_threshold(float(np.linalg.norm(system.b)), args.rtol, 0.0)
+    true_residual, meets = recheck_residual(system.A, system.b, x, threshold)
     claimed = run["reason"] > 0
     return {
         "name": item["name"],
@@ -426,7 +422,7 @@ def petsc_row(item: dict, r: int, system, args) -> dict:
         "true_residual": true_residual,
         "petsc_true_residual": run["true_residual"],
         "claimed_converged": claimed,
-        "converged": claimed and meets(true_residual, args.rtol),
+        "converged": claimed and meets,
         "reason": run["reason"],
     }
 
