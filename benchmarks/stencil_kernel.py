@@ -50,12 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def scene(n: int, seed: int):
-    """The closed box with an open top and obstacles, ``n^3`` cells."""
-    from neurosolve.data import obstacle_flags, poisson
+    """The closed box with an open top and obstacles, ``n^3`` cells (mgpc_setup.py's scene)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mgpc_setup import scene as open_top_box
 
-    shape = (n, n, n)
-    flags = obstacle_flags(shape, "mixed", np.random.default_rng(seed), boundary_air="top")
-    return poisson(shape, flags=flags, boundary="neumann")
+    return open_top_box(n, seed)
 
 
 def timed(fn, repeats: int) -> dict:
