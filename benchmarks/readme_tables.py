@@ -379,58 +379,68 @@ def _ratio(x: dict | None) -> str:
 
 
 def stencil_kernel_section(d: dict) -> str:
+    kinds = ("eager", "native", "compiled")
     rows, first = [], []
     for run in d["runs"]:
         warm, cold = run["second_process"], run["cold_process"]
         for size in [k for k in warm if k.endswith("^3")]:
             part = warm[size]
             for dtype, prod in part["product"].items():
-                rows.append(
-                    [
-                        size,
-                        run["threads"],
-                        f"product {dtype}",
-                        _ratio(prod["eager_over_csr"]),
-                        _ratio(prod["compiled_over_csr"]),
-                        "-",
-                        "-",
-                    ]
-                )
+                cells = [_ratio(prod[f"{k}_over_csr"]) for k in ("eager", "native", "inductor")]
+                rows.append([size, run["threads"], f"product {dtype}", *cells, "-", "-"])
             for precision, m in part["mgpc"].items():
+                its = "/".join(str(m[k]["iterations"][0]) for k in kinds)
                 rows.append(
                     [
                         size,
                         run["threads"],
-                        f"MGPC {precision}",
-                        _ratio(m["apply_eager_over_csr"]),
-                        _ratio(m["apply_over_csr"]),
-                        _ratio(m["iteration_over_csr"]),
-                        f"{m['iterations'][0]} ({m['true_relative_residual']:.1e})",
+                        f"MGPC {precision} cycle",
+                        *(_ratio(m[k]["apply_over_csr"]) for k in kinds),
+                        "-",
+                        "-",
                     ]
                 )
-        first.append(
-            [
-                run["threads"],
-                g3(cold["first_solve"]["first_seconds"]),
-                g3(warm["first_solve"]["first_seconds"]),
-                g3(warm["first_solve"]["again_seconds"]),
-            ]
-        )
+                rows.append(
+                    [
+                        size,
+                        run["threads"],
+                        f"MGPC {precision} PCG iteration",
+                        *(_ratio(m[k]["iteration_over_csr"]) for k in kinds),
+                        its,
+                        f"{m['native']['true_relative_residual']:.1e}",
+                    ]
+                )
+        for kind in ("native", "compiled"):
+            first.append(
+                [
+                    run["threads"],
+                    kind,
+                    g3(cold["first_solve"][kind]["first_seconds"]),
+                    g3(warm["first_solve"][kind]["first_seconds"]),
+                    g3(warm["first_solve"][kind]["again_seconds"]),
+                ]
+            )
     head = [
         "grid",
         "threads",
         "what",
-        "eager / CSR matvec",
-        "compiled / CSR matvec",
-        "PCG iteration / CSR matvec",
-        "iterations (true rel. residual)",
+        "eager",
+        "native",
+        "compiled",
+        "iterations (eager/native/compiled)",
+        "true rel. residual",
     ]
     return (
         "Times in units of one scipy CSR matvec of the same matrix and dtype, timed in the same "
-        "process (min / median of the repeats); the second process reads the compile cache.\n\n"
-        + table(head, rows, "lrlrrrr")
-        + "\n\nFirst 64^3 setup + solve (rtol 1e-10), seconds:\n\n"
-        + table(["threads", "empty cache", "second process", "repeated in-process"], first)
+        "process (min / median of the repeats); eager: torch operations; native: the numba "
+        "loops (the CPU default); compiled: `NEUROSOLVE_COMPILE=1` (the product row: "
+        "inductor alone). The second process reads the caches.\n\n"
+        + table(head, rows, "lrlrrrrr")
+        + "\n\nFirst 64^3 setup + solve (rtol 1e-10), seconds (native first, then compiled, "
+        "in one process):\n\n"
+        + table(
+            ["threads", "backend", "empty caches", "second process", "repeated in-process"], first
+        )
     )
 
 

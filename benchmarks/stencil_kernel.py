@@ -1,18 +1,26 @@
-"""The stencil kernel and the MGPC cycle against scipy's CSR matvec, eager and compiled.
+"""The stencil kernel and the MGPC cycle against scipy's CSR matvec: eager, native, compiled.
 
 Scenes: the closed box with an open top of benchmarks/mgpc.py's sequences (Neumann walls,
 the top layer AIR, mixed obstacles; ``obstacle_flags(..., boundary_air="top")``), at 64^3
 and 128^3. Every timing is a ratio to scipy's CSR matvec ``A @ x`` (float64) measured in the
 same process, min and median of ``--repeats`` runs, for each thread count in its own process
-(``OMP_NUM_THREADS`` fixed before torch starts):
+(``OMP_NUM_THREADS`` and the BLAS threads fixed before torch starts). Three backends of the
+package's kernels:
 
-1. one stencil product ``A u``: eager, compiled, and scipy CSR, float64 and float32;
+- ``eager``: torch operations only (native kernels and compiling off);
+- ``native``: the numba loops of :mod:`neurosolve.solvers.native` (the CPU default);
+- ``compiled``: ``NEUROSOLVE_COMPILE=1`` (inductor for large fields; below its size limit
+  the native loops), with the product alone also timed under inductor only.
+
+Parts:
+
+1. one stencil product ``A u`` per backend and scipy CSR, float64 and float32;
 2. one MGPC application (the cycle, on the PCG's layout) and one MGPC-PCG iteration
    (``history="cheap"``, rtol 1e-10), precision ``"full"`` (float64) and ``"mixed"``
-   (float32 cycle in float64 flexible CG), with the eager cycle for reference;
-3. compile time: a process with an empty compile cache times its first setup + solve
-   against the same repeated; a second process with the cache filled does the same (the
-   cache hit).
+   (float32 cycle in float64 flexible CG), per backend;
+3. first-solve times: a process with empty caches times its first setup + solve, native
+   (numba compiling its loops) and then compiled (inductor), each against the same
+   repeated; a second process with the caches filled does the same (the cache hits).
 
     python benchmarks/stencil_kernel.py                      # 64^3 and 128^3, 1 and 2 threads
     python benchmarks/stencil_kernel.py --sizes 64 --threads 1 --repeats 5
@@ -23,6 +31,7 @@ Writes benchmarks/results/stencil_kernel.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -72,11 +81,33 @@ def ratio(t: dict, unit: dict) -> dict:
     return {"min": t["min"] / unit["min"], "median": t["median"] / unit["median"]}
 
 
+BACKENDS = ("eager", "native", "compiled")
+
+
+@contextlib.contextmanager
+def backend(name: str):
+    """Switch the package's kernels to one backend (see the module), then back."""
+    from neurosolve.solvers import native
+    from neurosolve.solvers.compiled import set_compile
+
+    use_native, use_compile = {
+        "eager": (False, False),
+        "native": (True, False),
+        "compiled": (True, True),
+        "inductor": (False, True),  # the product alone under inductor
+    }[name]
+    before = native.set_native(use_native), set_compile(use_compile)
+    try:
+        yield
+    finally:
+        native.set_native(before[0])
+        set_compile(before[1])
+
+
 def product_part(system, repeats: int) -> dict:
-    """One stencil product: eager and compiled torch, scipy CSR; float64 and float32."""
+    """One stencil product per backend (and inductor alone), scipy CSR; float64 and float32."""
     import torch
 
-    from neurosolve.solvers.compiled import set_compile
     from neurosolve.solvers.stencil import StencilOperator
 
     out = {}
@@ -86,86 +117,84 @@ def product_part(system, repeats: int) -> dict:
         x = np.random.default_rng(1).standard_normal(system.n).astype(A.dtype)
         op = StencilOperator.from_system(system, dtype=dtype)
         v = op.to_internal(torch.as_tensor(x).reshape(-1, 1))
-        csr = timed(lambda A=A, x=x: A @ x, repeats)
+        rec = {"csr_seconds": timed(lambda A=A, x=x: A @ x, repeats)}
         with torch.no_grad():
-            set_compile(False)
-            eager = timed(lambda op=op, v=v: op.apply_internal(v), repeats)
-            ref = op.apply_internal(v)
-            set_compile(True)
-            t0 = time.perf_counter()
-            got = op.apply_internal(v)
-            first = time.perf_counter() - t0
-            compiled = timed(lambda op=op, v=v: op.apply_internal(v), repeats)
-        scale = float(ref.abs().max())
-        out[name] = {
-            "csr_seconds": csr,
-            "eager_seconds": eager,
-            "compiled_seconds": compiled,
-            "compiled_first_call_seconds": first,
-            "eager_over_csr": ratio(eager, csr),
-            "compiled_over_csr": ratio(compiled, csr),
-            "compiled_vs_eager_max_difference": float((got - ref).abs().max()) / scale,
-        }
+            with backend("eager"):
+                ref = op.apply_internal(v)
+            scale = float(ref.abs().max())
+            for kind in ("eager", "native", "inductor"):
+                with backend(kind):
+                    t0 = time.perf_counter()
+                    got = op.apply_internal(v)
+                    first = time.perf_counter() - t0
+                    t = timed(lambda op=op, v=v: op.apply_internal(v), repeats)
+                rec[f"{kind}_seconds"] = t
+                rec[f"{kind}_first_call_seconds"] = first
+                rec[f"{kind}_over_csr"] = ratio(t, rec["csr_seconds"])
+                rec[f"{kind}_vs_eager_max_difference"] = float((got - ref).abs().max()) / scale
+        out[name] = rec
     return out
 
 
 def mgpc_part(system, repeats: int, csr: dict) -> dict:
-    """One MGPC application and one MGPC-PCG iteration, full and mixed precision."""
+    """One MGPC application and one MGPC-PCG iteration per precision and backend."""
     import torch
 
-    from neurosolve.solvers.compiled import set_compile
     from neurosolve.solvers.mgpc import MGPCSolver
 
     b = np.random.default_rng(2).standard_normal(system.n)
     out = {}
     for precision in ("full", "mixed"):
-        t0 = time.perf_counter()
-        solver = MGPCSolver(system, history="cheap", precision=precision)
-        setup = time.perf_counter() - t0
-        op, M = solver.pcg.op, solver.preconditioner
-        r = op.to_internal(torch.as_tensor(b).reshape(-1, 1))
-        apply = timed(lambda M=M, r=r: M.internal(r, True), repeats)
-        set_compile(False)
-        apply_eager = timed(lambda M=M, r=r: M.internal(r, True), max(3, repeats // 2))
-        set_compile(True)
-        results = []
-        for _ in range(repeats):
-            res = solver.solve(b, rtol=RTOL)
-            results.append(res)
-        iterations = [res.iterations for res in results]
-        per_it = [res.solve_seconds / max(res.iterations, 1) for res in results]
-        it = {"min": float(np.min(per_it)), "median": float(np.median(per_it))}
-        last = results[-1]
-        true = float(np.linalg.norm(b - system.A @ last.x) / np.linalg.norm(b))
-        out[precision] = {
-            "setup_seconds": setup,
-            "levels": solver.hierarchy.num_levels,
-            "cycle_stencil_products": solver.hierarchy.matvec_equivalents(),
-            "apply_seconds": apply,
-            "apply_eager_seconds": apply_eager,
-            "apply_over_csr": ratio(apply, csr),
-            "apply_eager_over_csr": ratio(apply_eager, csr),
-            "iteration_seconds": it,
-            "iteration_over_csr": ratio(it, csr),
-            "iterations": iterations,
-            "converged": bool(last.converged),
-            "true_relative_residual": true,
-        }
+        rec = {}
+        for kind in BACKENDS:
+            with backend(kind):
+                t0 = time.perf_counter()
+                solver = MGPCSolver(system, history="cheap", precision=precision)
+                setup = time.perf_counter() - t0
+                op, M = solver.pcg.op, solver.preconditioner
+                r = op.to_internal(torch.as_tensor(b).reshape(-1, 1))
+                apply = timed(lambda M=M, r=r: M.internal(r, True), repeats)
+                results = [solver.solve(b, rtol=RTOL) for _ in range(repeats)]
+            per_it = [res.solve_seconds / max(res.iterations, 1) for res in results]
+            it = {"min": float(np.min(per_it)), "median": float(np.median(per_it))}
+            last = results[-1]
+            true = float(np.linalg.norm(b - system.A @ last.x) / np.linalg.norm(b))
+            rec[kind] = {
+                "setup_seconds": setup,
+                "apply_seconds": apply,
+                "apply_over_csr": ratio(apply, csr),
+                "iteration_seconds": it,
+                "iteration_over_csr": ratio(it, csr),
+                "iterations": [res.iterations for res in results],
+                "converged": bool(last.converged),
+                "true_relative_residual": true,
+            }
+        rec["levels"] = solver.hierarchy.num_levels
+        rec["cycle_stencil_products"] = solver.hierarchy.matvec_equivalents()
+        out[precision] = rec
     return out
 
 
 def first_solve(system) -> dict:
-    """Setup + solve of a fresh process's first MGPC-PCG solve, then the same again."""
+    """Setup + solve of a process's first MGPC-PCG solve, then the same again, per backend.
+
+    Native first (in a cold process: numba compiles its loops), then compiled (inductor
+    compiles; the native loops are loaded by then).
+    """
     from neurosolve.solvers.mgpc import MGPCSolver
 
     b = np.ones(system.n)
-    times = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        solver = MGPCSolver(system, history="cheap")
-        solver.solve(b, rtol=RTOL)
-        times.append(time.perf_counter() - t0)
-    return {"first_seconds": times[0], "again_seconds": times[1]}
+    out = {}
+    for kind in ("native", "compiled"):
+        times = []
+        with backend(kind):
+            for _ in range(2):
+                t0 = time.perf_counter()
+                solver = MGPCSolver(system, history="cheap")
+                solver.solve(b, rtol=RTOL)
+                times.append(time.perf_counter() - t0)
+        out[kind] = {"first_seconds": times[0], "again_seconds": times[1]}
+    return out
 
 
 def worker(args) -> dict:
@@ -198,8 +227,9 @@ def worker(args) -> dict:
 
 def run_worker(kind: str, threads: int, cache: str, args) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["NEUROSOLVE_COMPILE"] = "1"  # compiling is opt-in; this benchmark measures it
-    env["TORCHINDUCTOR_CACHE_DIR"] = cache
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "inductor")
+    env["NUMBA_CACHE_DIR"] = os.path.join(cache, "numba")  # cold: numba compiles too
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
         cmd = [sys.executable, __file__, "--worker", kind, "--sizes", args.sizes]
         cmd += ["--repeats", str(args.repeats), "--seed", str(args.seed), "--out", tmp.name]
@@ -243,16 +273,19 @@ def summary(warm: dict, cold: dict) -> dict:
         out[key] = {
             "product_over_csr": {
                 dt: {
-                    "eager": p["eager_over_csr"]["median"],
-                    "compiled": p["compiled_over_csr"]["median"],
+                    kind: p[f"{kind}_over_csr"]["median"]
+                    for kind in ("eager", "native", "inductor")
                 }
                 for dt, p in rec["product"].items()
             },
             "mgpc": {
                 prec: {
-                    "apply_over_csr": m["apply_over_csr"]["median"],
-                    "iteration_over_csr": m["iteration_over_csr"]["median"],
-                    "iterations": m["iterations"][0],
+                    kind: {
+                        "apply_over_csr": m[kind]["apply_over_csr"]["median"],
+                        "iteration_over_csr": m[kind]["iteration_over_csr"]["median"],
+                        "iterations": m[kind]["iterations"][0],
+                    }
+                    for kind in BACKENDS
                 }
                 for prec, m in rec["mgpc"].items()
             },

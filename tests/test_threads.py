@@ -158,3 +158,23 @@ def test_bench_repeat_and_threads_reach_the_results(tmp_path, capsys, monkeypatc
     assert main([*default, "--out", str(tmp_path / "d")]) == 0
     assert load_results(tmp_path / "d" / "results.json").options["threads"] == 1
     assert main([*args, "--repeat", "0"]) == 2
+
+
+def test_the_policy_limits_blas_threads_too():
+    """numpy/scipy's OpenBLAS runs on the policy's count inside the block, as before after."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401 - loads scipy's BLAS, which the MGPC setup uses
+
+    def blas_counts():
+        info = threadpoolctl.threadpool_info()
+        return [lib["num_threads"] for lib in info if lib["user_api"] == "blas"]
+
+    before = blas_counts()
+    if not before:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        outside = blas_counts()
+        with torch_threads(1):
+            assert blas_counts() == [1] * len(before)
+        assert blas_counts() == outside
+    assert blas_counts() == before

@@ -27,6 +27,7 @@ from neurosolve._util.validate import float_dtype
 from neurosolve.data.grids import Grid
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers import native
 from neurosolve.solvers.compiled import CompiledKernel
 
 __all__ = [
@@ -69,7 +70,8 @@ def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tens
     tensor([[[1., 0., 1.]]])
     """
     _check_couplings(couplings, u)
-    return PRODUCT(diagonal, couplings, _pad(u))
+    out = _native(PRODUCT, native.PRODUCT, diagonal, couplings, u)
+    return PRODUCT(diagonal, couplings, _pad(u)) if out is None else out
 
 
 def stencil_residual(
@@ -85,7 +87,8 @@ def stencil_residual(
     tensor([[[0., 1., 0.]]])
     """
     _check_couplings(couplings, u)
-    return RESIDUAL(diagonal, couplings, _pad(u), f)
+    out = _native(RESIDUAL, native.RESIDUAL, diagonal, couplings, u, f)
+    return RESIDUAL(diagonal, couplings, _pad(u), f) if out is None else out
 
 
 def smoothing_step(
@@ -108,7 +111,28 @@ def smoothing_step(
     tensor([[[0.5000, 0.5000, 0.5000]]])
     """
     _check_couplings(couplings, u)
-    return SMOOTHING_STEP(diagonal, couplings, weights, _pad(u), f)
+    out = _native(SMOOTHING_STEP, native.SMOOTHING, diagonal, couplings, u, f, weights)
+    return SMOOTHING_STEP(diagonal, couplings, weights, _pad(u), f) if out is None else out
+
+
+def _native(
+    kernel: CompiledKernel,
+    mode: int,
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """The CPU pass of :mod:`~neurosolve.solvers.native`, unless ``kernel`` is compiled.
+
+    ``None`` sends the call to ``kernel`` (inductor when compiling is on and the call is
+    large, else the eager form): on a GPU, under autograd, inside a compiled trace, for
+    unusual shapes, or where numba is absent.
+    """
+    if torch.compiler.is_compiling() or kernel.wants_compiled((diagonal, couplings, u, f)):
+        return None
+    return native.stencil_pass(mode, diagonal, couplings, u, f, weights)
 
 
 def _check_couplings(couplings: torch.Tensor, u: torch.Tensor) -> None:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers import native
 from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
 from neurosolve.solvers.stencil import smoothing_step, stencil_residual
 
@@ -81,7 +82,8 @@ def restrict(
               [2., 2.]]]])
     """
     factors = _factors(u.dim() - 2, axes)
-    return _block_sum(_pad_even(u, factors), factors)
+    out = native.block_sum(u, factors)  # the CPU's one pass; None elsewhere
+    return _block_sum(_pad_even(u, factors), factors) if out is None else out
 
 
 def prolong(
@@ -99,6 +101,10 @@ def prolong(
     """
     G, K, *S = uc.shape
     factors = _factors(len(S), axes)
+    if tuple(fine_fluid.shape[2:]) == tuple(fine_shape):
+        out = native.inject(uc, fine_fluid, factors)  # the CPU's one pass; None elsewhere
+        if out is not None:
+            return out
     expanded, full, view = [G, K], [G, K], [G, K]
     for s, f in zip(S, factors, strict=True):
         expanded.extend((s, f))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurosolve._util.threads import torch_threads
 from neurosolve._util.validate import float_dtype
 from neurosolve.checkpoint import load_shipped
 from neurosolve.devices import resolve_device
@@ -194,16 +195,20 @@ class MGPCSolver(Solver):
         device = resolve_device(device)
         net = load_mgpc_model(model, device=device)
         t0 = time.perf_counter()
-        op = StencilOperator.from_matrix(prepared.matrix, prepared.grid, device=device, dtype=dtype)
-        with torch.no_grad():
-            self.hierarchy = Hierarchy.build(
-                net,
-                op.diagonal[None, None],
-                op.neighbours[None],
-                op.fluid_mask[None, None].to(dtype),
-                max_coarse=max_coarse,
+        # the solve's thread policy for the setup too (inside make_solver's, that one's)
+        with torch_threads("auto", prepared.matrix.shape[0]):
+            op = StencilOperator.from_matrix(
+                prepared.matrix, prepared.grid, device=device, dtype=dtype
             )
-        _prepare_levels(self.hierarchy, torch.float32 if precision == "mixed" else dtype)
+            with torch.no_grad():
+                self.hierarchy = Hierarchy.build(
+                    net,
+                    op.diagonal[None, None],
+                    op.neighbours[None],
+                    op.fluid_mask[None, None].to(dtype),
+                    max_coarse=max_coarse,
+                )
+            _prepare_levels(self.hierarchy, torch.float32 if precision == "mixed" else dtype)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.model_setup_seconds = time.perf_counter() - t0

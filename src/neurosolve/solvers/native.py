@@ -1,0 +1,272 @@
+"""CPU kernels compiled by numba: the stencil kernel and the aggregation transfers, one pass each.
+
+On the CPU the multigrid cycle is a long chain of small array passes: at 64^3 an MGPC
+application is about 60 of them over 4 levels, and the coarse levels are so small that
+torch's fixed cost per operation (10-30 us, a dozen operations per stencil product in the
+eager form) is most of the time. numba compiles these loops to machine code with LLVM, which
+ships inside its wheel: no C compiler is needed, the code is cached on disk
+(``cache=True``), so a second process loads it in milliseconds instead of compiling again,
+and a call costs about 2 us. One loop per product visits each cell once, reads the
+coefficients and the seven values and writes the result: the fused pass that
+:mod:`neurosolve.solvers.compiled` gets from inductor, without its 10-30 s of compiling per
+process.
+
+The kernels here are the CPU form of four operations, with the same arguments and results
+as their torch forms (which remain the reference, the GPU path and the autograd path):
+
+- :func:`stencil_pass`: ``A u``, ``f - A u`` and the smoothing step ``u + w (f - A u)`` of
+  :mod:`neurosolve.solvers.stencil` (5-point 2D and 7-point 3D stencils);
+- :func:`block_sum` and :func:`inject`: the aggregation restriction (sum over blocks of 2 or
+  1 cells per axis) and its transpose times the fluid mask, of the MGPC hierarchy.
+
+Each returns ``None`` when it does not apply, and the caller then runs the torch form: numba
+is not installed or fails to load, native kernels are switched off, a tensor is not on the
+CPU, needs a gradient, or the dtypes, shapes or broadcasting differ from the plain case.
+Per cell the terms are added in the order of the torch form (diagonal, then ``-e_0, +e_0,
+-e_1, ...``), so results agree to rounding.
+
+Switches: native kernels are ON by default where numba imports; ``NEUROSOLVE_NATIVE=0``
+(or ``false``/``no``/``off``) or :func:`set_native` turns them off. The kernels run on
+``torch.get_num_threads()`` threads (the package's thread policy sets that), on numba's
+``workqueue`` threading layer unless ``NUMBA_THREADING_LAYER`` says otherwise (it is fork
+safe and its threads sleep rather than spin when idle); as that layer must not be entered
+from two threads at once, a call that finds it busy runs the same loop serially.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["available", "block_sum", "inject", "native_enabled", "set_native", "stencil_pass"]
+
+logger = logging.getLogger(__name__)
+
+ENV_SWITCH = "NEUROSOLVE_NATIVE"
+_OFF = ("0", "false", "no", "off")
+#: Modes of :func:`stencil_pass`.
+PRODUCT, RESIDUAL, SMOOTHING = 0, 1, 2
+_DTYPES = (torch.float32, torch.float64)
+
+_override: bool | None = None
+_kernels: dict[str, Any] | None = None  # compiled dispatchers, once loaded
+_load_failed = False
+_busy = threading.Lock()  # the parallel threading layer, one caller at a time
+_load_lock = threading.Lock()
+
+
+def native_enabled() -> bool:
+    """Whether native kernels may run: :func:`set_native`, else ``NEUROSOLVE_NATIVE``.
+
+    Examples
+    --------
+    >>> previous = set_native(False)
+    >>> native_enabled()
+    False
+    >>> _ = set_native(previous)
+    """
+    if _override is not None:
+        return _override
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in _OFF
+
+
+def set_native(enabled: bool | None) -> bool | None:
+    """Turn native kernels on or off for the process; ``None`` hands back to the environment.
+
+    Returns the previous setting (``None`` when the environment decided).
+
+    Examples
+    --------
+    >>> previous = set_native(False)
+    >>> set_native(previous) is False
+    True
+    """
+    global _override
+    previous, _override = _override, None if enabled is None else bool(enabled)
+    return previous
+
+
+def available() -> bool:
+    """Whether the native kernels are switched on and numba has loaded them.
+
+    The first call imports numba and loads (or compiles) the kernels; a failure is logged
+    and warned about once, and the torch forms run from then on.
+
+    Examples
+    --------
+    >>> isinstance(available(), bool)
+    True
+    """
+    return native_enabled() and _load() is not None
+
+
+def _load() -> dict[str, Any] | None:
+    global _kernels, _load_failed
+    if _kernels is not None or _load_failed:
+        return _kernels
+    with _load_lock:
+        if _kernels is None and not _load_failed:
+            try:
+                if "NUMBA_THREADING_LAYER" not in os.environ:
+                    import numba
+
+                    numba.config.THREADING_LAYER = "workqueue"
+                from neurosolve.solvers import _native_loops
+
+                _kernels = _native_loops.dispatchers()
+            except Exception as exc:  # noqa: BLE001 - numba missing or broken: torch forms
+                _load_failed = True
+                logger.info("native kernels unavailable: %s", exc)
+                if not isinstance(exc, ImportError):
+                    warnings.warn(
+                        f"numba failed to load neurosolve's native kernels ({type(exc).__name__}"
+                        f": {exc}); the torch forms run instead (correct, slower). Set "
+                        f"{ENV_SWITCH}=0 to skip them",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+    return _kernels
+
+
+def _plain(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> bool:
+    """CPU tensors of one float dtype, with no gradient to record."""
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype != dtype or (grad and t.requires_grad):
+            return False
+    return True
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _run(name: str, *args: Any) -> None:
+    """Call kernel ``name`` on ``torch.get_num_threads()`` threads (serially if busy)."""
+    kernels = _kernels
+    assert kernels is not None  # callers checked available()
+    threads = torch.get_num_threads()
+    if threads > 1 and _busy.acquire(blocking=False):
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            kernels[name](*args)
+        finally:
+            _busy.release()
+        return
+    kernels[name + "_serial"](*args)
+
+
+def stencil_pass(
+    mode: int,
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """``A u`` (mode 0), ``f - A u`` (1) or ``u + w (f - A u)`` (2) in one pass; or ``None``.
+
+    The arguments are those of :func:`~neurosolve.solvers.stencil.apply_stencil`,
+    :func:`~neurosolve.solvers.stencil.stencil_residual` and
+    :func:`~neurosolve.solvers.stencil.smoothing_step`: ``diagonal (Gs, 1, *S)``,
+    ``couplings (Gs, 2 d, *S)``, ``weights (Gs, 1, *S)``, fields ``u`` and ``f`` of shape
+    ``(G, K, *S)`` with ``Gs`` 1 or ``G``. ``None`` means "not the plain case" (see the
+    module), and the caller runs the torch form.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 3), 2.0)
+    >>> c = torch.tensor([[[0.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]])
+    >>> out = stencil_pass(PRODUCT, d, c, torch.ones(1, 1, 3))
+    >>> out is None or out.tolist() == [[[1.0, 0.0, 1.0]]]
+    True
+    """
+    if not 2 <= u.dim() - 2 <= 3 or not available():
+        return None
+    dtype, shape = u.dtype, tuple(u.shape)
+    G, S = shape[0], shape[2:]
+    stencils = 1 if diagonal.shape[0] == 1 else G
+    wanted = (stencils, 1, *S)
+    if (
+        dtype not in _DTYPES
+        or tuple(diagonal.shape) != wanted
+        or tuple(couplings.shape) != (stencils, 2 * len(S), *S)
+        or (f is not None and tuple(f.shape) != shape)
+        or (weights is not None and tuple(weights.shape) != wanted)
+    ):
+        return None
+    tensors = [t for t in (diagonal, couplings, u, f, weights) if t is not None]
+    if not _plain(tensors, dtype):
+        return None
+    out = torch.empty(shape, dtype=dtype)
+    d, c, x = _array(diagonal), _array(couplings), _array(u)
+    rhs = _array(f) if f is not None else x  # unread in mode 0
+    w = _array(weights) if weights is not None else d  # read in mode 2 only
+    _run(f"stencil{len(S)}", int(mode), d, c, x, rhs, w, out.numpy())
+    return out
+
+
+def block_sum(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor | None:
+    """Sums over blocks of ``factors`` (2 or 1 per axis) cells, with a ragged last block.
+
+    ``(G, C, *S) -> (G, C, *ceil(S / factors))``: the restriction of the MGPC hierarchy
+    (the torch form zero-pads odd sizes first); ``None`` where it does not apply.
+
+    Examples
+    --------
+    >>> out = block_sum(torch.ones(1, 1, 5, 2), (2, 1))
+    >>> out is None or out[0, 0].tolist() == [[2.0, 2.0], [2.0, 2.0], [1.0, 1.0]]
+    True
+    """
+    ndim = x.dim() - 2
+    if not 2 <= ndim <= 3 or len(factors) != ndim or not available():
+        return None
+    if x.dtype not in _DTYPES or not _plain([x], x.dtype) or any(f not in (1, 2) for f in factors):
+        return None
+    coarse = [-(-s // f) for s, f in zip(x.shape[2:], factors, strict=True)]
+    out = torch.empty((*x.shape[:2], *coarse), dtype=x.dtype)
+    _run(f"block_sum{ndim}", _array(x), np.asarray(factors, dtype=np.int64), out.numpy())
+    return out
+
+
+def inject(uc: torch.Tensor, fluid: torch.Tensor, factors: Sequence[int]) -> torch.Tensor | None:
+    """``P uc``: every fine cell takes its block's coarse value, times the fine fluid mask.
+
+    ``uc (G, K, *C)``, ``fluid (Gs, 1, *S)`` with ``Gs`` 1 or ``G`` and ``C = ceil(S /
+    factors)``: the prolongation of the MGPC hierarchy; ``None`` where it does not apply.
+
+    Examples
+    --------
+    >>> out = inject(torch.tensor([[[[1.0], [2.0]]]]), torch.ones(1, 1, 3, 1), (2, 1))
+    >>> out is None or out[0, 0, :, 0].tolist() == [1.0, 1.0, 2.0]
+    True
+    """
+    ndim = uc.dim() - 2
+    if not 2 <= ndim <= 3 or len(factors) != ndim or not available():
+        return None
+    G, K = uc.shape[:2]
+    S = tuple(fluid.shape[2:])
+    coarse = tuple(-(-s // f) for s, f in zip(S, factors, strict=True))
+    if (
+        uc.dtype not in _DTYPES
+        or tuple(uc.shape[2:]) != coarse
+        or fluid.dim() != uc.dim()
+        or fluid.shape[1] != 1
+        or fluid.shape[0] not in (1, G)
+        or any(f not in (1, 2) for f in factors)
+        or not _plain([uc, fluid], uc.dtype)
+    ):
+        return None
+    out = torch.empty((G, K, *S), dtype=uc.dtype)
+    index = np.asarray(factors, dtype=np.int64)
+    _run(f"inject{ndim}", _array(uc), _array(fluid), index, out.numpy())
+    return out

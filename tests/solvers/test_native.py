@@ -1,0 +1,283 @@
+"""Native (numba) CPU kernels: agreement with the torch forms, fallbacks, switches, threads.
+
+The torch forms of :mod:`neurosolve.solvers.stencil` and of the MGPC transfers are the
+reference here (they are checked against explicit neighbour sums in ``test_stencil.py``
+and ``test_compiled_kernel.py``); every case runs both, with the native kernels switched
+on and off, and compares them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from neurosolve.data import obstacle_flags, poisson
+from neurosolve.solvers import native
+from neurosolve.solvers.mgpc import MGPCSolver
+from neurosolve.solvers.mgpc.hierarchy import prolong, restrict
+from neurosolve.solvers.stencil import apply_stencil, smoothing_step, stencil_residual
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="numba is not installed")
+
+TOL = {torch.float32: 2e-6, torch.float64: 1e-14}
+
+
+@pytest.fixture(autouse=True)
+def _switch_restored():
+    previous = native.set_native(None)
+    yield
+    native.set_native(previous)
+
+
+def torch_form(fn, *args):
+    """``fn(*args)`` with the native kernels switched off (the torch reference)."""
+    before = native.set_native(False)
+    try:
+        return fn(*args)
+    finally:
+        native.set_native(before)
+
+
+def stencil_case(shape, stencils=1, fields=(1, 1), dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ndim = len(shape)
+    d = (2 * ndim + torch.rand(stencils, 1, *shape, generator=g)).to(dtype)
+    c = (-torch.rand(stencils, 2 * ndim, *shape, generator=g)).to(dtype)
+    w = (0.2 * torch.rand(stencils, 1, *shape, generator=g)).to(dtype)
+    u = torch.randn(*fields, *shape, generator=g).to(dtype)
+    f = torch.randn(*fields, *shape, generator=g).to(dtype)
+    return d, c, w, u, f
+
+
+def assert_close(got, want, dtype):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    scale = max(float(want.abs().max()), 1.0)
+    assert float((got - want).abs().max()) <= TOL[dtype] * scale
+
+
+SHAPES = [(7, 5, 6), (1, 4, 3), (3, 1, 1), (9, 4), (1, 6), (5, 1)]
+BATCHES = [(1, (1, 1)), (1, (3, 2)), (3, (3, 1)), (2, (2, 3))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"Gs{b[0]}-G{b[1][0]}K{b[1][1]}")
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_stencil_kernels_match_torch(shape, batch, dtype):
+    d, c, w, u, f = stencil_case(shape, batch[0], batch[1], dtype)
+    cases = [
+        (apply_stencil, (d, c, u)),
+        (stencil_residual, (d, c, u, f)),
+        (smoothing_step, (d, c, w, u, f)),
+    ]
+    for fn, args in cases:
+        assert native.stencil_pass(0, d, c, u) is not None  # the native path is taken
+        assert_close(fn(*args), torch_form(fn, *args), dtype)
+
+
+def test_modes_are_the_three_operations():
+    d, c, w, u, f = stencil_case((6, 5, 4))
+    Au = torch_form(apply_stencil, d, c, u)
+    assert_close(native.stencil_pass(native.PRODUCT, d, c, u), Au, torch.float64)
+    assert_close(native.stencil_pass(native.RESIDUAL, d, c, u, f), f - Au, torch.float64)
+    step = native.stencil_pass(native.SMOOTHING, d, c, u, f, w)
+    assert_close(step, u + w * (f - Au), torch.float64)
+
+
+def test_couplings_to_outside_cells_are_ignored_as_in_torch():
+    """A nonzero coupling across the grid's edge multiplies the zero padding in torch."""
+    d, c, _, u, _ = stencil_case((4, 5, 3))
+    c = c - 1.0  # every coupling nonzero, the ones leaving the grid too
+    assert_close(apply_stencil(d, c, u), torch_form(apply_stencil, d, c, u), torch.float64)
+
+
+def test_non_contiguous_fields():
+    d, c, w, _, _ = stencil_case((5, 5, 5))
+    u = torch.randn(1, 1, 5, 5, 5, dtype=torch.float64).transpose(2, 4)
+    f = torch.randn(1, 1, 5, 5, 5, dtype=torch.float64)[..., ::1]
+    assert not u.is_contiguous()
+    got = smoothing_step(d, c, w, u, f)
+    assert_close(got, torch_form(smoothing_step, d, c, w, u, f), torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [
+        ((7, 6, 5), None),
+        ((7, 6, 5), (True, False, True)),
+        ((1, 3, 4), (False, True, True)),
+        ((8, 8, 8), (False, False, True)),
+        ((9, 6), None),
+        ((5, 3), (False, True)),
+        ((1, 1), None),
+    ],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_transfers_match_torch(shape, axes, dtype):
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(2, 3, *shape, generator=g).to(dtype)
+    fluid = (torch.rand(2, 1, *shape, generator=g) > 0.3).to(dtype)
+    rc = restrict(u, shape, axes)
+    assert_close(rc, torch_form(restrict, u, shape, axes), dtype)
+    for mask in (fluid, fluid[:1]):  # per matrix, and one mask for all
+        got = prolong(rc, shape, mask, axes)
+        assert_close(got, torch_form(prolong, rc, shape, mask, axes), dtype)
+
+
+def test_restriction_is_the_transpose_of_prolongation():
+    g = torch.Generator().manual_seed(4)
+    shape, axes = (7, 5, 6), (True, True, False)
+    u = torch.randn(1, 1, *shape, generator=g, dtype=torch.float64)
+    fluid = torch.ones(1, 1, *shape, dtype=torch.float64)
+    vc = torch.randn_like(restrict(u, shape, axes))
+    lhs = float((restrict(u, shape, axes) * vc).sum())
+    rhs = float((u * prolong(vc, shape, fluid, axes)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-13)
+
+
+def test_autograd_calls_take_the_torch_form():
+    d, c, _, u, _ = stencil_case((4, 4, 4))
+    u.requires_grad_(True)
+    assert native.stencil_pass(native.PRODUCT, d, c, u) is None
+    out = apply_stencil(d, c, u)
+    out.sum().backward()  # the torch form records the graph
+    assert u.grad is not None and torch.isfinite(u.grad).all()
+    with torch.no_grad():  # no graph to record: native again
+        assert native.stencil_pass(native.PRODUCT, d, c, u) is not None
+
+
+def test_unusual_cases_fall_back_and_stay_correct():
+    d, c, w, u, f = stencil_case((4, 5, 3), stencils=3, fields=(3, 1))
+    one_field = u[:1]  # three stencils applied to one broadcast field
+    assert native.stencil_pass(native.PRODUCT, d, c, one_field) is None
+    got = apply_stencil(d, c, one_field)
+    assert got.shape == (3, 1, 4, 5, 3)
+    mixed = u.float()  # a float32 field with float64 coefficients
+    assert native.stencil_pass(native.PRODUCT, d, c, mixed) is None
+    assert torch.isfinite(apply_stencil(d, c, mixed)).all()
+    assert (
+        native.stencil_pass(native.PRODUCT, d[..., 0], c[..., 0], u[..., 0]) is None
+    )  # 6 channels in 2D
+    assert native.stencil_pass(native.PRODUCT, d[..., 0], c[:, :4, ..., 0], u[..., 0]) is not None
+    assert native.block_sum(u.to(torch.int64), (2, 2, 2)) is None
+    assert native.stencil_pass(native.PRODUCT, d[0, 0, 0], c[0, 0, 0], u[0, 0, 0]) is None
+
+
+def test_switches(monkeypatch):
+    d, c, _, u, _ = stencil_case((3, 3, 3))
+    monkeypatch.setenv("NEUROSOLVE_NATIVE", "0")
+    assert not native.native_enabled()
+    assert native.stencil_pass(native.PRODUCT, d, c, u) is None
+    assert native.set_native(True) is None
+    assert native.native_enabled()
+    native.set_native(None)
+    monkeypatch.setenv("NEUROSOLVE_NATIVE", "yes")
+    assert native.native_enabled()
+
+
+def test_a_broken_numba_warns_once_and_torch_runs(monkeypatch):
+    monkeypatch.setattr(native, "_kernels", None)
+    monkeypatch.setattr(native, "_load_failed", False)
+
+    def broken():
+        raise RuntimeError("LLVM exploded")
+
+    import neurosolve.solvers._native_loops as loops
+
+    monkeypatch.setattr(loops, "dispatchers", broken)
+    d, c, _, u, _ = stencil_case((3, 4, 5))
+    with pytest.warns(RuntimeWarning, match="LLVM exploded"):
+        assert not native.available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call is silent
+        assert not native.available()
+        got = apply_stencil(d, c, u)
+    assert_close(got, torch_form(apply_stencil, d, c, u), torch.float64)
+
+
+def test_missing_numba_is_silent(monkeypatch):
+    monkeypatch.setattr(native, "_kernels", None)
+    monkeypatch.setattr(native, "_load_failed", False)
+    import neurosolve.solvers._native_loops as loops
+
+    def missing():
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(loops, "dispatchers", missing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not native.available()
+
+
+def test_threads_and_concurrent_callers():
+    """Two threads at once, two torch threads each: one gets the pool, one runs serially."""
+    d, c, w, u, f = stencil_case((24, 20, 16))
+    want = torch_form(smoothing_step, d, c, w, u, f)
+    results: list[torch.Tensor] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+
+        def work():
+            for _ in range(20):
+                results.append(smoothing_step(d, c, w, u, f))
+
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        torch.set_num_threads(before)
+    assert len(results) == 40
+    for got in results:
+        assert_close(got, want, torch.float64)
+
+
+def _child_product(queue):
+    d, c, _, u, _ = stencil_case((16, 16, 16))
+    queue.put(float(apply_stencil(d, c, u).abs().sum()))
+
+
+def test_forked_child_runs_the_kernels():
+    """A forked process (a data-loader worker) after the parent used the threads."""
+    d, c, _, u, _ = stencil_case((16, 16, 16))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        want = float(apply_stencil(d, c, u).abs().sum())
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_product, args=(queue,))
+        child.start()
+        got = queue.get(timeout=120)
+        child.join(timeout=60)
+    finally:
+        torch.set_num_threads(before)
+    assert child.exitcode == 0
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("precision", ["full", "mixed"])
+def test_mgpc_solve_is_the_same_with_and_without_native(precision):
+    shape = (16, 16, 16)
+    system = poisson(
+        shape, flags=obstacle_flags(shape, "mixed", 1, boundary_air="top"), boundary="neumann"
+    )
+    b = np.random.default_rng(0).standard_normal(system.n)
+    with_native = MGPCSolver(system, precision=precision).solve(b, rtol=1e-10)
+    before = native.set_native(False)
+    try:
+        without = MGPCSolver(system, precision=precision).solve(b, rtol=1e-10)
+    finally:
+        native.set_native(before)
+    assert with_native.converged and without.converged
+    assert abs(with_native.iterations - without.iterations) <= 1
+    true = np.linalg.norm(b - system.A @ with_native.x) / np.linalg.norm(b)
+    assert true <= 1e-10
+    assert np.linalg.norm(with_native.x - without.x) <= 1e-8 * np.linalg.norm(without.x)
