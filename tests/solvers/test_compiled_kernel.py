@@ -25,7 +25,7 @@ from neurosolve.solvers.compiled import (
 @pytest.fixture(autouse=True)
 def _fresh_switches(monkeypatch):
     """Every test starts with the environment deciding (compiling asked for) and no warning."""
-    monkeypatch.setattr(compiled_module, "_override", None)
+    monkeypatch.setattr(compiled_module.SWITCH, "override", None)
     monkeypatch.setattr(compiled_module, "_warned", False)
     monkeypatch.setenv("NEUROSOLVE_COMPILE", "1")
 

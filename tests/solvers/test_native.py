@@ -180,16 +180,20 @@ def test_switches(monkeypatch):
     assert native.native_enabled()
 
 
-def test_a_broken_numba_warns_once_and_torch_runs(monkeypatch):
-    monkeypatch.setattr(native, "_kernels", None)
-    monkeypatch.setattr(native, "_load_failed", False)
-
-    def broken():
-        raise RuntimeError("LLVM exploded")
-
+def failing_load(monkeypatch, error: BaseException) -> None:
+    """The next load of the native kernels raises ``error`` (numba missing or broken)."""
     import neurosolve.solvers._native_loops as loops
 
-    monkeypatch.setattr(loops, "dispatchers", broken)
+    def load():
+        raise error
+
+    monkeypatch.setattr(native, "_kernels", None)
+    monkeypatch.setattr(native, "_load_failed", False)
+    monkeypatch.setattr(loops, "dispatchers", load)
+
+
+def test_a_broken_numba_warns_once_and_torch_runs(monkeypatch):
+    failing_load(monkeypatch, RuntimeError("LLVM exploded"))
     d, c, _, u, _ = stencil_case((3, 4, 5))
     with pytest.warns(RuntimeWarning, match="LLVM exploded"):
         assert not native.available()
@@ -201,14 +205,7 @@ def test_a_broken_numba_warns_once_and_torch_runs(monkeypatch):
 
 
 def test_missing_numba_is_silent(monkeypatch):
-    monkeypatch.setattr(native, "_kernels", None)
-    monkeypatch.setattr(native, "_load_failed", False)
-    import neurosolve.solvers._native_loops as loops
-
-    def missing():
-        raise ImportError("No module named 'numba'")
-
-    monkeypatch.setattr(loops, "dispatchers", missing)
+    failing_load(monkeypatch, ImportError("No module named 'numba'"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not native.available()

@@ -46,13 +46,14 @@ from typing import Any
 
 import torch
 
+from neurosolve._util.switches import EnvSwitch
+
 __all__ = ["CompiledKernel", "cache_directory", "compile_enabled", "set_compile"]
 
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "NEUROSOLVE_COMPILE"
-_ON = ("1", "true", "yes", "on")
-_override: bool | None = None  # set_compile(); None: the environment decides
+SWITCH = EnvSwitch(ENV_SWITCH, default=False)
 _warned = False  # one warning per process for a compiler that does not work
 _lock = threading.Lock()
 
@@ -67,9 +68,7 @@ def compile_enabled() -> bool:
     False
     >>> _ = set_compile(previous)
     """
-    if _override is not None:
-        return _override
-    return os.environ.get(ENV_SWITCH, "0").strip().lower() in _ON
+    return SWITCH.enabled()
 
 
 def set_compile(enabled: bool | None) -> bool | None:
@@ -84,9 +83,7 @@ def set_compile(enabled: bool | None) -> bool | None:
     >>> set_compile(previous) is False
     True
     """
-    global _override
-    previous, _override = _override, None if enabled is None else bool(enabled)
-    return previous
+    return SWITCH.set(enabled)
 
 
 def cache_directory() -> Path:

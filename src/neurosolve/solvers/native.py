@@ -45,17 +45,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurosolve._util.switches import EnvSwitch
+
 __all__ = ["available", "block_sum", "inject", "native_enabled", "set_native", "stencil_pass"]
 
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "NEUROSOLVE_NATIVE"
-_OFF = ("0", "false", "no", "off")
+SWITCH = EnvSwitch(ENV_SWITCH, default=True)
 #: Modes of :func:`stencil_pass`.
 PRODUCT, RESIDUAL, SMOOTHING = 0, 1, 2
 _DTYPES = (torch.float32, torch.float64)
 
-_override: bool | None = None
 _kernels: dict[str, Any] | None = None  # compiled dispatchers, once loaded
 _load_failed = False
 _busy = threading.Lock()  # the parallel threading layer, one caller at a time
@@ -72,9 +73,7 @@ def native_enabled() -> bool:
     False
     >>> _ = set_native(previous)
     """
-    if _override is not None:
-        return _override
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in _OFF
+    return SWITCH.enabled()
 
 
 def set_native(enabled: bool | None) -> bool | None:
@@ -88,9 +87,7 @@ def set_native(enabled: bool | None) -> bool | None:
     >>> set_native(previous) is False
     True
     """
-    global _override
-    previous, _override = _override, None if enabled is None else bool(enabled)
-    return previous
+    return SWITCH.set(enabled)
 
 
 def available() -> bool:
