@@ -278,3 +278,84 @@ def test_mgpc_solve_is_the_same_with_and_without_native(precision):
     true = np.linalg.norm(b - system.A @ with_native.x) / np.linalg.norm(b)
     assert true <= 1e-10
     assert np.linalg.norm(with_native.x - without.x) <= 1e-8 * np.linalg.norm(without.x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "shape", [(6, 5, 4), (7, 3), (1, 2, 3)], ids=lambda s: "x".join(map(str, s))
+)
+def test_network_features_match_torch(shape, dtype):
+    from neurosolve.solvers.mgpc.network import _features
+
+    d, c, _, _, _ = stencil_case(shape, stencils=2, dtype=dtype)
+    c[:, 1] = 0.0  # missing couplings (count < 2 d)
+    fluid = torch.rand(2, 1, *shape, generator=torch.Generator().manual_seed(5)) > 0.2
+    fluid = fluid.to(dtype)
+    first, last = (1, shape[0]) if shape[0] > 1 else (0, 1)
+    got = native.chunk_features(d, c, fluid, first, last)
+    assert got is not None
+    sl = (slice(None), slice(None), slice(first, last))
+    want = _features(d[sl].float(), c[sl].float(), fluid[sl].float())
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w, torch.float32)
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 3), (6, 7)], ids=lambda s: "x".join(map(str, s)))
+def test_network_neighbour_sums_match_torch(shape):
+    from neurosolve.solvers.mgpc import network
+
+    g = torch.Generator().manual_seed(6)
+    out = torch.randn(2, 8, *shape, generator=g)[:, ::2]  # a strided view, as in the network
+    weights = torch.rand(2, 2 * len(shape), *shape, generator=g)
+    padded = torch.randn(2, 4, *(n + 2 for n in shape), generator=g)
+    want = torch_form(network._add_neighbours, out.clone(), weights, padded)
+    before = out.clone()
+    assert native.neighbour_sum(out, weights, padded)
+    assert_close(out, want, torch.float32)
+    assert not torch.equal(out, before)  # in place, through the view
+    assert not native.neighbour_sum(out.requires_grad_(True), weights, padded)
+
+
+@pytest.mark.parametrize(
+    "shape", [(6, 5, 4), (7, 3), (1, 4, 1)], ids=lambda s: "x".join(map(str, s))
+)
+def test_csr_read_matches_numpy_form(shape):
+    import scipy.sparse as sp
+
+    from neurosolve.solvers.stencil import stencil_from_csr
+
+    flags = obstacle_flags(shape, "boxes", 2) if min(shape) > 2 else None
+    system = poisson(shape, flags=flags)
+    A = system.A.tocsr().astype(np.float64)
+    A.data[::7] = 0.0  # explicit zeros are dropped either way
+    grid = system.grid
+    got = stencil_from_csr(A, grid)
+    want = torch_form(stencil_from_csr, A, grid)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)  # bit for bit: the same values, placed
+    wrong = sp.csr_matrix(A + sp.eye(A.shape[0], k=2))  # entries off the stencil
+    with pytest.raises(Exception, match="stencil|pattern|neighbour"):
+        stencil_from_csr(wrong, grid)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [
+        ((7, 6, 5), None),
+        ((7, 6, 5), (False, True, True)),
+        ((4, 1, 3), (True, False, True)),
+        ((9, 6), None),
+        ((5, 3), (True, False)),
+    ],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_galerkin_matches_torch(shape, axes, dtype):
+    from neurosolve.solvers.mgpc.hierarchy import galerkin_coarsen
+
+    d, c, _, _, _ = stencil_case(shape, stencils=2, dtype=dtype)
+    fluid = torch.rand(2, 1, *shape, generator=torch.Generator().manual_seed(8)) > 0.2
+    got = galerkin_coarsen(d, c, fluid, axes)
+    want = torch_form(galerkin_coarsen, d, c, fluid, axes)
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w, dtype)

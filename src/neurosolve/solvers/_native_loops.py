@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numba
+import numpy as np
 from numba import prange
 
 _JIT = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
@@ -216,6 +217,201 @@ def inject2(uc, fluid, factors, out):  # noqa: ANN001
         _inject2_rows(uc, fluid, factors, out, p, p + 1)
 
 
+# ---------------------------------------------------------------------------------------------
+# The MGPC network's per-cell passes (network.py): features, and neighbour sums
+# ---------------------------------------------------------------------------------------------
+@jit
+def _features_rows(d, c, fl, first, feats, weights, start, stop):  # noqa: ANN001
+    """Features ``(G, 6, cells)`` and averaging weights of planes ``first + t``, in float32.
+
+    3D arrays (a 2D level comes as ``(G, C, n0, 1, n1)``: the features do not depend on the
+    order of the couplings). Values are rounded to float32, the network's precision, before
+    any arithmetic, as the torch form does.
+    """
+    G, nch, T, n1, n2 = weights.shape
+    half = np.float32(nch)
+    for p in range(start, stop):  # plane t of the chunk, of matrix g
+        g, t = p // T, p % T
+        i = first + t
+        for j in range(n1):
+            for m in range(n2):
+                fluid = np.float32(fl[g, 0, i, j, m])
+                diag = np.float32(d[g, 0, i, j, m]) if fluid > 0 else np.float32(1.0)
+                total = np.float32(0.0)
+                largest = np.float32(0.0)
+                count = np.float32(0.0)
+                for ch in range(nch):
+                    ratio = abs(np.float32(c[g, ch, i, j, m])) / diag
+                    if ratio != 0:
+                        count += np.float32(1.0)
+                    total += ratio
+                    largest = max(largest, ratio)
+                    weights[g, ch, t, j, m] = ratio
+                cell = (t * n1 + j) * n2 + m
+                feats[g, 0, cell] = fluid * fluid
+                feats[g, 1, cell] = total * fluid
+                feats[g, 2, cell] = largest * fluid
+                feats[g, 3, cell] = total / max(count, np.float32(1.0)) * fluid
+                feats[g, 4, cell] = count / half * fluid
+                feats[g, 5, cell] = fluid / half * fluid
+                norm = max(total, np.float32(1.1754944e-38))  # float32's finfo.tiny
+                for ch in range(nch):
+                    weights[g, ch, t, j, m] = weights[g, ch, t, j, m] / norm
+
+
+@jit
+def features_serial(d, c, fl, first, feats, weights):  # noqa: ANN001
+    _features_rows(d, c, fl, first, feats, weights, 0, weights.shape[0] * weights.shape[2])
+
+
+@parallel
+def features(d, c, fl, first, feats, weights):  # noqa: ANN001
+    for p in prange(weights.shape[0] * weights.shape[2]):
+        _features_rows(d, c, fl, first, feats, weights, p, p + 1)
+
+
+@jit
+def _neighbours3_rows(out, w, padded, start, stop):  # noqa: ANN001
+    G, C, T, n1, n2 = out.shape
+    for p in range(start, stop):  # (matrix, channel, plane)
+        g = p // (C * T)
+        k = (p // T) % C
+        t = p % T
+        for j in range(n1):
+            for m in range(n2):
+                acc = out[g, k, t, j, m]  # the torch form's order: -e_0, +e_0, -e_1, ...
+                acc += w[g, 0, t, j, m] * padded[g, k, t, j + 1, m + 1]
+                acc += w[g, 1, t, j, m] * padded[g, k, t + 2, j + 1, m + 1]
+                acc += w[g, 2, t, j, m] * padded[g, k, t + 1, j, m + 1]
+                acc += w[g, 3, t, j, m] * padded[g, k, t + 1, j + 2, m + 1]
+                acc += w[g, 4, t, j, m] * padded[g, k, t + 1, j + 1, m]
+                acc += w[g, 5, t, j, m] * padded[g, k, t + 1, j + 1, m + 2]
+                out[g, k, t, j, m] = acc
+
+
+@jit
+def _neighbours2_rows(out, w, padded, start, stop):  # noqa: ANN001
+    G, C, T, n1 = out.shape
+    for p in range(start, stop):
+        g = p // (C * T)
+        k = (p // T) % C
+        t = p % T
+        for m in range(n1):
+            acc = out[g, k, t, m]
+            acc += w[g, 0, t, m] * padded[g, k, t, m + 1]
+            acc += w[g, 1, t, m] * padded[g, k, t + 2, m + 1]
+            acc += w[g, 2, t, m] * padded[g, k, t + 1, m]
+            acc += w[g, 3, t, m] * padded[g, k, t + 1, m + 2]
+            out[g, k, t, m] = acc
+
+
+@jit
+def neighbours3_serial(out, w, padded):  # noqa: ANN001
+    _neighbours3_rows(out, w, padded, 0, out.shape[0] * out.shape[1] * out.shape[2])
+
+
+@parallel
+def neighbours3(out, w, padded):  # noqa: ANN001
+    for p in prange(out.shape[0] * out.shape[1] * out.shape[2]):
+        _neighbours3_rows(out, w, padded, p, p + 1)
+
+
+@jit
+def neighbours2_serial(out, w, padded):  # noqa: ANN001
+    _neighbours2_rows(out, w, padded, 0, out.shape[0] * out.shape[1] * out.shape[2])
+
+
+@parallel
+def neighbours2(out, w, padded):  # noqa: ANN001
+    for p in prange(out.shape[0] * out.shape[1] * out.shape[2]):
+        _neighbours2_rows(out, w, padded, p, p + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Galerkin coarse stencil of the aggregation (hierarchy.py)
+# ---------------------------------------------------------------------------------------------
+@jit
+def _galerkin_rows(d, c, fl, factors, axis_of, cd, cc, cf, start, stop):  # noqa: ANN001
+    """Coarse diagonal, ``+e`` couplings and fluid of coarse planes ``start:stop``.
+
+    3D arrays; a 2D level comes with a unit middle axis, ``axis_of[k]`` the coupling axis of
+    3D axis ``k`` (-1: the unit axis). Per coarse cell the block's fine cells are summed in
+    lexicographic order, each sum as the torch form groups it: the diagonal, then per axis
+    twice the couplings inside the block, and the couplings across its ``+e`` face.
+    """
+    G, _, m0, m1, m2 = cd.shape
+    n0, n1, n2 = d.shape[2], d.shape[3], d.shape[4]
+    f0, f1, f2 = factors[0], factors[1], factors[2]
+    inside = np.zeros(3, cd.dtype)
+    across = np.zeros(3, cd.dtype)
+    for p in range(start, stop):
+        g, A = p // m0, p % m0
+        for B in range(m1):
+            for E in range(m2):
+                diag = d[g, 0, 0, 0, 0] * 0  # zero, of the stencil's dtype
+                fluid = 0.0
+                inside[:] = 0
+                across[:] = 0
+                for i in range(A * f0, min(A * f0 + f0, n0)):
+                    for j in range(B * f1, min(B * f1 + f1, n1)):
+                        for m in range(E * f2, min(E * f2 + f2, n2)):
+                            diag += d[g, 0, i, j, m]
+                            fluid += fl[g, 0, i, j, m]
+                            local = (i - A * f0, j - B * f1, m - E * f2)
+                            for k in range(3):
+                                ax = axis_of[k]
+                                if ax < 0:
+                                    continue
+                                hi = c[g, 2 * ax + 1, i, j, m]
+                                if factors[k] == 2 and local[k] == 0:
+                                    inside[k] += hi
+                                elif local[k] == factors[k] - 1:
+                                    across[k] += hi
+                for k in range(3):
+                    ax = axis_of[k]
+                    if ax >= 0:
+                        if factors[k] == 2:
+                            diag = diag + 2.0 * inside[k]
+                        cc[g, 2 * ax + 1, A, B, E] = across[k]
+                cd[g, 0, A, B, E] = diag
+                cf[g, 0, A, B, E] = 1.0 if fluid > 0 else 0.0
+
+
+@jit
+def galerkin_serial(d, c, fl, factors, axis_of, cd, cc, cf):  # noqa: ANN001
+    _galerkin_rows(d, c, fl, factors, axis_of, cd, cc, cf, 0, cd.shape[0] * cd.shape[2])
+
+
+@parallel
+def galerkin(d, c, fl, factors, axis_of, cd, cc, cf):  # noqa: ANN001
+    for p in prange(cd.shape[0] * cd.shape[2]):
+        _galerkin_rows(d, c, fl, factors, axis_of, cd, cc, cf, p, p + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a CSR matrix into the stencil layout (stencil.py)
+# ---------------------------------------------------------------------------------------------
+@jit
+def scatter_entries(indptr, indices, data, cells, table, out):  # noqa: ANN001
+    """Scatter the non-zero entries to ``out[slot * N + cell]``; False at one off the table.
+
+    ``cells``: grid cell of each row (and column), ``table[delta + N - 1]``: ``slot * N`` of
+    the cell offset ``delta``, negative off the stencil (see ``stencil._slot_table``).
+    """
+    total = table.shape[0] // 2 + 1  # N
+    for r in range(indptr.shape[0] - 1):
+        rc = cells[r]
+        for e in range(indptr[r], indptr[r + 1]):
+            value = data[e]
+            if value == 0:  # explicit zeros are dropped, as the matrix's zeros
+                continue
+            slot = table[cells[indices[e]] - rc + total - 1]
+            if slot < 0:
+                return False
+            out[slot + rc] = value
+    return True
+
+
 def dispatchers() -> dict[str, Any]:
     """The entry points by name (``stencil3``, ``stencil3_serial``, ``block_sum2``, ...).
 
@@ -223,8 +419,10 @@ def dispatchers() -> dict[str, Any]:
     than inside a solve.
     """
     numba.get_num_threads()
-    names = ("stencil", "block_sum", "inject")
-    table = {}
+    names = ("stencil", "block_sum", "inject", "neighbours")
+    table = {"features": features, "features_serial": features_serial}
+    table["scatter_entries_serial"] = scatter_entries
+    table.update(galerkin=galerkin, galerkin_serial=galerkin_serial)
     for name in names:
         for ndim in (2, 3):
             for suffix in ("", "_serial"):

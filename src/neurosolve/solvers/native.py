@@ -17,7 +17,12 @@ as their torch forms (which remain the reference, the GPU path and the autograd 
 - :func:`stencil_pass`: ``A u``, ``f - A u`` and the smoothing step ``u + w (f - A u)`` of
   :mod:`neurosolve.solvers.stencil` (5-point 2D and 7-point 3D stencils);
 - :func:`block_sum` and :func:`inject`: the aggregation restriction (sum over blocks of 2 or
-  1 cells per axis) and its transpose times the fluid mask, of the MGPC hierarchy.
+  1 cells per axis) and its transpose times the fluid mask, of the MGPC hierarchy;
+- :func:`galerkin`: the Galerkin coarse stencil of that aggregation;
+- :func:`scatter_entries`: a CSR matrix's entries into the stencil layout (one serial pass,
+  of :func:`~neurosolve.solvers.stencil.stencil_from_csr`);
+- :func:`chunk_features` and :func:`neighbour_sum`: the per-cell passes of the MGPC network
+  (its input features and its message passing; the layers' GEMMs stay with torch).
 
 Each returns ``None`` when it does not apply, and the caller then runs the torch form: numba
 is not installed or fails to load, native kernels are switched off, a tensor is not on the
@@ -47,7 +52,18 @@ import torch
 
 from neurosolve._util.switches import EnvSwitch
 
-__all__ = ["available", "block_sum", "inject", "native_enabled", "set_native", "stencil_pass"]
+__all__ = [
+    "available",
+    "block_sum",
+    "chunk_features",
+    "galerkin",
+    "inject",
+    "native_enabled",
+    "neighbour_sum",
+    "scatter_entries",
+    "set_native",
+    "stencil_pass",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -267,3 +283,159 @@ def inject(uc: torch.Tensor, fluid: torch.Tensor, factors: Sequence[int]) -> tor
     index = np.asarray(factors, dtype=np.int64)
     _run(f"inject{ndim}", _array(uc), _array(fluid), index, out.numpy())
     return out
+
+
+def chunk_features(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    fluid: torch.Tensor,
+    first: int,
+    last: int,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The MGPC network's float32 features of planes ``first:last`` (first grid axis).
+
+    The stencil ``(G, 1, *S)``, ``(G, 2 d, *S)`` and fluid mask ``(G, 1, *S)`` are whole
+    levels (float32 or float64, one dtype); returns the features ``(G, 6, cells)`` and the
+    averaging weights ``(G, 2 d, last - first, *S[1:])`` of
+    :func:`~neurosolve.solvers.mgpc.network.level_features`, or ``None``.
+
+    Examples
+    --------
+    >>> d, c = torch.full((1, 1, 3, 1), 2.0), torch.zeros(1, 4, 3, 1)
+    >>> c[0, 0, 1:, 0], c[0, 1, :2, 0] = -1.0, -1.0
+    >>> out = chunk_features(d, c, torch.ones(1, 1, 3, 1), 0, 3)
+    >>> out is None or out[1][0, :2, 1, 0].tolist() == [0.5, 0.5]
+    True
+    """
+    ndim = diagonal.dim() - 2
+    if not 2 <= ndim <= 3 or not available() or not 0 <= first < last <= diagonal.shape[2]:
+        return None
+    G, S = diagonal.shape[0], tuple(diagonal.shape[2:])
+    if (
+        diagonal.dtype not in _DTYPES
+        or tuple(diagonal.shape) != (G, 1, *S)
+        or tuple(couplings.shape) != (G, 2 * ndim, *S)
+        or tuple(fluid.shape) != (G, 1, *S)
+        or not _plain([diagonal, couplings, fluid], diagonal.dtype)
+    ):
+        return None
+    planes = (last - first, *S[1:])
+    feats = torch.empty((G, 6, int(np.prod(planes))), dtype=torch.float32)
+    weights = torch.empty((G, 2 * ndim, *planes), dtype=torch.float32)
+    arrays = [_array(t) for t in (diagonal, couplings, fluid)] + [weights.numpy()]
+    if ndim == 2:  # as 3D with a unit middle axis (the features ignore the couplings' order)
+        arrays = [a.reshape(*a.shape[:3], 1, a.shape[3]) for a in arrays]
+    d, c, fl, w = arrays
+    _run("features", d, c, fl, int(first), feats.numpy(), w)
+    return feats, weights
+
+
+def neighbour_sum(out: torch.Tensor, weights: torch.Tensor, padded: torch.Tensor) -> bool:
+    """``out += sum_j w_j h(c + e_j)`` in place (the MGPC network's message passing).
+
+    ``out (G, C, *S)`` (a view may be strided), ``weights (G, 2 d, *S)``, ``padded (G, C,
+    *(S + 2))``: ``h`` with one more cell on every side. Returns whether it ran (``False``:
+    the caller runs the torch form).
+
+    Examples
+    --------
+    >>> out = torch.zeros(1, 1, 2, 1)
+    >>> weights = torch.tensor([[[[0.0], [1.0]], [[1.0], [0.0]], [[0.0], [0.0]], [[0.0], [0.0]]]])
+    >>> padded = torch.zeros(1, 1, 4, 3)
+    >>> padded[0, 0, 1:3, 1] = torch.tensor([5.0, 7.0])
+    >>> ran = neighbour_sum(out, weights, padded)
+    >>> not ran or out.flatten().tolist() == [7.0, 5.0]
+    True
+    """
+    ndim = out.dim() - 2
+    if not 2 <= ndim <= 3 or not available():
+        return False
+    G, C, *S = out.shape
+    if (
+        out.dtype not in _DTYPES
+        or tuple(weights.shape) != (G, 2 * ndim, *S)
+        or tuple(padded.shape) != (G, C, *(n + 2 for n in S))
+        or not _plain([out, weights, padded], out.dtype)
+        or out.requires_grad
+    ):
+        return False
+    _run(f"neighbours{ndim}", out.detach().numpy(), _array(weights), _array(padded))
+    return True
+
+
+def scatter_entries(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    cells: np.ndarray,
+    table: np.ndarray,
+    out: np.ndarray,
+) -> bool | None:
+    """Scatter a CSR matrix's non-zero entries to ``out[slot * N + cell]``, in one pass.
+
+    ``cells``: the grid cell of every row (rows and columns are the same unknowns),
+    ``table[delta + N - 1]``: ``slot * N`` for a column-minus-row cell offset ``delta`` of
+    the stencil, negative off it. Returns whether every entry was on the table (``out`` is
+    then complete), or ``None`` when the native kernels are not available.
+
+    Examples
+    --------
+    >>> table = np.array([0, 4, 2])  # N = 2: offsets -1, 0, +1 to slots 0, 2, 1
+    >>> out = np.zeros(6)
+    >>> ok = scatter_entries(np.array([0, 2, 4]), np.array([0, 1, 0, 1]),
+    ...                      np.array([2.0, -1.0, -1.0, 2.0]), np.array([0, 1]), table, out)
+    >>> ok is None or (ok, out.tolist()) == (True, [0.0, -1.0, -1.0, 0.0, 2.0, 2.0])
+    True
+    """
+    if not available():
+        return None
+    kernel = _kernels["scatter_entries_serial"]  # type: ignore[index]
+    return bool(kernel(indptr, indices, np.asarray(data, dtype=np.float64), cells, table, out))
+
+
+def galerkin(
+    diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor, factors: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Coarse diagonal, couplings (the ``+e_a`` channels only) and fluid mask of ``R A R^T``.
+
+    The fine stencil and mask ``(G, 1, *S)``, ``(G, 2 d, *S)``, ``(G, 1, *S)`` (one float
+    dtype), ``factors`` 2 or 1 per axis; the coarse grid is ``ceil(S / factors)``. The
+    ``-e_a`` channels are left zero: they are the ``+e_a`` ones of the previous coarse cell
+    (see :func:`~neurosolve.solvers.mgpc.hierarchy.galerkin_coarsen`). ``None`` where it
+    does not apply.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 4, 1), 2.0)
+    >>> c = torch.zeros(1, 4, 4, 1)
+    >>> c[0, 1, :3, 0] = -1.0  # couplings to +e_0
+    >>> out = galerkin(d, c, torch.ones(1, 1, 4, 1), (2, 1))
+    >>> out is None or (out[0].flatten().tolist(), out[1][0, 1, :, 0].tolist()) == (
+    ...     [2.0, 2.0], [-1.0, 0.0])
+    True
+    """
+    ndim = diagonal.dim() - 2
+    if not 2 <= ndim <= 3 or len(factors) != ndim or not available():
+        return None
+    G, S = diagonal.shape[0], tuple(diagonal.shape[2:])
+    if (
+        diagonal.dtype not in _DTYPES
+        or tuple(couplings.shape) != (G, 2 * ndim, *S)
+        or tuple(fluid.shape) != (G, 1, *S)
+        or any(f not in (1, 2) for f in factors)
+        or not _plain([diagonal, couplings, fluid], diagonal.dtype)
+    ):
+        return None
+    coarse = tuple(-(-n // f) for n, f in zip(S, factors, strict=True))
+    cd = torch.empty((G, 1, *coarse), dtype=diagonal.dtype)
+    cc = torch.zeros((G, 2 * ndim, *coarse), dtype=diagonal.dtype)
+    cf = torch.empty((G, 1, *coarse), dtype=diagonal.dtype)
+    arrays = [_array(t) for t in (diagonal, couplings, fluid)] + [cd.numpy(), cc.numpy(), cf.numpy()]
+    factors3, axis_of = list(factors), [0, 1, 2]
+    if ndim == 2:  # as 3D with a unit middle axis
+        arrays = [a.reshape(*a.shape[:3], 1, a.shape[3]) for a in arrays]
+        factors3, axis_of = [factors[0], 1, factors[1]], [0, -1, 1]
+    d, c, fl, out_d, out_c, out_f = arrays
+    index = np.asarray(factors3, dtype=np.int64), np.asarray(axis_of, dtype=np.int64)
+    _run("galerkin", d, c, fl, *index, out_d, out_c, out_f)
+    return cd, cc, cf

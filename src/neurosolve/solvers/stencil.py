@@ -293,6 +293,9 @@ def _scatter_entries(csr: sp.csr_matrix, grid: Grid) -> np.ndarray | None:
     table = _slot_table(tuple(grid.shape))
     out = np.zeros((2 * grid.ndim + 1) * cells_total)
     indptr, indices, data = csr.indptr, csr.indices, csr.data
+    done = native.scatter_entries(indptr, indices, data, cells, table, out)  # one pass
+    if done is not None:
+        return out if done else None
     for start in range(0, csr.shape[0], _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, csr.shape[0])
         lo, hi = indptr[start], indptr[stop]

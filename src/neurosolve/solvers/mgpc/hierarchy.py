@@ -154,6 +154,28 @@ def galerkin_coarsen(
     """
     ndim = diagonal.dim() - 2
     factors = _factors(ndim, axes)
+    fl = fluid.to(diagonal.dtype)
+    done = native.galerkin(diagonal, couplings, fl, factors)  # the CPU's one pass
+    if done is None:
+        coarse_diag, out, coarse_fluid = _galerkin_sums(diagonal, couplings, fl, factors)
+    else:
+        coarse_diag, out, coarse_fluid = done
+    coarse = out.shape[2:]
+    for a in range(ndim):
+        lo = out[:, 2 * a]  # the same couplings seen from the next block, towards -e_a
+        lo.narrow(1 + a, 0, 1).zero_()
+        if coarse[a] > 1:
+            lo.narrow(1 + a, 1, coarse[a] - 1).copy_(
+                out[:, 2 * a + 1].narrow(1 + a, 0, coarse[a] - 1)
+            )
+    return coarse_diag, out, coarse_fluid
+
+
+def _galerkin_sums(
+    diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor, factors: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The torch form of :func:`~neurosolve.solvers.native.galerkin` (``+e_a`` channels)."""
+    ndim = diagonal.dim() - 2
     nb = _pad_even(couplings, factors)
     coarse = [s // f for s, f in zip(nb.shape[2:], factors, strict=True)]
     out = couplings.new_empty((nb.shape[0], 2 * ndim, *coarse))
@@ -168,14 +190,7 @@ def galerkin_coarsen(
             out[:, 2 * a + 1 : 2 * a + 2] = _block_sum(hi[_every_other(ndim, a, 1)], inner)
         else:  # every coupling along an uncoarsened axis joins two blocks
             out[:, 2 * a + 1 : 2 * a + 2] = _block_sum(hi, factors)
-        lo = out[:, 2 * a]  # the same couplings seen from the next block, towards -e_a
-        lo.narrow(1 + a, 0, 1).zero_()
-        if coarse[a] > 1:
-            lo.narrow(1 + a, 1, coarse[a] - 1).copy_(
-                out[:, 2 * a + 1].narrow(1 + a, 0, coarse[a] - 1)
-            )
-    fl = _pad_even(fluid.to(diagonal.dtype), factors)
-    coarse_fluid = (_block_sum(fl, factors) > 0).to(diagonal.dtype)
+    coarse_fluid = (_block_sum(_pad_even(fluid, factors), factors) > 0).to(diagonal.dtype)
     return coarse_diag, out, coarse_fluid
 
 

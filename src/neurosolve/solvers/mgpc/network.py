@@ -17,6 +17,7 @@ from torch import nn
 
 from neurosolve.checkpoint import BaseModel
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers import native
 
 __all__ = ["CYCLES", "MGPCNet", "level_features"]
 
@@ -167,8 +168,7 @@ class MGPCNet(BaseModel):
         for t in range(len(chunks) + self.layers):
             if t < len(chunks):  # features, lift, the first layer's maps: cell by cell
                 p0, p1 = chunks[t]
-                stencil = (x[:, :, p0:p1].to(dtype) for x in (diagonal, couplings, fluid))
-                feats, weights[t] = _features(*stencil)
+                feats, weights[t] = _chunk_features(diagonal, couplings, fluid, p0, p1, dtype)
                 h = F.gelu(_mix(self.lift.weight, self.lift.bias, feats))
                 stages[0].put(t, _mix(*maps[0], h, stages[0].spare_maps(h)), (p1 - p0, *grid[1:]))
             for k in range(self.layers):
@@ -228,6 +228,22 @@ def _features(
     norm = total.clamp(min=torch.finfo(ratio.dtype).tiny)
     weights = ratio / norm if ratio.requires_grad else ratio.div_(norm)
     return feats, weights
+
+
+def _chunk_features(
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    fluid: torch.Tensor,
+    p0: int,
+    p1: int,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_features` of planes ``p0:p1`` in ``dtype``: one native pass on the CPU."""
+    if dtype == torch.float32:
+        out = native.chunk_features(diagonal, couplings, fluid, p0, p1)
+        if out is not None:
+            return out
+    return _features(*(x[:, :, p0:p1].to(dtype) for x in (diagonal, couplings, fluid)))
 
 
 _CHUNK_CELLS = 1 << 15  # cells per chunk of the network's passes: activations stay in cache
@@ -323,6 +339,8 @@ def _add_neighbours(out: torch.Tensor, weights: torch.Tensor, padded: torch.Tens
     zero-diagonal stencil in the layout of :func:`~neurosolve.solvers.stencil.apply_stencil`
     (channel ``2 a`` to ``-e_a``), applied to every channel at once.
     """
+    if native.neighbour_sum(out, weights, padded):  # the CPU's one pass (no autograd)
+        return out
     ndim = weights.dim() - 2
     shape = out.shape[2:]
     for a in range(ndim):
