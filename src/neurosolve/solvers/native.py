@@ -430,7 +430,11 @@ def galerkin(
     cd = torch.empty((G, 1, *coarse), dtype=diagonal.dtype)
     cc = torch.zeros((G, 2 * ndim, *coarse), dtype=diagonal.dtype)
     cf = torch.empty((G, 1, *coarse), dtype=diagonal.dtype)
-    arrays = [_array(t) for t in (diagonal, couplings, fluid)] + [cd.numpy(), cc.numpy(), cf.numpy()]
+    arrays = [_array(t) for t in (diagonal, couplings, fluid)] + [
+        cd.numpy(),
+        cc.numpy(),
+        cf.numpy(),
+    ]
     factors3, axis_of = list(factors), [0, 1, 2]
     if ndim == 2:  # as 3D with a unit middle axis
         arrays = [a.reshape(*a.shape[:3], 1, a.shape[3]) for a in arrays]
