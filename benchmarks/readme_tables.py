@@ -72,7 +72,7 @@ MGPC = [
 CORE = [
     (
         "stencil_kernel.json",
-        "python benchmarks/stencil_kernel.py --sizes 64,128 --threads 1,2 --repeats 5",
+        "python benchmarks/stencil_kernel.py --sizes 64,128 --threads 1 --repeats 5",
     ),
     ("mgpc_setup.json", "python benchmarks/mgpc_setup.py --sizes 32,64,128 --repeats 5"),
     ("cg_per_iteration.json", "python benchmarks/cg_per_iteration.py"),

@@ -8,6 +8,11 @@ function from then on, so the package works wherever torch does. The two forms c
 same operations in the same order; results agree to rounding (the compiler may contract a
 multiply and an add into one FMA).
 
+On the CPU the package's default kernels are not these but the numba loops of
+:mod:`neurosolve.solvers.native` (no compiling per process, a 2 us call); the stencil module
+asks a kernel :meth:`CompiledKernel.wants_compiled` first, so with compiling switched on
+the large fields go to inductor and the rest to the native loops.
+
 Switches:
 
 - compiling is OFF by default: ``NEUROSOLVE_COMPILE=1`` (or ``true``/``yes``/``on``) in
