@@ -359,3 +359,55 @@ def test_galerkin_matches_torch(shape, axes, dtype):
     want = torch_form(galerkin_coarsen, d, c, fluid, axes)
     for g, w in zip(got, want, strict=True):
         assert_close(g, w, dtype)
+
+
+def symmetric_case(shape, dtype=torch.float64):
+    """A random stencil whose couplings are exactly symmetric (as the layout's SPD ones)."""
+    g = torch.Generator().manual_seed(9)
+    ndim = len(shape)
+    c = torch.zeros(1, 2 * ndim, *shape, dtype=dtype)
+    for a in range(ndim):
+        n = shape[a]
+        up = -torch.rand(1, *shape, generator=g).to(dtype)
+        up.narrow(1 + a, n - 1, 1).zero_()  # no coupling out of the grid
+        c[:, 2 * a + 1] = up
+        if n > 1:
+            c[:, 2 * a].narrow(1 + a, 1, n - 1).copy_(up.narrow(1 + a, 0, n - 1))
+    d = (2 * ndim + torch.rand(1, 1, *shape, generator=g)).to(dtype)
+    return d, c
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "shape", [(6, 5, 4), (1, 5, 3), (7, 6), (5, 1)], ids=lambda s: "x".join(map(str, s))
+)
+def test_symmetric_reads_give_the_same_result(shape, dtype):
+    from neurosolve.solvers.stencil import exactly_symmetric
+
+    d, c = symmetric_case(shape, dtype)
+    assert exactly_symmetric(c)
+    g = torch.Generator().manual_seed(10)
+    u, f = (torch.randn(2, 3, *shape, generator=g).to(dtype) for _ in range(2))
+    w = torch.rand(1, 1, *shape, generator=g).to(dtype)
+    for fn, args in [
+        (apply_stencil, (d, c, u)),
+        (stencil_residual, (d, c, u, f)),
+        (smoothing_step, (d, c, w, u, f)),
+    ]:
+        # the same loop with both reads: bit for bit, the same values are read
+        assert torch.equal(fn(*args, symmetric=True), fn(*args))
+        assert_close(fn(*args, symmetric=True), torch_form(fn, *args), dtype)
+    skew = c.clone()
+    a = next(a for a, n in enumerate(shape) if n > 1)
+    skew[:, 2 * a + 1] *= 1.5
+    assert not exactly_symmetric(skew)
+
+
+def test_levels_and_operators_know_they_are_symmetric():
+    from neurosolve.solvers.stencil import StencilOperator
+
+    shape = (12, 12, 12)
+    system = poisson(shape, flags=obstacle_flags(shape, "mixed", 3, boundary_air="top"))
+    solver = MGPCSolver(system)
+    assert all(lvl.symmetric for lvl in solver.hierarchy.levels)
+    assert StencilOperator.from_system(system)._symmetric

@@ -185,6 +185,7 @@ def stencil_pass(
     u: torch.Tensor,
     f: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
+    symmetric: bool = False,
 ) -> torch.Tensor | None:
     """``A u`` (mode 0), ``f - A u`` (1) or ``u + w (f - A u)`` (2) in one pass; or ``None``.
 
@@ -193,7 +194,9 @@ def stencil_pass(
     :func:`~neurosolve.solvers.stencil.smoothing_step`: ``diagonal (Gs, 1, *S)``,
     ``couplings (Gs, 2 d, *S)``, ``weights (Gs, 1, *S)``, fields ``u`` and ``f`` of shape
     ``(G, K, *S)`` with ``Gs`` 1 or ``G``. ``None`` means "not the plain case" (see the
-    module), and the caller runs the torch form.
+    module), and the caller runs the torch form. ``symmetric`` promises exactly symmetric
+    couplings (``couplings[2 a + 1]`` at a cell equals ``couplings[2 a]`` at its ``+e_a``
+    neighbour): the loop then reads the ``-e_a`` channels only, for the same result.
 
     Examples
     --------
@@ -224,7 +227,7 @@ def stencil_pass(
     d, c, x = _array(diagonal), _array(couplings), _array(u)
     rhs = _array(f) if f is not None else x  # unread in mode 0
     w = _array(weights) if weights is not None else d  # read in mode 2 only
-    _run(f"stencil{len(S)}", int(mode), d, c, x, rhs, w, out.numpy())
+    _run(f"stencil{len(S)}", int(mode), bool(symmetric), d, c, x, rhs, w, out.numpy())
     return out
 
 

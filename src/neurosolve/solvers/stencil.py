@@ -34,6 +34,7 @@ __all__ = [
     "SparseOperator",
     "StencilOperator",
     "apply_stencil",
+    "exactly_symmetric",
     "smoothing_step",
     "stencil_from_csr",
     "stencil_residual",
@@ -43,7 +44,9 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # The kernel
 # ---------------------------------------------------------------------------------------------
-def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def apply_stencil(
+    diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, *, symmetric: bool = False
+) -> torch.Tensor:
     """``A u`` for batches of 5/7-point stencils and fields, in one fused pass.
 
     Compiled (see :mod:`neurosolve.solvers.compiled`) for large fields, eager otherwise;
@@ -57,6 +60,10 @@ def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tens
         Channel ``2 a`` couples a cell to its neighbour at ``-e_a``, ``2 a + 1`` to ``+e_a``.
     u : torch.Tensor, shape ``(G, K, *grid)``
         ``K`` fields per matrix (``d = u.dim() - 2`` grid axes); ``G`` broadcasts.
+    symmetric : bool
+        The caller's promise that the couplings are exactly symmetric
+        (:func:`exactly_symmetric`): the native CPU loop then reads half of them, with the
+        same result. Wrong for a non-symmetric stencil; every other form ignores it.
 
     Returns
     -------
@@ -70,12 +77,17 @@ def apply_stencil(diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tens
     tensor([[[1., 0., 1.]]])
     """
     _check_couplings(couplings, u)
-    out = _native(PRODUCT, native.PRODUCT, diagonal, couplings, u)
+    out = _native(PRODUCT, native.PRODUCT, diagonal, couplings, u, symmetric=symmetric)
     return PRODUCT(diagonal, couplings, _pad(u)) if out is None else out
 
 
 def stencil_residual(
-    diagonal: torch.Tensor, couplings: torch.Tensor, u: torch.Tensor, f: torch.Tensor
+    diagonal: torch.Tensor,
+    couplings: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    symmetric: bool = False,
 ) -> torch.Tensor:
     """``f - A u`` for the stencils of :func:`apply_stencil`, in one fused pass.
 
@@ -87,7 +99,7 @@ def stencil_residual(
     tensor([[[0., 1., 0.]]])
     """
     _check_couplings(couplings, u)
-    out = _native(RESIDUAL, native.RESIDUAL, diagonal, couplings, u, f)
+    out = _native(RESIDUAL, native.RESIDUAL, diagonal, couplings, u, f, symmetric=symmetric)
     return RESIDUAL(diagonal, couplings, _pad(u), f) if out is None else out
 
 
@@ -97,6 +109,8 @@ def smoothing_step(
     weights: torch.Tensor,
     u: torch.Tensor,
     f: torch.Tensor,
+    *,
+    symmetric: bool = False,
 ) -> torch.Tensor:
     """One weighted Jacobi-type step ``u + w (f - A u)``, residual and update in one pass.
 
@@ -111,7 +125,9 @@ def smoothing_step(
     tensor([[[0.5000, 0.5000, 0.5000]]])
     """
     _check_couplings(couplings, u)
-    out = _native(SMOOTHING_STEP, native.SMOOTHING, diagonal, couplings, u, f, weights)
+    out = _native(
+        SMOOTHING_STEP, native.SMOOTHING, diagonal, couplings, u, f, weights, symmetric=symmetric
+    )
     return SMOOTHING_STEP(diagonal, couplings, weights, _pad(u), f) if out is None else out
 
 
@@ -123,6 +139,8 @@ def _native(
     u: torch.Tensor,
     f: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
+    *,
+    symmetric: bool = False,
 ) -> torch.Tensor | None:
     """The CPU pass of :mod:`~neurosolve.solvers.native`, unless ``kernel`` is compiled.
 
@@ -132,7 +150,33 @@ def _native(
     """
     if torch.compiler.is_compiling() or kernel.wants_compiled((diagonal, couplings, u, f)):
         return None
-    return native.stencil_pass(mode, diagonal, couplings, u, f, weights)
+    return native.stencil_pass(mode, diagonal, couplings, u, f, weights, symmetric)
+
+
+def exactly_symmetric(couplings: torch.Tensor) -> bool:
+    """Whether every coupling to ``+e_a`` equals the ``+e_a`` neighbour's coupling back.
+
+    ``couplings[:, 2 a + 1]`` at cell ``c`` against ``couplings[:, 2 a]`` at ``c + e_a``,
+    bit for bit, inside the grid: the symmetric matrices of the stencil layout (a CSR
+    matrix read by :func:`stencil_from_csr` whose entries are symmetric, every Galerkin
+    coarse level). Such stencils may be applied with ``symmetric=True``.
+
+    Examples
+    --------
+    >>> c = torch.tensor([[[0.0, -1.0, -2.0], [-1.0, -2.0, 0.0]]])
+    >>> exactly_symmetric(c), exactly_symmetric(c * torch.tensor([1.0, 2.0]).view(1, 2, 1))
+    (True, False)
+    """
+    ndim = couplings.dim() - 2
+    for a in range(ndim):
+        n = couplings.shape[2 + a]
+        if n < 2:
+            continue
+        up = couplings[:, 2 * a + 1].narrow(1 + a, 0, n - 1)
+        back = couplings[:, 2 * a].narrow(1 + a, 1, n - 1)
+        if not torch.equal(up, back):
+            return False
+    return True
 
 
 def _check_couplings(couplings: torch.Tensor, u: torch.Tensor) -> None:
@@ -423,6 +467,9 @@ class StencilOperator(nn.Module):
         cells = torch.from_numpy(np.flatnonzero(grid.fluid.ravel()))
         self.register_buffer("cells", cells.to(diagonal.device))
         self._all_fluid = bool(grid.fluid.all())
+        # an exactly symmetric matrix (every SPD system as assembled): the native product
+        # reads half of the couplings (one comparison pass here)
+        self._symmetric = exactly_symmetric(neighbours[None])
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -494,7 +541,8 @@ class StencilOperator(nn.Module):
 
     def _product(self, u: torch.Tensor) -> torch.Tensor:
         """``A u`` for fields ``(B, 1, *shape)``, by :func:`apply_stencil`."""
-        return apply_stencil(self.diagonal[None, None], self.neighbours[None], u)
+        d, c = self.diagonal[None, None], self.neighbours[None]
+        return apply_stencil(d, c, u, symmetric=self._symmetric)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Apply ``A`` to full fields ``(B, *shape)`` or ``(B, 1, *shape)``.

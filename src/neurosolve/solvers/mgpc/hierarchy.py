@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers import native
 from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
-from neurosolve.solvers.stencil import smoothing_step, stencil_residual
+from neurosolve.solvers.stencil import exactly_symmetric, smoothing_step, stencil_residual
 
 __all__ = [
     "Hierarchy",
@@ -368,6 +368,7 @@ class Level:
     tau: float = 1.0  # damping of the W-step's coarse iteration (1 unless needed for SPD)
     bound: float = 1.0  # proven upper bound of lambda_max(B A) on this level
     inverse: torch.Tensor | None = None  # coarsest level only: (G, N, N), exactly symmetric
+    symmetric: bool = False  # couplings exactly symmetric: the native loops read half of them
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -433,6 +434,8 @@ class Hierarchy:
         )
         _set_smoothers(net, levels)
         _set_bounds(levels)
+        for lvl in levels:  # Galerkin levels are by construction; the finest if A is
+            lvl.symmetric = exactly_symmetric(lvl.couplings)
         last = levels[-1]
         last.inverse = coarsest_inverse(_dense_matrix(last.diagonal, last.couplings, last.fluid))
         return cls(levels, gamma)
@@ -458,12 +461,13 @@ class Hierarchy:
         d, c, w = lvl.diagonal, lvl.couplings, lvl.weights
         steps = w.shape[1]
         # each smoothing step x + w_k (r - A x) is one fused pass (smoothing_step)
+        sym = lvl.symmetric
         x = w[:, 0:1] * r
         for k in range(1, steps):  # pre-smoothing W_1 .. W_nu
-            x = smoothing_step(d, c, w[:, k : k + 1], x, r)
-        x = x + self._coarse_correction(stencil_residual(d, c, x, r), level)
+            x = smoothing_step(d, c, w[:, k : k + 1], x, r, symmetric=sym)
+        x = x + self._coarse_correction(stencil_residual(d, c, x, r, symmetric=sym), level)
         for k in reversed(range(steps)):  # post-smoothing W_nu .. W_1 (the adjoint order)
-            x = smoothing_step(d, c, w[:, k : k + 1], x, r)
+            x = smoothing_step(d, c, w[:, k : k + 1], x, r, symmetric=sym)
         return x
 
     def _coarse_correction(self, res: torch.Tensor, level: int) -> torch.Tensor:
@@ -474,7 +478,8 @@ class Hierarchy:
         if lvl.gamma == 2:  # W-step: two (damped if tau < 1) stationary steps on the coarse level
             if lvl.tau != 1.0:
                 ec = lvl.tau * ec
-            again = self.apply(stencil_residual(nxt.diagonal, nxt.couplings, ec, rc), level + 1)
+            res = stencil_residual(nxt.diagonal, nxt.couplings, ec, rc, symmetric=nxt.symmetric)
+            again = self.apply(res, level + 1)
             ec = ec + (again if lvl.tau == 1.0 else lvl.tau * again)
         return prolong(ec * nxt.scale.square(), lvl.shape, lvl.fluid, lvl.axes)
 
