@@ -721,6 +721,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def kernel_backends() -> dict:
+    """Which forms of the package's kernels ran: native (numba) loops, inductor compiling."""
+    try:
+        from neurosolve.solvers import native
+    except ImportError:  # code from before the native kernels
+        native = None
+    from neurosolve.solvers.compiled import compile_enabled
+
+    return {
+        "native": bool(native is not None and native.available()),
+        "compile": compile_enabled(),
+    }
+
+
 def options_record(args) -> dict:
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     out["cap"] = {f"{size}:{method}": k for (size, method), k in args.cap.items()}
@@ -762,6 +776,7 @@ def run(args) -> int:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "torch_version": torch.__version__,
+        "kernels": kernel_backends(),
         "machine": dataclasses.asdict(machine_info()),
         "petsc": petsc,
         "loadavg_start": loadavg(),

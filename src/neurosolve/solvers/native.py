@@ -11,7 +11,7 @@ coefficients and the seven values and writes the result: the fused pass that
 :mod:`neurosolve.solvers.compiled` gets from inductor, without its 10-30 s of compiling per
 process.
 
-The kernels here are the CPU form of four operations, with the same arguments and results
+The kernels here are the CPU form of these operations, with the same arguments and results
 as their torch forms (which remain the reference, the GPU path and the autograd path):
 
 - :func:`stencil_pass`: ``A u``, ``f - A u`` and the smoothing step ``u + w (f - A u)`` of
@@ -27,8 +27,9 @@ as their torch forms (which remain the reference, the GPU path and the autograd 
 Each returns ``None`` when it does not apply, and the caller then runs the torch form: numba
 is not installed or fails to load, native kernels are switched off, a tensor is not on the
 CPU, needs a gradient, or the dtypes, shapes or broadcasting differ from the plain case.
-Per cell the terms are added in the order of the torch form (diagonal, then ``-e_0, +e_0,
--e_1, ...``), so results agree to rounding.
+Per cell the stencil's terms are summed in the torch form's order (diagonal, then ``-e_0,
++e_0, -e_1, ...``) and block sums in lexicographic order; results agree with the torch forms
+to rounding (``tests/solvers/test_native.py``).
 
 Switches: native kernels are ON by default where numba imports; ``NEUROSOLVE_NATIVE=0``
 (or ``false``/``no``/``off``) or :func:`set_native` turns them off. The kernels run on
