@@ -118,7 +118,7 @@ def available() -> bool:
     >>> isinstance(available(), bool)
     True
     """
-    return native_enabled() and _load() is not None
+    return (_kernels is not None or _load() is not None) and SWITCH.enabled()
 
 
 def _load() -> dict[str, Any] | None:
@@ -153,13 +153,20 @@ def _plain(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> bool:
     """CPU tensors of one float dtype, with no gradient to record."""
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if t.device.type != "cpu" or t.dtype != dtype or (grad and t.requires_grad):
+        if t.is_cuda or t.dtype != dtype or (grad and t.requires_grad) or t.device.type != "cpu":
             return False
     return True
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
+    """A C-ordered numpy view of ``t`` (a copy only if ``t`` is not contiguous).
+
+    Written for the fixed cost of a call: a coarse level's whole pass takes a few
+    microseconds, so every method call saved here counts.
+    """
+    if t.requires_grad:
+        t = t.detach()
+    return (t if t.is_contiguous() else t.contiguous()).numpy()
 
 
 def _run(name: str, *args: Any) -> None:
@@ -167,7 +174,10 @@ def _run(name: str, *args: Any) -> None:
     kernels = _kernels
     assert kernels is not None  # callers checked available()
     threads = torch.get_num_threads()
-    if threads > 1 and _busy.acquire(blocking=False):
+    if threads == 1:
+        kernels[name + "_serial"](*args)
+        return
+    if _busy.acquire(blocking=False):
         try:
             import numba
 
