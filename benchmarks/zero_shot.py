@@ -21,9 +21,17 @@ below simulates its test flows with 5e-3.
 Trained models are kept in ``--run-dir`` and reused when the script is run again; Darcy
 models from ``darcy_operators.py --run-dir DIR`` (``DIR/piecewise-<model>/model.pt``) are
 used when ``--darcy-run-dir DIR`` names them. One table per model; JSON in
-``benchmarks/results/zero_shot.json``.
+``benchmarks/results/zero_shot.json`` (``--out``).
 
-    python benchmarks/zero_shot.py --darcy-run-dir /tmp/darcy64 --darcy-train-resolution 64
+Trained at 64^2 on one CPU core in about 30 minutes (Darcy at the equal budget but with 20
+test samples per grid; Navier-Stokes 10 -> 10 snapshots, 60 trajectories, 8 epochs, test
+flows simulated at 256^2), ``benchmarks/results/zero_shot_64.json``:
+
+    python benchmarks/zero_shot.py --darcy-train-resolution 64 \
+        --darcy-resolutions 32,64,128,256 --darcy-test 20 --darcy-train 400 \
+        --darcy-epochs 15 --ns-train-resolution 64 --ns-resolutions 32,64,128,256 \
+        --ns-sim-resolution 256 --ns-test-sim-dt 5e-3 --ns-train 60 --ns-test 5 \
+        --ns-epochs 8 --ns-args "--t-out 10" --out benchmarks/results/zero_shot_64.json
 """
 
 from __future__ import annotations
