@@ -428,13 +428,10 @@ def dispatchers() -> dict[str, Any]:
     than inside a solve.
     """
     numba.get_num_threads()
-    names = ("stencil", "block_sum", "inject", "neighbours")
-    table = {"features": features, "features_serial": features_serial}
-    table["scatter_entries_serial"] = scatter_entries
-    table.update(galerkin=galerkin, galerkin_serial=galerkin_serial)
-    for name in names:
-        for ndim in (2, 3):
-            for suffix in ("", "_serial"):
-                key = f"{name}{ndim}{suffix}"
-                table[key] = globals()[key]
+    per_dimension = [
+        f"{op}{nd}" for op in ("stencil", "block_sum", "inject", "neighbours") for nd in (2, 3)
+    ]
+    names = [*per_dimension, "features", "galerkin"]  # each with a parallel and a serial form
+    table = {key: globals()[key] for name in names for key in (name, f"{name}_serial")}
+    table["scatter_entries_serial"] = scatter_entries  # serial only
     return table

@@ -153,7 +153,7 @@ def _plain(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> bool:
     """CPU tensors of one float dtype, with no gradient to record."""
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if t.is_cuda or t.dtype != dtype or (grad and t.requires_grad) or t.device.type != "cpu":
+        if t.dtype != dtype or (grad and t.requires_grad) or t.device.type != "cpu":
             return False
     return True
 
