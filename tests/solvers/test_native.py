@@ -104,6 +104,65 @@ def test_non_contiguous_fields():
     assert_close(got, torch_form(smoothing_step, d, c, w, u, f), torch.float64)
 
 
+def _scipy_asymmetry(A):
+    diff = abs(A - A.T)
+    return float(diff.max()) if diff.nnz else 0.0
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("seed", range(4))
+def test_csr_asymmetry_matches_scipy(seed, index_dtype):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    B = sp.random(n, n, density=0.15, random_state=rng, format="csr")
+    cases = {
+        "symmetric": (B + B.T).tocsr(),
+        "values off": (B + B.T + sp.csr_matrix(([1e-3], ([3], [7])), shape=(n, n))).tocsr(),
+        "entry above only": (B + B.T + sp.csr_matrix(([0.5], ([1], [30])), shape=(n, n))).tocsr(),
+        "entry below only": (B + B.T + sp.csr_matrix(([-2.0], ([30], [2])), shape=(n, n))).tocsr(),
+        "general": B,
+        "empty": sp.csr_matrix((n, n)),
+    }
+    for name, A in cases.items():
+        A = A.astype(np.float64)
+        A.sum_duplicates()
+        A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
+        assert native.csr_asymmetry(A) == _scipy_asymmetry(A), name
+
+
+def test_csr_asymmetry_refuses_other_forms():
+    import scipy.sparse as sp
+
+    A = sp.csr_matrix(np.array([[2.0, -1.0], [-1.0, 2.0]]))
+    assert native.csr_asymmetry(A.tocoo()) is None
+    assert native.csr_asymmetry(A.astype(np.float32)) is None
+    unsorted = sp.csr_matrix((A.data[::-1], A.indices[::-1], A.indptr), shape=A.shape)
+    unsorted.has_sorted_indices = False
+    assert native.csr_asymmetry(unsorted) is None
+    native.set_native(False)
+    assert native.csr_asymmetry(A) is None
+
+
+def test_check_spd_same_verdict_with_native_symmetry():
+    import scipy.sparse as sp
+
+    from neurosolve.data import check_spd_matrix
+    from neurosolve.errors import InvalidInputError
+    from neurosolve.solvers.system import check_spd
+
+    A = poisson((5, 4, 3)).A.tocsr()
+    assert (check_spd(A) != check_spd_matrix(A)).nnz == 0
+    bad = (A + sp.csr_matrix(([1e-6], ([0], [11])), shape=A.shape)).tocsr()
+    messages = []
+    for check in (check_spd, check_spd_matrix, lambda M, name: torch_form(check_spd, M, name)):
+        with pytest.raises(InvalidInputError, match="not symmetric") as info:
+            check(bad, name="A")
+        messages.append(str(info.value))
+    assert len(set(messages)) == 1  # the same number in the same message
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(
     ("shape", "axes"),

@@ -173,7 +173,8 @@ def block_sum2(x, factors, out):  # noqa: ANN001
 
 
 @jit
-def _inject3_rows(uc, fluid, factors, out, first, last):  # noqa: ANN001
+def _inject3_rows(uc, fluid, factors, add, out, first, last):  # noqa: ANN001
+    """``out = P uc`` (``add`` False) or ``out += P uc`` (True), planes ``first:last``."""
     G, K, n0, n1, n2 = out.shape
     shared = fluid.shape[0] == 1
     s0, s1, s2 = factors[0] - 1, factors[1] - 1, factors[2] - 1  # factors 1 or 2: shifts
@@ -186,11 +187,12 @@ def _inject3_rows(uc, fluid, factors, out, first, last):  # noqa: ANN001
         for j in range(n1):
             b = j >> s1
             for m in range(n2):
-                out[g, k, i, j, m] = uc[g, k, a, b, m >> s2] * fluid[s, 0, i, j, m]
+                value = uc[g, k, a, b, m >> s2] * fluid[s, 0, i, j, m]
+                out[g, k, i, j, m] = out[g, k, i, j, m] + value if add else value
 
 
 @jit
-def _inject2_rows(uc, fluid, factors, out, first, last):  # noqa: ANN001
+def _inject2_rows(uc, fluid, factors, add, out, first, last):  # noqa: ANN001
     G, K, n0, n1 = out.shape
     shared = fluid.shape[0] == 1
     s0, s1 = factors[0] - 1, factors[1] - 1
@@ -201,29 +203,30 @@ def _inject2_rows(uc, fluid, factors, out, first, last):  # noqa: ANN001
         s = 0 if shared else g
         a = i >> s0
         for m in range(n1):
-            out[g, k, i, m] = uc[g, k, a, m >> s1] * fluid[s, 0, i, m]
+            value = uc[g, k, a, m >> s1] * fluid[s, 0, i, m]
+            out[g, k, i, m] = out[g, k, i, m] + value if add else value
 
 
 @jit
-def inject3_serial(uc, fluid, factors, out):  # noqa: ANN001
-    _inject3_rows(uc, fluid, factors, out, 0, out.shape[0] * out.shape[1] * out.shape[2])
+def inject3_serial(uc, fluid, factors, add, out):  # noqa: ANN001
+    _inject3_rows(uc, fluid, factors, add, out, 0, out.shape[0] * out.shape[1] * out.shape[2])
 
 
 @parallel
-def inject3(uc, fluid, factors, out):  # noqa: ANN001
+def inject3(uc, fluid, factors, add, out):  # noqa: ANN001
     for p in prange(out.shape[0] * out.shape[1] * out.shape[2]):
-        _inject3_rows(uc, fluid, factors, out, p, p + 1)
+        _inject3_rows(uc, fluid, factors, add, out, p, p + 1)
 
 
 @jit
-def inject2_serial(uc, fluid, factors, out):  # noqa: ANN001
-    _inject2_rows(uc, fluid, factors, out, 0, out.shape[0] * out.shape[1] * out.shape[2])
+def inject2_serial(uc, fluid, factors, add, out):  # noqa: ANN001
+    _inject2_rows(uc, fluid, factors, add, out, 0, out.shape[0] * out.shape[1] * out.shape[2])
 
 
 @parallel
-def inject2(uc, fluid, factors, out):  # noqa: ANN001
+def inject2(uc, fluid, factors, add, out):  # noqa: ANN001
     for p in prange(out.shape[0] * out.shape[1] * out.shape[2]):
-        _inject2_rows(uc, fluid, factors, out, p, p + 1)
+        _inject2_rows(uc, fluid, factors, add, out, p, p + 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +401,7 @@ def galerkin(d, c, fl, factors, axis_of, cd, cc, cf):  # noqa: ANN001
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading a CSR matrix into the stencil layout (stencil.py)
+# Reading a CSR matrix: into the stencil layout (stencil.py), its symmetry (system.py)
 # ---------------------------------------------------------------------------------------------
 @jit
 def scatter_entries(indptr, indices, data, cells, table, out):  # noqa: ANN001
@@ -421,6 +424,51 @@ def scatter_entries(indptr, indices, data, cells, table, out):  # noqa: ANN001
     return True
 
 
+@jit
+def _partner(indptr, indices, row, col):  # noqa: ANN001
+    """Position of entry ``(row, col)`` in a CSR matrix with sorted rows, or -1."""
+    lo, hi = indptr[row], indptr[row + 1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if indices[mid] < col:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < indptr[row + 1] and indices[lo] == col else -1
+
+
+@jit
+def csr_asymmetry(indptr, indices, data):  # noqa: ANN001
+    """``max |A - A^T|`` of a canonical CSR matrix (sorted rows, no duplicates), no copies.
+
+    Each entry above the diagonal is compared with its partner below (a missing partner is
+    a zero); the entries below are visited only when some of them have no partner above.
+    """
+    err = 0.0
+    matched = 0
+    lower = 0
+    for r in range(indptr.shape[0] - 1):
+        for e in range(indptr[r], indptr[r + 1]):
+            col = indices[e]
+            if col < r:
+                lower += 1
+            elif col > r:
+                q = _partner(indptr, indices, col, r)
+                if q >= 0:
+                    matched += 1
+                    err = max(err, abs(data[e] - data[q]))
+                else:
+                    err = max(err, abs(data[e]))
+    if matched == lower:  # every entry below is the partner of one above
+        return err
+    for r in range(indptr.shape[0] - 1):
+        for e in range(indptr[r], indptr[r + 1]):
+            col = indices[e]
+            if col < r and _partner(indptr, indices, col, r) < 0:
+                err = max(err, abs(data[e]))
+    return err
+
+
 def dispatchers() -> dict[str, Any]:
     """The entry points by name (``stencil3``, ``stencil3_serial``, ``block_sum2``, ...).
 
@@ -434,4 +482,5 @@ def dispatchers() -> dict[str, Any]:
     names = [*per_dimension, "features", "galerkin"]  # each with a parallel and a serial form
     table = {key: globals()[key] for name in names for key in (name, f"{name}_serial")}
     table["scatter_entries_serial"] = scatter_entries  # serial only
+    table["csr_asymmetry_serial"] = csr_asymmetry
     return table

@@ -57,10 +57,12 @@ __all__ = [
     "available",
     "block_sum",
     "chunk_features",
+    "csr_asymmetry",
     "galerkin",
     "inject",
     "native_enabled",
     "neighbour_sum",
+    "run",
     "scatter_entries",
     "set_native",
     "stencil_pass",
@@ -169,8 +171,13 @@ def _array(t: torch.Tensor) -> np.ndarray:
     return (t if t.is_contiguous() else t.contiguous()).numpy()
 
 
-def _run(name: str, *args: Any) -> None:
-    """Call kernel ``name`` on ``torch.get_num_threads()`` threads (serially if busy)."""
+def run(name: str, *args: Any) -> None:
+    """Call kernel ``name`` on ``torch.get_num_threads()`` threads (serially if busy).
+
+    The low-level entry for callers that hold numpy arrays of the kernel's exact form
+    (C-ordered, one float dtype, the shapes of :mod:`~neurosolve.solvers._native_loops`)
+    and have checked :func:`available`: nothing is checked here.
+    """
     kernels = _kernels
     assert kernels is not None  # callers checked available()
     threads = torch.get_num_threads()
@@ -238,7 +245,7 @@ def stencil_pass(
     d, c, x = _array(diagonal), _array(couplings), _array(u)
     rhs = _array(f) if f is not None else x  # unread in mode 0
     w = _array(weights) if weights is not None else d  # read in mode 2 only
-    _run(f"stencil{len(S)}", int(mode), bool(symmetric), d, c, x, rhs, w, out.numpy())
+    run(f"stencil{len(S)}", int(mode), bool(symmetric), d, c, x, rhs, w, out.numpy())
     return out
 
 
@@ -261,7 +268,7 @@ def block_sum(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor | None:
         return None
     coarse = [-(-s // f) for s, f in zip(x.shape[2:], factors, strict=True)]
     out = torch.empty((*x.shape[:2], *coarse), dtype=x.dtype)
-    _run(f"block_sum{ndim}", _array(x), np.asarray(factors, dtype=np.int64), out.numpy())
+    run(f"block_sum{ndim}", _array(x), np.asarray(factors, dtype=np.int64), out.numpy())
     return out
 
 
@@ -295,7 +302,7 @@ def inject(uc: torch.Tensor, fluid: torch.Tensor, factors: Sequence[int]) -> tor
         return None
     out = torch.empty((G, K, *S), dtype=uc.dtype)
     index = np.asarray(factors, dtype=np.int64)
-    _run(f"inject{ndim}", _array(uc), _array(fluid), index, out.numpy())
+    run(f"inject{ndim}", _array(uc), _array(fluid), index, False, out.numpy())
     return out
 
 
@@ -340,7 +347,7 @@ def chunk_features(
     if ndim == 2:  # as 3D with a unit middle axis (the features ignore the couplings' order)
         arrays = [a.reshape(*a.shape[:3], 1, a.shape[3]) for a in arrays]
     d, c, fl, w = arrays
-    _run("features", d, c, fl, int(first), feats.numpy(), w)
+    run("features", d, c, fl, int(first), feats.numpy(), w)
     return feats, weights
 
 
@@ -373,7 +380,7 @@ def neighbour_sum(out: torch.Tensor, weights: torch.Tensor, padded: torch.Tensor
         or out.requires_grad
     ):
         return False
-    _run(f"neighbours{ndim}", out.detach().numpy(), _array(weights), _array(padded))
+    run(f"neighbours{ndim}", out.detach().numpy(), _array(weights), _array(padded))
     return True
 
 
@@ -405,6 +412,30 @@ def scatter_entries(
         return None
     kernel = _kernels["scatter_entries_serial"]  # type: ignore[index]
     return bool(kernel(indptr, indices, np.asarray(data, dtype=np.float64), cells, table, out))
+
+
+def csr_asymmetry(matrix: Any) -> float | None:
+    """``max |A - A^T|`` of a canonical CSR matrix in one pass, without forming ``A^T``.
+
+    ``matrix``: a scipy CSR matrix with sorted indices and no duplicates (as
+    :func:`~neurosolve.data.check_csr_structure` returns it), float64 entries. ``None`` when
+    the native kernels are not available or the matrix is not in that form; the caller
+    then forms ``A - A^T`` (scipy's way, which costs two conversions of the matrix).
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> A = sp.csr_matrix(np.array([[2.0, -1.0, 0.0], [-1.5, 2.0, 0.0], [0.0, 0.0, 1.0]]))
+    >>> err = csr_asymmetry(A)
+    >>> err is None or err == 0.5
+    True
+    """
+    if not available() or getattr(matrix, "format", None) != "csr":
+        return None
+    if not matrix.has_canonical_format or matrix.dtype != np.float64:
+        return None
+    kernel = _kernels["csr_asymmetry_serial"]  # type: ignore[index]
+    return float(kernel(matrix.indptr, matrix.indices, matrix.data))
 
 
 def galerkin(
@@ -455,5 +486,5 @@ def galerkin(
         factors3, axis_of = [factors[0], 1, factors[1]], [0, -1, 1]
     d, c, fl, out_d, out_c, out_f = arrays
     index = np.asarray(factors3, dtype=np.int64), np.asarray(axis_of, dtype=np.int64)
-    _run("galerkin", d, c, fl, *index, out_d, out_c, out_f)
+    run("galerkin", d, c, fl, *index, out_d, out_c, out_f)
     return cd, cc, cf

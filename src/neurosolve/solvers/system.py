@@ -21,8 +21,9 @@ import scipy.sparse.linalg as spla
 
 from neurosolve.data import check_csr_structure
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers import native
 
-__all__ = ["PreparedSystem", "check_vector", "prepare_system", "rhs_scales"]
+__all__ = ["PreparedSystem", "check_spd", "check_vector", "prepare_system", "rhs_scales"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,20 @@ def _is_torch_operator(A: Any) -> bool:
     return hasattr(A, "matvec") and hasattr(A, "num_unknowns") and hasattr(A, "apply_internal")
 
 
-def _check_spd(matrix: sp.csr_matrix, name: str) -> sp.csr_matrix:
+def check_spd(matrix: Any, name: str = "A") -> sp.csr_matrix:
+    """:func:`neurosolve.data.check_spd_matrix` with the native one-pass symmetry test.
+
+    The same checks and messages; ``max|A - A^T|`` is computed without forming ``A^T``
+    (:func:`~neurosolve.solvers.native.csr_asymmetry`) where the native kernels run.
+
+    Examples
+    --------
+    >>> check_spd(np.array([[2.0, -1.0], [-1.0, 2.0]])).nnz
+    4
+    """
     from neurosolve.data import check_spd_matrix
 
-    return check_spd_matrix(matrix, name=name)
+    return check_spd_matrix(matrix, name=name, asymmetry=native.csr_asymmetry)
 
 
 def prepare_system(
@@ -151,7 +162,7 @@ def prepare_system(
             bad = int((~np.isfinite(matrix.data)).sum())
             raise InvalidInputError(f"{name} contains NaN or Inf entries ({bad} of them)")
         if check_symmetry:
-            matrix = _check_spd(matrix, name)
+            matrix = check_spd(matrix, name)
         return PreparedSystem(
             int(matrix.shape[0]), spla.aslinearoperator(matrix), matrix, grid, system, None
         )

@@ -28,7 +28,7 @@ from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.result import SolveResult, Status, stopping_threshold
-from neurosolve.solvers.system import rhs_scales
+from neurosolve.solvers.system import check_spd, rhs_scales
 
 __all__ = [
     "DCDMSolver",
@@ -130,9 +130,7 @@ def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
         if grid is None and flags is None:
             if system.grid is None:
                 _refuse(system.name or "this matrix")
-            from neurosolve.data import check_spd_matrix
-
-            check_spd_matrix(system.A, name="the DCDM matrix")  # symmetric, positive diagonal
+            check_spd(system.A, name="the DCDM matrix")  # symmetric, positive diagonal
             return system
         matrix = system.A
     else:
@@ -160,9 +158,7 @@ def _grid_system(A: Any, grid: Grid | tuple | None, flags: np.ndarray | None):
             f"{grid.num_unknowns} fluid cells; give the cell-flags file of the exporting code "
             "when it drops solid cells"
         )
-    from neurosolve.data import check_spd_matrix
-
-    return LinearSystem(A=check_spd_matrix(matrix, name="the DCDM matrix"), grid=grid)
+    return LinearSystem(A=check_spd(matrix, name="the DCDM matrix"), grid=grid)
 
 
 def _refuse(what: str) -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers import native
+from neurosolve.solvers.mgpc.native_cycle import NativeCycle, signature
 from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
 from neurosolve.solvers.stencil import exactly_symmetric, smoothing_step, stencil_residual
 
@@ -408,6 +409,7 @@ class Hierarchy:
             raise InvalidInputError(f"gamma must be 1 (V-cycle) or 2 (W-cycle), got {gamma!r}")
         self.levels = levels
         self.gamma = int(gamma)
+        self._native: tuple[tuple, NativeCycle | None] | None = None  # (signature, cycle)
 
     @classmethod
     def build(
@@ -450,8 +452,17 @@ class Hierarchy:
         """Proven upper bound of the eigenvalues of ``M A`` (see ``docs/mgpc.md``)."""
         return self.levels[0].bound
 
-    def apply(self, r: torch.Tensor, level: int = 0) -> torch.Tensor:
-        """``M r`` for residual fields ``r`` of shape ``(G, K, *S)`` (zero off-fluid)."""
+    def apply(self, r: torch.Tensor, level: int = 0, *, native_cycle: bool = True) -> torch.Tensor:
+        """``M r`` for residual fields ``r`` of shape ``(G, K, *S)`` (zero off-fluid).
+
+        On the CPU without autograd the whole cycle runs as native passes on work arrays
+        kept between calls (:class:`~neurosolve.solvers.mgpc.native_cycle.NativeCycle`:
+        the same operations, the same result); ``native_cycle=False`` runs the torch form.
+        """
+        if level == 0 and native_cycle:
+            out = self._native_apply(r)
+            if out is not None:
+                return out
         lvl = self.levels[level]
         if level == len(self.levels) - 1:
             G, K = r.shape[:2]
@@ -469,6 +480,16 @@ class Hierarchy:
         for k in reversed(range(steps)):  # post-smoothing W_nu .. W_1 (the adjoint order)
             x = smoothing_step(d, c, w[:, k : k + 1], x, r, symmetric=sym)
         return x
+
+    def _native_apply(self, r: torch.Tensor) -> torch.Tensor | None:
+        """The native cycle's ``M r``, or ``None`` (autograd, not the CPU, no numba...)."""
+        if torch.is_grad_enabled() and (r.requires_grad or _records_grad(self.levels[0])):
+            return None
+        key = signature(self)
+        if self._native is None or self._native[0] != key:
+            self._native = (key, NativeCycle.build(self))
+        cycle = self._native[1]
+        return None if cycle is None else cycle.apply(r)
 
     def _coarse_correction(self, res: torch.Tensor, level: int) -> torch.Tensor:
         """``s^2 P Bt_c R res``: one (V) or two (W, damped by ``tau``) coarse cycles."""
@@ -511,6 +532,10 @@ class Hierarchy:
             total += visits * (lvl.gamma - 1) * coarse / fine
             visits *= lvl.gamma
         return total
+
+
+def _records_grad(lvl: Level) -> bool:
+    return any(t is not None and t.requires_grad for t in (lvl.weights, lvl.diagonal))
 
 
 def _coarsen(finest: Level, gamma: int, max_coarse: int, max_levels: int) -> list[Level]:
