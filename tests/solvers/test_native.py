@@ -104,15 +104,12 @@ def test_non_contiguous_fields():
     assert_close(got, torch_form(smoothing_step, d, c, w, u, f), torch.float64)
 
 
-def _scipy_asymmetry(A):
-    diff = abs(A - A.T)
-    return float(diff.max()) if diff.nnz else 0.0
-
-
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("seed", range(4))
-def test_csr_asymmetry_matches_scipy(seed, index_dtype):
+def test_csr_statistics_match_numpy(seed, index_dtype):
     import scipy.sparse as sp
+
+    from neurosolve.data.io import entry_statistics
 
     rng = np.random.default_rng(seed)
     n = 40
@@ -124,25 +121,35 @@ def test_csr_asymmetry_matches_scipy(seed, index_dtype):
         "entry below only": (B + B.T + sp.csr_matrix(([-2.0], ([30], [2])), shape=(n, n))).tocsr(),
         "general": B,
         "empty": sp.csr_matrix((n, n)),
+        "positive diagonal": (B + B.T + 5 * sp.eye(n)).tocsr(),
+        "negative diagonal entry": (
+            B
+            + B.T
+            + 5 * sp.eye(n)
+            - 9 * sp.eye(n, k=0).multiply(sp.csr_matrix(([1.0], ([7], [7])), shape=(n, n)))
+        ).tocsr(),
     }
     for name, A in cases.items():
         A = A.astype(np.float64)
         A.sum_duplicates()
         A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
-        assert native.csr_asymmetry(A) == _scipy_asymmetry(A), name
+        assert native.csr_statistics(A) == entry_statistics(A), name
+    bad = cases["positive diagonal"].copy()
+    bad.data[3] = np.nan
+    assert native.csr_statistics(bad)[0] is False and entry_statistics(bad)[0] is False
 
 
-def test_csr_asymmetry_refuses_other_forms():
+def test_csr_statistics_refuse_other_forms():
     import scipy.sparse as sp
 
     A = sp.csr_matrix(np.array([[2.0, -1.0], [-1.0, 2.0]]))
-    assert native.csr_asymmetry(A.tocoo()) is None
-    assert native.csr_asymmetry(A.astype(np.float32)) is None
+    assert native.csr_statistics(A.tocoo()) is None
+    assert native.csr_statistics(A.astype(np.float32)) is None
     unsorted = sp.csr_matrix((A.data[::-1], A.indices[::-1], A.indptr), shape=A.shape)
     unsorted.has_sorted_indices = False
-    assert native.csr_asymmetry(unsorted) is None
+    assert native.csr_statistics(unsorted) is None
     native.set_native(False)
-    assert native.csr_asymmetry(A) is None
+    assert native.csr_statistics(A) is None
 
 
 def test_check_spd_same_verdict_with_native_symmetry():

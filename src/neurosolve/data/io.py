@@ -172,12 +172,35 @@ def check_csr_structure(A, name: str = "matrix") -> sp.csr_matrix:
     return M
 
 
+def entry_statistics(M: sp.csr_matrix) -> tuple[bool, float, float, int, int, float]:
+    """What :func:`check_spd_matrix` checks of a canonical float64 CSR matrix's entries.
+
+    Returns ``(finite, max|A|, max|A - A^T|, count of diagonal entries <= 0, the first such
+    row, its value)`` (``-1`` and ``0.0`` when there is none; a missing diagonal entry is a
+    zero). With a NaN or Inf entry only ``finite`` (False) is meaningful.
+
+    Examples
+    --------
+    >>> entry_statistics(sp.csr_matrix(np.array([[2.0, -1.0], [-0.5, 0.0]])))
+    (True, 2.0, 0.5, 1, 1, 0.0)
+    """
+    if not np.isfinite(M.data).all():
+        return False, float("nan"), float("nan"), 0, -1, 0.0
+    scale = float(np.abs(M.data).max()) if M.nnz else 0.0
+    asym = abs(M - M.T)
+    err = float(asym.max()) if asym.nnz else 0.0
+    diag = M.diagonal()
+    bad = np.flatnonzero(diag <= 0)
+    first = int(bad[0]) if bad.size else -1
+    return True, scale, err, int(bad.size), first, float(diag[first]) if bad.size else 0.0
+
+
 def check_spd_matrix(
     A,
     *,
     name: str = "matrix",
     symmetry_tol: float = 1e-10,
-    asymmetry: Callable[[sp.csr_matrix], float | None] | None = None,
+    statistics: Callable[[sp.csr_matrix], tuple | None] | None = None,
 ) -> sp.csr_matrix:
     """Validate a matrix as a candidate SPD system matrix and return float64 CSR.
 
@@ -187,9 +210,9 @@ def check_spd_matrix(
     are necessary conditions; definiteness itself is not tested here (that would cost a
     factorization) -- CG reports a breakdown on an indefinite matrix.
 
-    ``asymmetry`` computes ``max|A - A^T|`` of the canonical float64 CSR form in a faster
-    way (the solvers pass their native one-pass kernel); when it is ``None`` or returns
-    ``None``, ``A - A^T`` is formed with scipy.
+    ``statistics`` computes :func:`entry_statistics` of the canonical float64 CSR form in a
+    faster way (the solvers pass their native one-pass kernel); when it is ``None`` or
+    returns ``None``, numpy and scipy compute them.
 
     Raises
     ------
@@ -225,24 +248,19 @@ def check_spd_matrix(
     M = sp.csr_matrix(M, dtype=np.float64)  # shares the caller's arrays when it can
     if not M.has_canonical_format:  # a dense input: its CSR is new, sort it in place
         M.sum_duplicates()
-    if not np.isfinite(M.data).all():
+    stats = statistics(M) if statistics is not None else None
+    finite, scale, err, bad, first, value = stats if stats is not None else entry_statistics(M)
+    if not finite:
         raise InvalidInputError(f"{name} contains NaN or Inf entries")
-    scale = float(np.abs(M.data).max()) if M.nnz else 0.0
-    err = asymmetry(M) if asymmetry is not None else None
-    if err is None:
-        asym = abs(M - M.T)
-        err = float(asym.max()) if asym.nnz else 0.0
     if err > symmetry_tol * scale:
         raise InvalidInputError(
             f"{name} is not symmetric: max |A - A^T| = {err:.3g} > {symmetry_tol:g} * "
             f"max |A| = {symmetry_tol * scale:.3g}"
         )
-    diag = M.diagonal()
-    bad = np.flatnonzero(diag <= 0)
-    if bad.size:
+    if bad:
         raise InvalidInputError(
-            f"{name} has a non-positive diagonal ({bad.size} entr{'y' if bad.size == 1 else 'ies'}"
-            f", first at row {bad[0]}: {diag[bad[0]]:.3g}); it cannot be positive definite"
+            f"{name} has a non-positive diagonal ({bad} entr{'y' if bad == 1 else 'ies'}"
+            f", first at row {first}: {value:.3g}); it cannot be positive definite"
         )
     return M
 

@@ -438,35 +438,46 @@ def _partner(indptr, indices, row, col):  # noqa: ANN001
 
 
 @jit
-def csr_asymmetry(indptr, indices, data):  # noqa: ANN001
-    """``max |A - A^T|`` of a canonical CSR matrix (sorted rows, no duplicates), no copies.
+def csr_statistics(indptr, indices, data):  # noqa: ANN001, ANN201
+    """:func:`~neurosolve.data.io.entry_statistics` of a canonical CSR matrix, one pass.
 
     Each entry above the diagonal is compared with its partner below (a missing partner is
-    a zero); the entries below are visited only when some of them have no partner above.
+    a zero); the entries below are visited again only when some have no partner above.
     """
-    err = 0.0
-    matched = 0
-    lower = 0
-    for r in range(indptr.shape[0] - 1):
+    scale, err = 0.0, 0.0
+    matched, lower = 0, 0
+    bad, first, value = 0, -1, 0.0
+    rows = indptr.shape[0] - 1
+    for r in range(rows):
+        diagonal = 0.0
         for e in range(indptr[r], indptr[r + 1]):
+            v = data[e]
+            if not np.isfinite(v):
+                return False, np.nan, np.nan, 0, -1, 0.0
+            scale = max(scale, abs(v))
             col = indices[e]
-            if col < r:
+            if col == r:
+                diagonal = v
+            elif col < r:
                 lower += 1
-            elif col > r:
+            else:
                 q = _partner(indptr, indices, col, r)
                 if q >= 0:
                     matched += 1
-                    err = max(err, abs(data[e] - data[q]))
+                    err = max(err, abs(v - data[q]))
                 else:
+                    err = max(err, abs(v))
+        if not diagonal > 0:
+            if first < 0:
+                first, value = r, diagonal
+            bad += 1
+    if matched != lower:  # some entry below has no partner above
+        for r in range(rows):
+            for e in range(indptr[r], indptr[r + 1]):
+                col = indices[e]
+                if col < r and _partner(indptr, indices, col, r) < 0:
                     err = max(err, abs(data[e]))
-    if matched == lower:  # every entry below is the partner of one above
-        return err
-    for r in range(indptr.shape[0] - 1):
-        for e in range(indptr[r], indptr[r + 1]):
-            col = indices[e]
-            if col < r and _partner(indptr, indices, col, r) < 0:
-                err = max(err, abs(data[e]))
-    return err
+    return True, scale, err, bad, first, value
 
 
 def dispatchers() -> dict[str, Any]:
@@ -482,5 +493,5 @@ def dispatchers() -> dict[str, Any]:
     names = [*per_dimension, "features", "galerkin"]  # each with a parallel and a serial form
     table = {key: globals()[key] for name in names for key in (name, f"{name}_serial")}
     table["scatter_entries_serial"] = scatter_entries  # serial only
-    table["csr_asymmetry_serial"] = csr_asymmetry
+    table["csr_statistics_serial"] = csr_statistics
     return table

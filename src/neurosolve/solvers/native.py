@@ -57,7 +57,7 @@ __all__ = [
     "available",
     "block_sum",
     "chunk_features",
-    "csr_asymmetry",
+    "csr_statistics",
     "galerkin",
     "inject",
     "native_enabled",
@@ -414,28 +414,30 @@ def scatter_entries(
     return bool(kernel(indptr, indices, np.asarray(data, dtype=np.float64), cells, table, out))
 
 
-def csr_asymmetry(matrix: Any) -> float | None:
-    """``max |A - A^T|`` of a canonical CSR matrix in one pass, without forming ``A^T``.
+def csr_statistics(matrix: Any) -> tuple[bool, float, float, int, int, float] | None:
+    """:func:`~neurosolve.data.io.entry_statistics` of a canonical CSR matrix in one pass.
 
-    ``matrix``: a scipy CSR matrix with sorted indices and no duplicates (as
-    :func:`~neurosolve.data.check_csr_structure` returns it), float64 entries. ``None`` when
-    the native kernels are not available or the matrix is not in that form; the caller
-    then forms ``A - A^T`` (scipy's way, which costs two conversions of the matrix).
+    The same values (finite, ``max|A|``, ``max|A - A^T|``, the non-positive diagonal
+    entries) without forming ``A^T`` or any temporary array. ``matrix``: a scipy CSR
+    matrix with sorted indices and no duplicates (as
+    :func:`~neurosolve.data.check_csr_structure` returns it), float64 entries. ``None``
+    when the native kernels are not available or the matrix is not in that form.
 
     Examples
     --------
     >>> import scipy.sparse as sp
-    >>> A = sp.csr_matrix(np.array([[2.0, -1.0, 0.0], [-1.5, 2.0, 0.0], [0.0, 0.0, 1.0]]))
-    >>> err = csr_asymmetry(A)
-    >>> err is None or err == 0.5
+    >>> A = sp.csr_matrix(np.array([[2.0, -1.0, 0.0], [-1.5, 2.0, 0.0], [0.0, 0.0, -1.0]]))
+    >>> stats = csr_statistics(A)
+    >>> stats is None or stats == (True, 2.0, 0.5, 1, 2, -1.0)
     True
     """
     if not available() or getattr(matrix, "format", None) != "csr":
         return None
     if not matrix.has_canonical_format or matrix.dtype != np.float64:
         return None
-    kernel = _kernels["csr_asymmetry_serial"]  # type: ignore[index]
-    return float(kernel(matrix.indptr, matrix.indices, matrix.data))
+    kernel = _kernels["csr_statistics_serial"]  # type: ignore[index]
+    finite, scale, err, bad, first, value = kernel(matrix.indptr, matrix.indices, matrix.data)
+    return bool(finite), float(scale), float(err), int(bad), int(first), float(value)
 
 
 def galerkin(

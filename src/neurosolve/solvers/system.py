@@ -67,8 +67,9 @@ def _is_torch_operator(A: Any) -> bool:
 def check_spd(matrix: Any, name: str = "A") -> sp.csr_matrix:
     """:func:`neurosolve.data.check_spd_matrix` with the native one-pass symmetry test.
 
-    The same checks and messages; ``max|A - A^T|`` is computed without forming ``A^T``
-    (:func:`~neurosolve.solvers.native.csr_asymmetry`) where the native kernels run.
+    The same checks and messages; the entries' statistics (finite, ``max|A - A^T|``, the
+    diagonal) come from one pass over the matrix without forming ``A^T``
+    (:func:`~neurosolve.solvers.native.csr_statistics`) where the native kernels run.
 
     Examples
     --------
@@ -77,7 +78,7 @@ def check_spd(matrix: Any, name: str = "A") -> sp.csr_matrix:
     """
     from neurosolve.data import check_spd_matrix
 
-    return check_spd_matrix(matrix, name=name, asymmetry=native.csr_asymmetry)
+    return check_spd_matrix(matrix, name=name, statistics=native.csr_statistics)
 
 
 def prepare_system(

@@ -22,6 +22,7 @@ from neurosolve._util.validate import float_dtype
 from neurosolve.checkpoint import load_shipped
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers import native
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.mgpc.hierarchy import Hierarchy
 from neurosolve.solvers.mgpc.network import MGPCNet
@@ -139,10 +140,12 @@ class MGPCSolver(Solver):
         inside the ``dtype`` iteration, which then is flexible CG (Polak-Ribiere; float32
         rounding makes ``M`` slightly non-symmetric); ``"full"``: the preconditioner in
         ``dtype`` too, inside PCG. The stopping rule (true float64 residual) is the same.
-    max_coarse : int
+    max_coarse : int, optional
         The coarsest grid has at most this many cells (solved exactly by a dense Cholesky
-        factor; 512 cells, 8^3, costs less than visiting two more tiny levels, which the
-        W-cycle would do many times).
+        factor). Default: 64 (as in training) where the cycle runs as native CPU passes,
+        on which a visit of a tiny level costs microseconds and a 512-cell inverse about
+        5 CSR products of setup at 64^3; 512 elsewhere (on a GPU every visit of a level
+        costs kernel launches, which the W-cycle multiplies).
     history : {"true", "recurrence", "cheap"}
         Residual history mode of the PCG (see :mod:`neurosolve.solvers.krylov`).
 
@@ -172,7 +175,7 @@ class MGPCSolver(Solver):
         model: str | Path | MGPCNet | None = None,
         device: Any = None,
         dtype: torch.dtype | str = torch.float64,
-        max_coarse: int = 512,
+        max_coarse: int | None = None,
         history: str = "recurrence",
         precision: str = "full",
         **options: Any,
@@ -193,6 +196,8 @@ class MGPCSolver(Solver):
                 "use cg, ic-pcg, amg-sa-pcg or amg-rs-pcg"
             )
         device = resolve_device(device)
+        if max_coarse is None:
+            max_coarse = 64 if device.type == "cpu" and native.available() else 512
         net = load_mgpc_model(model, device=device)
         t0 = time.perf_counter()
         # the solve's thread policy for the setup too (inside make_solver's, that one's)
