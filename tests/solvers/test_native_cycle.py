@@ -172,3 +172,14 @@ def test_mgpc_iterations_unchanged(precision):
     np.testing.assert_allclose(
         runs[True].x, runs[False].x, rtol=0, atol=1e-9 * np.abs(runs[False].x).max()
     )
+
+
+def test_default_coarsest_level_follows_the_cycle():
+    system = poisson((16, 16, 16))
+    native.set_native(True)
+    fine = MGPCSolver(system).hierarchy
+    native.set_native(False)
+    coarse = MGPCSolver(system).hierarchy
+    assert [lvl.shape for lvl in fine.levels][-1] == (4, 4, 4)  # <= 64 cells: native cycle
+    assert [lvl.shape for lvl in coarse.levels][-1] == (8, 8, 8)  # <= 512 cells: torch cycle
+    assert MGPCSolver(system, max_coarse=512).hierarchy.num_levels == coarse.num_levels
