@@ -47,7 +47,7 @@ from neurosolve.data.navier_stokes import (
 from neurosolve.operators.fno import FNO3d, count_parameters
 from neurosolve.operators.losses import relative_l2
 from neurosolve.operators.refine import relative_error, residual_estimator, spectral_refine
-from neurosolve.operators.sfno import REFERENCE_OPTIONS, SFNO
+from neurosolve.operators.sfno import REFERENCE_OPTIONS, SFNO, TUNED_OPTIONS
 from neurosolve.training import ModelSpec, TrainConfig, Trainer, supervised_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,10 +80,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sfno-kwargs", type=json.loads, default={}, help="extra SFNO arguments")
     p.add_argument(
         "--sfno-config",
-        choices=("first", "reference"),
+        choices=("first", "reference", "tuned"),
         default=None,
-        help="SFNO choices: the first version's, or the reference code's (REFERENCE_OPTIONS); "
-        "default: reference, but first for --ablation (its variants are changes from it)",
+        help="SFNO choices: the first version's, the reference code's (REFERENCE_OPTIONS), or "
+        "those plus issue 17's changes (TUNED_OPTIONS, history_frames=t_in); default: tuned, "
+        "but first for --ablation (its variants are changes from it)",
     )
     p.add_argument("--ablation", action="store_true", help="SFNO ablation (see above)")
     p.add_argument("--variants", default=None, help="comma list of ablation variants")
@@ -149,7 +150,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         refine_steps=100,
     )
     if args.sfno_config is None:
-        args.sfno_config = "first" if args.ablation else "reference"
+        args.sfno_config = "first" if args.ablation else "tuned"
     defaults = full if args.full else small
     if args.hard:
         defaults["nu"] = 1e-4
@@ -173,6 +174,11 @@ VARIANTS = {
     "all_time_modes": {"modes_t": "all"},
     "fc_width=128": {"fc_width": 128},
     "reference": dict(REFERENCE_OPTIONS),
+    "history_frames=all": {"history_frames": "all"},
+    "first_skip": {"first_skip": True},
+    "anchor": {"anchor": True},
+    "history+first_skip": {"history_frames": "all", "first_skip": True},
+    "tuned": {**TUNED_OPTIONS, "history_frames": "all"},
 }
 
 
@@ -325,8 +331,12 @@ def build_sfno(args, device, **changes) -> SFNO:
     )
     if args.sfno_config == "reference":
         kwargs.update(REFERENCE_OPTIONS)
+    elif args.sfno_config == "tuned":
+        kwargs.update(TUNED_OPTIONS, history_frames="all")
     kwargs.update(args.sfno_kwargs)
     kwargs.update(changes)
+    if kwargs.get("history_frames") == "all":
+        kwargs["history_frames"] = args.t_in
     if kwargs.pop("modes_t", None) == "all":
         # every real-FFT mode of the input window and of the latent time axis
         m_t = max(args.t_in, kwargs["latent_steps"] or args.t_out) // 2 + 1

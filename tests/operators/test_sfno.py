@@ -229,3 +229,33 @@ def test_time_encoding_features():
 def test_sfno_bad_options_raise(options, match):
     with pytest.raises(InvalidInputError, match=match):
         _tiny_sfno(**options)
+
+
+def test_sfno_history_frames_are_time_constant_lifting_channels():
+    model = _tiny_sfno(history_frames=2)
+    seen = {}
+    model.lift.register_forward_hook(lambda mod, inp, out: seen.update(v=inp[0]))
+    x = torch.randn(2, 4, 12, 12)
+    assert model(x).shape == (2, 5, 12, 12)
+    lifted = seen["v"]  # (B, 1 + 5 + 2, nx, ny, t_in)
+    expected = x[:, -2:].unsqueeze(-1).expand(-1, -1, -1, -1, 4)
+    torch.testing.assert_close(lifted[:, -2:], expected)
+    with pytest.raises(InvalidInputError, match="last 2 input snapshots"):
+        model(torch.randn(1, 1, 12, 12))
+    with pytest.raises(InvalidInputError, match="history_frames"):
+        _tiny_sfno(history_frames=-1)
+
+
+def test_sfno_anchor_removes_time_constant_increment():
+    # an output convolution that only keeps the time-mean mode adds the same field at every
+    # step; anchored, that field is zero at the last input time, hence everywhere
+    torch.manual_seed(4)
+    plain, anchored = _tiny_sfno(), _tiny_sfno(anchor=True)
+    anchored.load_state_dict(plain.state_dict())
+    for model in (plain, anchored):
+        with torch.no_grad():
+            model.out_conv.weight[..., 1:, :] = 0.0
+    x = torch.randn(2, 3, 12, 12)
+    persistence = x[:, -1:].expand(2, 4, 12, 12)
+    assert not torch.allclose(plain(x, t_out=4), persistence, atol=1e-4)
+    torch.testing.assert_close(anchored(x, t_out=4), persistence, rtol=1e-5, atol=1e-5)
