@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from neurosolve.solvers import compiled, native
-
-if TYPE_CHECKING:
-    from neurosolve.solvers.mgpc.hierarchy import Hierarchy, Level
 
 __all__ = ["NativeCycle"]
 
@@ -51,7 +48,7 @@ def _view(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def signature(hierarchy: Hierarchy) -> tuple:
+def signature(hierarchy: Any) -> tuple:
     """Identity and version of every tensor the cycle reads: a changed one is seen."""
     out: list[Any] = [hierarchy.gamma]
     for lvl in hierarchy.levels:
@@ -93,7 +90,7 @@ class NativeCycle:
         self._lock = threading.Lock()
 
     @classmethod
-    def build(cls, hierarchy: Hierarchy) -> NativeCycle | None:
+    def build(cls, hierarchy: Any) -> NativeCycle | None:
         """The native cycle of ``hierarchy``, or ``None`` where it does not apply."""
         first = hierarchy.levels[0].diagonal
         ndim = first.dim() - 2
@@ -203,10 +200,8 @@ class NativeCycle:
         np.multiply(ec, lvl.scale2, out=ec)
 
 
-def _level(lvl: Level, dtype: torch.dtype) -> _Level | None:
+def _level(lvl: Any, dtype: torch.dtype) -> _Level | None:
     """The numpy form of ``lvl``, or ``None`` if a tensor is not of the cycle's form."""
-    from neurosolve.solvers.mgpc.hierarchy import _factors
-
     tensors = [lvl.diagonal, lvl.couplings, lvl.fluid]
     last = lvl.inverse is not None
     if not last:
@@ -230,6 +225,7 @@ def _level(lvl: Level, dtype: torch.dtype) -> _Level | None:
         return out
     weights = lvl.weights.detach()
     out.steps = [_view(weights[:, k : k + 1]) for k in range(weights.shape[1])]
-    out.factors = np.asarray(_factors(ndim, lvl.axes), dtype=np.int64)
+    axes = lvl.axes if lvl.axes is not None else (True,) * ndim
+    out.factors = np.asarray([2 if a else 1 for a in axes], dtype=np.int64)
     out.gamma, out.tau = lvl.gamma, float(lvl.tau)
     return out
