@@ -41,7 +41,7 @@ class _Level:
     tau: float = 1.0
     scale2: np.ndarray | None = None  # s^2 of the correction from this level, 0-d
     inverse: torch.Tensor | None = None  # coarsest level
-    work: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    work: dict[tuple[int, ...], list[np.ndarray]] = field(default_factory=dict)  # by shape
 
 
 def _view(t: torch.Tensor) -> np.ndarray:
@@ -211,11 +211,8 @@ def _level(lvl: Any, dtype: torch.dtype) -> _Level | None:
     if any(t.dtype != dtype or t.device.type != "cpu" for t in tensors):
         return None
     G, ndim = lvl.diagonal.shape[0], lvl.diagonal.dim() - 2
-    if tuple(lvl.couplings.shape) != (G, 2 * ndim, *lvl.shape) or lvl.fluid.shape != (
-        G,
-        1,
-        *lvl.shape,
-    ):
+    shape = tuple(lvl.shape)
+    if lvl.couplings.shape != (G, 2 * ndim, *shape) or lvl.fluid.shape != (G, 1, *shape):
         return None
     out = _Level(_view(lvl.diagonal), _view(lvl.couplings), _view(lvl.fluid), lvl.symmetric)
     if last:
