@@ -43,6 +43,7 @@ Otherwise the script writes ``benchmarks/results/darcy_operators.json`` and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -224,40 +225,13 @@ def _data(
     )
 
 
-def _plot(results: list[dict], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    kinds = sorted({r["data"] for r in results})
-    fig = Figure(figsize=(6 * len(kinds), 4.2))
-    FigureCanvasAgg(fig)
-    for i, kind in enumerate(kinds):
-        ax = fig.add_subplot(1, len(kinds), i + 1)
-        for model, color in (("mgno", "C0"), ("fno2d", "C3"), (PEER, "C2")):
-            found = [r for r in results if r["data"] == kind and r["model"] == model]
-            if not found:
-                continue
-            hist = found[0]["history"]
-            ep = [h["epoch"] for h in hist]
-            ax.plot(
-                ep,
-                [h["train_loss"] for h in hist],
-                "--",
-                color=color,
-                label=f"{model} train loss (L2+H1)",
-            )
-            ax.plot(
-                ep, [h["val_h1"] for h in hist], "-o", ms=3, color=color, label=f"{model} val H1"
-            )
-            ax.plot(ep, [h["val_l2"] for h in hist], ":", color=color, label=f"{model} val L2")
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("relative error")
-        ax.set_title(f"Darcy {kind}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+def _plots():
+    """benchmarks/_darcy_plots.py, loaded by path (the benchmarks are not a package)."""
+    path = Path(__file__).resolve().with_name("_darcy_plots.py")
+    spec = importlib.util.spec_from_file_location("_darcy_plots", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _peer_version() -> str | None:
@@ -396,7 +370,7 @@ def _ratios(per_model: dict, gen_seconds: float) -> None:
 
 def _write(results: list[dict], setting: dict, notes: list[str], args) -> dict:
     if not args.no_plots:
-        _plot(results, args.out.with_suffix(".png"))
+        _plots().plot_histories(results, args.out.with_suffix(".png"), ("mgno", "fno2d", PEER))
     payload = {
         "setting": dict(setting)
         | {
@@ -452,39 +426,6 @@ def _curve(history: dict) -> list[dict]:
         }
         for h in history["epochs"]
     ]
-
-
-def _plot_curves(rows: list[dict], setting: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6 * len(rows), 4.2))
-    FigureCanvasAgg(fig)
-    for i, row in enumerate(rows):
-        ax = fig.add_subplot(1, len(rows), i + 1)
-        curve = row["curve"]
-        ep = [c["epoch"] for c in curve]
-        ax.plot(ep, [c["train_loss"] for c in curve], "--", color="C0", label="train rel H1 (FFT)")
-        lines = (
-            ("test_rel_h1_spectral", "-", "C0", "test rel H1 (FFT)"),
-            ("test_rel_h1", ":", "C2", "test rel H1 (finite differences)"),
-            ("test_rel_l2", "-o", "C3", "test rel L2"),
-        )
-        for key, style, color, label in lines:
-            ax.plot(ep, [c[key] for c in curve], style, ms=3, color=color, label=label)
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("relative error")
-        n = setting["resolution"]
-        ax.set_title(
-            f"MgNO, paper recipe: Darcy {row['data']} {n}x{n}, "
-            f"{setting['train']} train / {setting['test']} test",
-            fontsize=10,
-        )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 def mgno_paper(args, kinds: list[str]) -> int:
@@ -555,7 +496,7 @@ def mgno_paper(args, kinds: list[str]) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(payload, indent=2, default=float))
         if not args.no_plots:
-            _plot_curves(payload["results"], setting, args.out.with_suffix(".png"))
+            _plots().plot_curves(payload["results"], setting, args.out.with_suffix(".png"))
 
     print(
         f"\nMgNO, paper recipe: Darcy {n}x{n}, {setting['train']} train / {setting['test']} test, "
@@ -600,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         help="mgno-paper: MgNO with the paper's training recipe, learning curves (see above)",
     )
     p.add_argument("--models", help="comma list of mgno,fno2d,neuralop_fno (default: all)")
+    p.add_argument(
+        "--mgno", type=json.loads, help="JSON of MgNO keyword arguments (validation sweeps)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-plots", action="store_true", help="write no pictures (tests)")
     p.add_argument(
@@ -648,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("resolution", "train", "val", "test", "epochs", "krylov"):
         if getattr(args, key) is not None:
             setting[key] = getattr(args, key)
+    if args.mgno is not None:
+        setting["mgno"] = dict(args.mgno)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="darcy-operators-"))
     models = ([PEER] if PEER in setting else []) + ["mgno", "fno2d"]
