@@ -13,7 +13,8 @@ One run times, at rtol 1e-6 with one true-residual check for every method:
 Methods: the package's ``mgpc-pcg``, ``dcdm``, ``amg-sa-pcg`` and ``amg-rs-pcg`` (pyamg)
 and ``cg`` (torch) run through :mod:`neurosolve.harness` (an untimed warm-up of setup and
 2 iterations on the first frame, or on each suite problem, then a timed setup and solve
-per frame); ``NAME@T`` runs one with ``T`` torch threads (default ``--threads``).
+per frame); ``NAME@T`` runs one with ``T`` torch threads (default ``--threads``), and
+``NAME@auto`` with the package's thread policy (``threads="auto"``).
 ``petsc-gamg-pcg``, ``hypre-boomeramg-pcg`` and ``petsc-ic0-pcg`` (block Jacobi ICC(0) in
 parallel) run with each of ``--ranks`` MPI ranks, one thread each, in
 benchmarks/petsc_solve.py under Debian's system python (its petsc4py needs the system
@@ -203,9 +204,12 @@ def summarize(block: dict) -> dict:
 # ---------------------------------------------------------------- the package's methods
 
 
-def split_method(spec: str) -> tuple[str, int | None]:
-    """``"mgpc-pcg@2"`` -> ``("mgpc-pcg", 2)``; without ``@`` the threads are ``None``."""
+def split_method(spec: str) -> tuple[str, int | str | None]:
+    """``"mgpc-pcg@2"`` -> ``("mgpc-pcg", 2)``; ``"@auto"``: the package's thread policy;
+    without ``@`` the threads are ``None`` (``--threads``)."""
     method, _, threads = spec.partition("@")
+    if threads == "auto":
+        return method, "auto"
     return method, int(threads) if threads else None
 
 
@@ -219,17 +223,28 @@ def warm_up(system, method: str, opts: dict, args) -> float:
     return time.perf_counter() - t0
 
 
-def thread_option(threads: int) -> dict:
+def thread_option(threads: int | str) -> dict:
     """``{"threads": threads}`` where the package's solvers take a thread count.
 
     With the package's thread policy (``threads=`` on ``make_solver``, default ``"auto"``)
-    the count pinned here would be overridden inside each solve; it is passed explicitly.
+    the count pinned here would be overridden inside each solve; it is passed explicitly
+    (``"auto"`` passes the policy itself).
     """
     try:
         import neurosolve._util.threads  # noqa: F401 -- present with the thread policy
     except ImportError:
         return {}
-    return {"threads": int(threads)}
+    return {"threads": threads if threads == "auto" else int(threads)}
+
+
+def block_threads(threads: int | str | None, systems, args) -> int:
+    """Torch threads of a block: the pinned count, or what ``"auto"`` picks for the first
+    system (``--threads`` where the policy leaves torch's setting alone)."""
+    if threads == "auto":
+        from neurosolve._util.threads import resolve_threads
+
+        return resolve_threads("auto", systems[0].n) or args.threads
+    return threads or args.threads
 
 
 def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
@@ -241,7 +256,7 @@ def run_harness_block(spec: str, systems, args, *, sequence: bool) -> dict:
 
     name, threads = split_method(spec)
     method, opts = HARNESS_METHODS[name]
-    torch.set_num_threads(threads or args.threads)
+    torch.set_num_threads(block_threads(threads, systems, args))
     opts = {**opts, **thread_option(threads or args.threads)}
     block = {
         "label": spec,
@@ -655,7 +670,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--methods",
         default=",".join([*DEFAULT_METHODS, *PETSC_METHODS]),
         help="comma list of " + ", ".join([*HARNESS_METHODS, *PETSC_METHODS]) + "; "
-        "NAME@T runs a package method with T torch threads (e.g. mgpc-pcg@1,mgpc-pcg@2)",
+        "NAME@T runs a package method with T torch threads (e.g. mgpc-pcg@1,mgpc-pcg@2; "
+        "@auto: the package's thread policy)",
     )
     p.add_argument("--ranks", default="1,2", help="MPI ranks of the PETSc runs, comma list")
     p.add_argument(
@@ -708,12 +724,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:
         parsed = [split_method(m) for m in args.methods]
     except ValueError:
-        p.error(f"a thread count after '@' must be an integer: {args.methods}")
+        p.error(f"a thread count after '@' must be an integer or 'auto': {args.methods}")
     unknown = [m for m, _ in parsed if m not in HARNESS_METHODS and m not in PETSC_METHODS]
     if unknown:
         p.error(f"unknown method(s) {unknown}")
-    if any(t is not None and (m in PETSC_METHODS or t < 1) for m, t in parsed):
-        p.error("'@threads' (>= 1) applies to the package's methods only (PETSc: --ranks)")
+    if any(t is not None and (m in PETSC_METHODS or (t != "auto" and t < 1)) for m, t in parsed):
+        p.error(
+            "'@threads' (>= 1 or 'auto') applies to the package's methods only (PETSc: --ranks)"
+        )
     if len(set(args.methods)) != len(args.methods):
         p.error("a method is listed twice")
     if args.repeat < 1:
