@@ -77,6 +77,12 @@ CORE = [
     ("mgpc_setup.json", "python benchmarks/mgpc_setup.py --sizes 32,64,128 --repeats 5"),
     ("cg_per_iteration.json", "python benchmarks/cg_per_iteration.py"),
     ("thread_policy.json", "python benchmarks/thread_policy.py"),
+    (
+        "load_reproducibility.json",
+        "OMP_NUM_THREADS=1 python benchmarks/load_reproducibility.py",
+        "The anchor sequence twice (two separate processes) while a torch job with two "
+        "threads ran in the background; `@auto` is the package's thread policy.",
+    ),
 ]
 ANCHOR = [
     (
@@ -155,6 +161,13 @@ OPERATORS_PEER = [
 SFNO = [
     ("sfno_refiner.json", "python benchmarks/sfno_refiner.py"),
     ("sfno_refiner_hard.json", "python benchmarks/sfno_refiner.py --hard"),
+    (
+        "sfno_refiner_fno32.json",
+        "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --epochs 10 --resolution 32 "
+        "--sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 --t-out 10 --train 120 "
+        "--test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 --fc-width 80 --time-padding 5 "
+        "--threads 1 --out benchmarks/results/sfno_refiner_fno32.json",
+    ),
     (
         "sfno_refiner_full.json",
         "python benchmarks/sfno_refiner.py --full --train 200 --test 20 --sim-dt 2.5e-3 "
@@ -532,6 +545,18 @@ def thread_policy_section(d: dict) -> str:
     )
 
 
+def load_reproducibility_section(d: dict) -> str:
+    sys.path.insert(0, str(HERE))
+    from load_reproducibility import table as spread_table
+
+    load = d["load"]
+    return (
+        spread_table(d["rows"], d["tolerance"])
+        + f"\n\nLoad: {load['jobs']} background {load['kind']} job(s) on {d['cpu_count']} CPUs "
+        f"(load average before it started: {d['loadavg_before_load'][0]})."
+    )
+
+
 def anchor_section(d: dict) -> str:
     sys.path.insert(0, str(HERE))
     from anchor import report
@@ -808,6 +833,7 @@ SECTION_OF_FILE = {
     "mgpc_setup.json": mgpc_setup_section,
     "cg_per_iteration.json": cg_per_iteration_section,
     "thread_policy.json": thread_policy_section,
+    "load_reproducibility.json": load_reproducibility_section,
     "darcy_operators_peer32.json": peer_section,
     "darcy_operators_peer64.json": peer_section,
     "zero_shot.json": zero_shot_section,
