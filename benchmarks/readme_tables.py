@@ -132,6 +132,24 @@ OPERATORS_PEER = [
         "python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 64 "
         "--train 200 --epochs 8",
     ),
+    (
+        "darcy_operators_peer64_400.json",
+        "python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 64 "
+        "--train 400 --epochs 15 --out benchmarks/results/darcy_operators_peer64_400.json",
+    ),
+    (
+        "darcy_operators_peer32_mgno_c32p2.json",
+        "python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 32 "
+        '--mgno \'{"channels":32,"layers":4,"levels":6,"pre_smooth":2}\' '
+        "--out benchmarks/results/darcy_operators_peer32_mgno_c32p2.json",
+    ),
+    (
+        "darcy_operators_peer64_400_c32p2.json",
+        "python benchmarks/darcy_operators.py --equal-budget --kinds piecewise --resolution 64 "
+        "--train 400 --epochs 15 "
+        '--mgno \'{"channels":32,"layers":4,"levels":6,"pre_smooth":2}\' '
+        "--out benchmarks/results/darcy_operators_peer64_400_c32p2.json",
+    ),
     ("zero_shot.json", "python benchmarks/zero_shot.py"),
     (
         "zero_shot_64.json",
@@ -140,6 +158,26 @@ OPERATORS_PEER = [
         "--ns-train-resolution 64 --ns-resolutions 32,64,128,256 --ns-sim-resolution 256 "
         "--ns-test-sim-dt 5e-3 --ns-train 60 --ns-test 5 --ns-epochs 8 --ns-args '--t-out 10' "
         "--out benchmarks/results/zero_shot_64.json",
+    ),
+    (
+        "darcy_mgno_paper_64.json",
+        "python benchmarks/darcy_operators.py --recipe mgno-paper --kinds piecewise "
+        "--resolution 64",
+    ),
+    (
+        "darcy_mgno_paper_128.json",
+        "python benchmarks/darcy_operators.py --recipe mgno-paper --kinds piecewise "
+        "--resolution 128 --train 200 --test 50 --epochs 20",
+    ),
+    (
+        "darcy_mgno_paper_64_rough.json",
+        "python benchmarks/darcy_operators.py --recipe mgno-paper --kinds rough --resolution 64 "
+        "--out benchmarks/results/darcy_mgno_paper_64_rough.json",
+    ),
+    (
+        "darcy_mgno_paper_128_rough.json",
+        "python benchmarks/darcy_operators.py --recipe mgno-paper --kinds rough --resolution 128 "
+        "--train 200 --epochs 20 --out benchmarks/results/darcy_mgno_paper_128_rough.json",
     ),
     (
         "sfno_refiner_ablation_small.json",
@@ -151,6 +189,24 @@ OPERATORS_PEER = [
         "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
         "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
         "--fc-width 80 --time-padding 5 --variants base,latent_padding=4,all_time_modes",
+    ),
+    (
+        "sfno_refiner_ablation_fno32_tuned.json",
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned --epochs 10 "
+        "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
+        "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
+        "--fc-width 80 --time-padding 5 --threads 1 "
+        "--variants base,width=24,width=28,all_time_modes,latent_padding=4 "
+        "--out benchmarks/results/sfno_refiner_ablation_fno32_tuned.json",
+    ),
+    (
+        "sfno_refiner_ablation_fno32_tuned_seed1.json",
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned --seed 1 --epochs 10 "
+        "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
+        "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
+        "--fc-width 80 --time-padding 5 --threads 1 "
+        "--variants base,width=28 "
+        "--out benchmarks/results/sfno_refiner_ablation_fno32_tuned_seed1.json",
     ),
     (
         "sfno_refiner_estimator_floor.json",
@@ -167,6 +223,22 @@ SFNO = [
         "--sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 --t-out 10 --train 120 "
         "--test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 --fc-width 80 --time-padding 5 "
         "--threads 1 --out benchmarks/results/sfno_refiner_fno32.json",
+    ),
+    (
+        "sfno_refiner_fno32_w28.json",
+        "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
+        "--epochs 10 --resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 "
+        "--t-in 10 --t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
+        "--fc-width 80 --time-padding 5 --threads 1 "
+        "--out benchmarks/results/sfno_refiner_fno32_w28.json",
+    ),
+    (
+        "sfno_refiner_fno32_360_w28.json",
+        "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
+        "--epochs 10 --resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 "
+        "--t-in 10 --t-out 10 --train 360 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
+        "--fc-width 80 --time-padding 5 --threads 1 "
+        "--out benchmarks/results/sfno_refiner_fno32_360_w28.json",
     ),
     (
         "sfno_refiner_full.json",
@@ -564,12 +636,19 @@ def anchor_section(d: dict) -> str:
     return report(d).replace("\n### ", "\n##### ").replace("## anchor benchmark", "Anchor:")
 
 
+def budget_text(s: dict) -> str:
+    """Batch, optimizer, schedule, learning rate and loss of a Darcy benchmark's setting."""
+    return (
+        f"batch {s['batch_size']}, {s['optimizer']} + {s['schedule']} lr {g3(s['lr'])}, "
+        f"loss {s['loss']}"
+    )
+
+
 def darcy_section(d: dict) -> str:
     s = d["setting"]
     out = [
         f"Darcy {s['resolution']}x{s['resolution']}, {s['train']}/{s['val']}/{s['test']} "
-        f"samples, {s['epochs']} epochs, batch {s['batch_size']}, {s['optimizer']} + "
-        f"{s['schedule']} lr {g3(s['lr'])}, loss {s['loss']}.\n"
+        f"samples, {s['epochs']} epochs, {budget_text(s)}.\n"
     ]
     rows = [
         [
@@ -689,6 +768,45 @@ def zero_shot_section(d: dict) -> str:
     return "\n\n".join(parts)
 
 
+def mgno_paper_section(d: dict) -> str:
+    """``--recipe mgno-paper``: final errors and the test error every few epochs."""
+    st = d["setting"]
+    parts = [
+        f"MgNO {st['mgno']}, {st['train']} training / {st['test']} test samples at "
+        f"{st['resolution']}^2, {st['epochs']} epochs, {budget_text(st)}, weight decay "
+        f"{g3(st['weight_decay'])}; no model selection (the last epoch):"
+    ]
+    rows = [
+        [
+            r["data"],
+            r["parameters"],
+            g3(r["final"]["test_rel_l2"]),
+            g3(r["final"]["test_rel_h1"]),
+            f"{g3(r['min_over_epochs_on_test']['test_rel_l2'])} "
+            f"(epoch {r['min_over_epochs_on_test']['epoch']})",
+            g3(r["seconds_per_epoch"]),
+        ]
+        for r in d["results"]
+    ]
+    parts.append(
+        table(["data", "parameters", "rel. L2", "rel. H1", "min L2 on test", "s / epoch"], rows)
+    )
+    for r in d["results"]:
+        curve = r["curve"]
+        step = max(1, len(curve) // 8)
+        picked = curve[step - 1 :: step]
+        if picked[-1] is not curve[-1]:
+            picked.append(curve[-1])
+        parts.append(
+            f"Learning curve ({r['data']}), test relative L2 by epoch:\n\n"
+            + table(
+                ["epoch", *[str(c["epoch"]) for c in picked]],
+                [["rel. L2", *[g3(c["test_rel_l2"]) for c in picked]]],
+            )
+        )
+    return "\n\n".join(parts)
+
+
 def sfno_ablation_section(d: dict) -> str:
     base = next((r["rel_l2"] for r in d["rows"] if r["variant"] == "fno3d"), None)
     rows = [
@@ -699,7 +817,7 @@ def sfno_ablation_section(d: dict) -> str:
     return (
         f"{st['resolution']}^2 stored ({st['sim_resolution']}^2 simulated), {st['t_in']} -> "
         f"{st['t_out']} snapshots {st['record_every']} apart, {st['train']} trajectories, "
-        f"{st['epochs']} epochs, one seed:\n\n"
+        f"{st['epochs']} epochs, seed {st.get('seed', 0)}:\n\n"
         + table(["variant", "parameters", "test rel. L2", "/ FNO3d"], rows)
     )
 
@@ -836,10 +954,19 @@ SECTION_OF_FILE = {
     "load_reproducibility.json": load_reproducibility_section,
     "darcy_operators_peer32.json": peer_section,
     "darcy_operators_peer64.json": peer_section,
+    "darcy_operators_peer64_400.json": peer_section,
+    "darcy_operators_peer32_mgno_c32p2.json": peer_section,
+    "darcy_operators_peer64_400_c32p2.json": peer_section,
     "zero_shot.json": zero_shot_section,
     "zero_shot_64.json": zero_shot_section,
+    "darcy_mgno_paper_64.json": mgno_paper_section,
+    "darcy_mgno_paper_128.json": mgno_paper_section,
+    "darcy_mgno_paper_64_rough.json": mgno_paper_section,
+    "darcy_mgno_paper_128_rough.json": mgno_paper_section,
     "sfno_refiner_ablation_small.json": sfno_ablation_section,
     "sfno_refiner_ablation_fno32.json": sfno_ablation_section,
+    "sfno_refiner_ablation_fno32_tuned.json": sfno_ablation_section,
+    "sfno_refiner_ablation_fno32_tuned_seed1.json": sfno_ablation_section,
     "sfno_refiner_estimator_floor.json": estimator_floor_section,
 }
 

@@ -173,6 +173,8 @@ VARIANTS = {
     "latent_padding=4": {"latent_padding": 4},
     "all_time_modes": {"modes_t": "all"},
     "fc_width=128": {"fc_width": 128},
+    "width=24": {"width": 24},
+    "width=28": {"width": 28},
     "reference": dict(REFERENCE_OPTIONS),
     "history_frames=all": {"history_frames": "all"},
     "first_skip": {"first_skip": True},

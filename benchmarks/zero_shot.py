@@ -5,8 +5,9 @@ Darcy (piecewise-constant coefficients, the FNO family): MgNO and FNO2d trained 
 50 validation samples, 15 epochs, Adam + OneCycle, L2 + H1 loss), evaluated on test sets that
 the package's generator draws at every resolution in ``--darcy-resolutions``.
 Navier-Stokes (nu = 1e-3, FNO forcing, snapshots one time unit apart): FNO3d and the
-spatio-temporal FNO (its first version and the reference code's choices, ``sfno-first`` and
-``sfno-reference``) trained at ``--ns-train-resolution`` on ``t_in -> t_out`` windows
+spatio-temporal FNO (its first version, the reference code's choices and the default,
+``sfno-first``, ``sfno-reference`` and ``sfno-tuned``) trained at ``--ns-train-resolution``
+on ``t_in -> t_out`` windows
 (``sfno_refiner.py``'s trainer and models), evaluated on test trajectories simulated at
 ``--ns-sim-resolution`` and stored at every resolution in ``--ns-resolutions`` (the same
 flows on every grid). Nothing is retrained or interpolated: the operator is applied to the
@@ -203,7 +204,7 @@ def ns_part(args) -> tuple[dict, dict]:
     data = ns.load_data(base)
     device = torch.device(args.device)
     models = {}
-    for label in ("fno3d", "sfno-first", "sfno-reference"):
+    for label in ("fno3d", "sfno-first", "sfno-reference", "sfno-tuned"):
         kind, _, config = label.partition("-")
         folder = label
         if config and base.sfno_kwargs:

@@ -41,7 +41,12 @@ def test_zero_shot_tables_and_reuse(tmp_path, monkeypatch):
     assert bench.main(argv) == 0
     data = json.loads(out.read_text())
     assert set(data["darcy"]["models"]) == {"mgno", "fno2d", "fno2d, padding scaled"}
-    assert set(data["navier_stokes"]["models"]) == {"fno3d", "sfno-first", "sfno-reference"}
+    assert set(data["navier_stokes"]["models"]) == {
+        "fno3d",
+        "sfno-first",
+        "sfno-reference",
+        "sfno-tuned",
+    }
     for part in ("darcy", "navier_stokes"):
         for row in data[part]["models"].values():
             grids = [g["resolution"] for g in row["grids"]]

@@ -28,8 +28,8 @@ the input. Together they still trailed FNO3d in the reduced FNO setting (10 -> 1
 hidden spectral layers from tying the end of the predicted window to its start; it helped
 in the small setting and not in the reduced FNO one, so it is off by default.
 
-:data:`TUNED_OPTIONS` add three changes found in the reduced FNO setting (one seed,
-exploratory runs, not yet from the benchmark script): the reference SFNO's test error at the
+:data:`TUNED_OPTIONS` add three changes found in the reduced FNO setting (one seed; the
+benchmark's ``sfno_refiner_fno32.json`` run): the reference SFNO's test error at the
 first predicted step was no better than persistence, because its hidden layers are
 convolutions in time whose latent step ``j`` is built around input frame ``j``, not the
 end of the window. Giving every latent step the input snapshots as time-constant
