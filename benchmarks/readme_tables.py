@@ -7,6 +7,9 @@ with the machine / device recorded in the JSON. Missing files are skipped with a
     python benchmarks/readme_tables.py                  # markdown to stdout
     python benchmarks/readme_tables.py --out tables.md  # or to a file
     python benchmarks/readme_tables.py --update docs/results.md   # replace the generated part
+
+``--update`` also replaces the target's "## Headline figures" section, when it has one, by
+the README's, so the two copies cannot drift apart.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+README = HERE.parent / "README.md"
+HEADLINE = "## Headline figures\n"
 
 CUDA = "NVIDIA H100 (`--device cuda`)"
 
@@ -122,6 +127,12 @@ DARCY = [
         "python benchmarks/darcy_operators.py --full --kinds piecewise --epochs 60 --device cuda",
     ),
 ]
+#: The reduced FNO Navier-Stokes setting of the SFNO runs (``--train`` varies).
+FNO32 = (
+    "--epochs 10 --resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 "
+    "--t-in 10 --t-out 10 --train {train} --test 20 --modes 8 8 5 --fno-modes 8 8 8 "
+    "--width 20 --fc-width 80 --time-padding 5"
+)
 OPERATORS_PEER = [
     (
         "darcy_operators_peer32.json",
@@ -185,27 +196,20 @@ OPERATORS_PEER = [
     ),
     (
         "sfno_refiner_ablation_fno32.json",
-        "python benchmarks/sfno_refiner.py --ablation --sfno-config reference --epochs 10 "
-        "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
-        "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
-        "--fc-width 80 --time-padding 5 --variants base,latent_padding=4,all_time_modes",
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config reference "
+        f"{FNO32.format(train=120)} --variants base,latent_padding=4,all_time_modes",
     ),
     (
         "sfno_refiner_ablation_fno32_tuned.json",
-        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned --epochs 10 "
-        "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
-        "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
-        "--fc-width 80 --time-padding 5 --threads 1 "
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned "
+        f"{FNO32.format(train=120)} --threads 1 "
         "--variants base,width=24,width=28,all_time_modes,latent_padding=4 "
         "--out benchmarks/results/sfno_refiner_ablation_fno32_tuned.json",
     ),
     (
         "sfno_refiner_ablation_fno32_tuned_seed1.json",
-        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned --seed 1 --epochs 10 "
-        "--resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 "
-        "--t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
-        "--fc-width 80 --time-padding 5 --threads 1 "
-        "--variants base,width=28 "
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned --seed 1 "
+        f"{FNO32.format(train=120)} --threads 1 --variants base,width=28 "
         "--out benchmarks/results/sfno_refiner_ablation_fno32_tuned_seed1.json",
     ),
     (
@@ -219,25 +223,19 @@ SFNO = [
     ("sfno_refiner_hard.json", "python benchmarks/sfno_refiner.py --hard"),
     (
         "sfno_refiner_fno32.json",
-        "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --epochs 10 --resolution 32 "
-        "--sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 --t-in 10 --t-out 10 --train 120 "
-        "--test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 --fc-width 80 --time-padding 5 "
+        f"OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py {FNO32.format(train=120)} "
         "--threads 1 --out benchmarks/results/sfno_refiner_fno32.json",
     ),
     (
         "sfno_refiner_fno32_w28.json",
         "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
-        "--epochs 10 --resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 "
-        "--t-in 10 --t-out 10 --train 120 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
-        "--fc-width 80 --time-padding 5 --threads 1 "
+        f"{FNO32.format(train=120)} --threads 1 "
         "--out benchmarks/results/sfno_refiner_fno32_w28.json",
     ),
     (
         "sfno_refiner_fno32_360_w28.json",
         "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
-        "--epochs 10 --resolution 32 --sim-resolution 64 --sim-dt 1e-2 --record-every 1.0 "
-        "--t-in 10 --t-out 10 --train 360 --test 20 --modes 8 8 5 --fno-modes 8 8 8 --width 20 "
-        "--fc-width 80 --time-padding 5 --threads 1 "
+        f"{FNO32.format(train=360)} --threads 1 "
         "--out benchmarks/results/sfno_refiner_fno32_360_w28.json",
     ),
     (
@@ -988,6 +986,26 @@ def build(results: Path = RESULTS) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip() + "\n"
 
 
+def with_readme_headline(text: str, readme: str) -> str:
+    """``text`` with its headline section replaced by the README's (unchanged if either lacks one).
+
+    The section runs from :data:`HEADLINE` to the next ``## `` heading; the README's pointer
+    line to docs/results.md is dropped from the copy.
+    """
+    if HEADLINE not in text or HEADLINE not in readme:
+        return text
+
+    def bounds(t: str) -> tuple[int, int]:
+        start = t.index(HEADLINE)
+        end = t.find("\n## ", start + len(HEADLINE))
+        return start, len(t) if end < 0 else end
+
+    a, b = bounds(readme)
+    lines = [line for line in readme[a:b].split("\n") if "](docs/results.md)" not in line]
+    start, end = bounds(text)
+    return text[:start] + "\n".join(lines).rstrip() + "\n" + text[end:]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON files")
@@ -1005,6 +1023,7 @@ def main(argv=None) -> int:
         marker = "<!-- generated by `python benchmarks/readme_tables.py`"
         if marker not in old:
             p.error(f"{args.update} has no line starting with {marker}")
+        old = with_readme_headline(old, README.read_text()) if README.is_file() else old
         args.update.write_text(old[: old.index(marker)] + text)
     elif args.out:
         args.out.write_text(text)
