@@ -99,7 +99,10 @@ def test_single_column_matches_its_column_in_a_block(system, options):
     single = solve(system, B[:, 0], method=method, rtol=1e-9, **options)
     block = solve(system, B, method=method, rtol=1e-9, **options)
     assert block.info["column_iterations"][0] == single.iterations
-    np.testing.assert_allclose(block.x[:, 0], single.x, rtol=1e-10, atol=1e-13)
+    # the same iterates up to the summation order of the block's reductions (BLAS-dependent):
+    # agreement far below the solve's tolerance, measured in norm rather than entry by entry
+    gap = np.linalg.norm(block.x[:, 0] - single.x) / np.linalg.norm(single.x)
+    assert gap < 1e-10
     if "alphas" in single.info:  # until rounding (another summation order) separates them
         head = slice(0, 20)
         np.testing.assert_allclose(block.info["alphas"][head, 0], single.info["alphas"][head])

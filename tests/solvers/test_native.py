@@ -477,3 +477,61 @@ def test_levels_and_operators_know_they_are_symmetric():
     solver = MGPCSolver(system)
     assert all(lvl.symmetric for lvl in solver.hierarchy.levels)
     assert StencilOperator.from_system(system)._symmetric
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "shape", [(6, 5, 4), (7, 3), (1, 4, 1)], ids=lambda s: "x".join(map(str, s))
+)
+def test_smoother_weights_match_torch(shape, dtype):
+    from neurosolve.solvers.mgpc import hierarchy
+
+    d, c, _, _, _ = stencil_case(shape, stencils=2, dtype=dtype, seed=3)
+    fluid = (torch.rand(2, 1, *shape, generator=torch.Generator().manual_seed(4)) > 0.3).to(dtype)
+    theta = 0.05 + 1.9 * torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(5))
+    level = hierarchy.Level(d, c, fluid)
+    got = native.smoother_weights(theta, d, c, fluid)
+    want = torch_form(hierarchy._smoother_weights, theta, level, dtype)
+    assert got is not None
+    assert_close(got, want, dtype)
+    assert bool((got[fluid.expand_as(got) == 0] == 0).all())
+    assert native.smoother_weights(theta, d, c[:, :1], fluid) is None  # wrong shapes: torch
+
+
+@pytest.mark.parametrize(
+    ("spacing", "expect"),
+    [((1.0, 1.0, 1.0), (True, True, True)), ((1.0, 4.0, 1.0), (True, False, True))],
+)
+def test_coarsening_axes_native_and_torch_agree(spacing, expect):
+    from neurosolve.solvers.mgpc.hierarchy import coarsening_axes
+    from neurosolve.solvers.stencil import StencilOperator
+
+    flags = obstacle_flags((12, 10, 8), "mixed", 4)
+    op = StencilOperator.from_system(poisson((12, 10, 8), flags=flags, spacing=spacing))
+    couplings = op.neighbours[None]
+    sums, cells = native.axis_shares(couplings)
+    assert cells == int((couplings.abs().sum(dim=1) > 0).sum())
+    assert abs(sum(sums) - cells) <= 1e-9 * cells  # the shares of a cell sum to one
+    assert coarsening_axes(couplings) == torch_form(coarsening_axes, couplings) == expect
+
+
+def test_csr_read_of_an_uncanonical_matrix_sums_its_duplicates():
+    import scipy.sparse as sp
+
+    from neurosolve.solvers.stencil import stencil_from_csr
+
+    system = poisson((5, 4, 3))
+    A = system.A.tocsr()
+    indices, data = [], []
+    for r in range(A.shape[0]):  # every row's entries stored twice (halves), unsorted
+        cols, vals = A.indices[A.indptr[r] : A.indptr[r + 1]], A.data[A.indptr[r] : A.indptr[r + 1]]
+        indices += [cols[::-1], cols]
+        data += [vals[::-1] / 2, vals / 2]
+    twice = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), 2 * A.indptr), shape=A.shape
+    )
+    assert not twice.has_canonical_format and twice.nnz == 2 * A.nnz
+    got = stencil_from_csr(twice, system.grid)
+    want = stencil_from_csr(A, system.grid)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)  # halves of binary fractions: exact

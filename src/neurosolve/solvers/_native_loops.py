@@ -339,6 +339,58 @@ def neighbours2(out, w, padded):  # noqa: ANN001
         _neighbours2_rows(out, w, padded, p, p + 1)
 
 
+@jit
+def _smoother_rows(theta, d, c, fl, out, start, stop):  # noqa: ANN001
+    """``out = theta / (|d| + sum_j |c_j|)`` on the fluid, 0 elsewhere, planes ``start:stop``."""
+    G, K, T, n1, n2 = out.shape
+    for p in range(start, stop):  # plane i of matrix g
+        g, i = p // T, p % T
+        for j in range(n1):
+            for m in range(n2):
+                if fl[g, 0, i, j, m] > 0:
+                    total = 0.0
+                    for ch in range(c.shape[1]):  # the couplings' sum, then the diagonal
+                        total += abs(c[g, ch, i, j, m])
+                    inv = 1.0 / max(total + abs(d[g, 0, i, j, m]), 1e-300)
+                else:
+                    inv = 0.0
+                for k in range(K):
+                    out[g, k, i, j, m] = theta[g, k, i, j, m] * inv
+
+
+@jit
+def smoother_serial(theta, d, c, fl, out):  # noqa: ANN001
+    _smoother_rows(theta, d, c, fl, out, 0, out.shape[0] * out.shape[2])
+
+
+@parallel
+def smoother(theta, d, c, fl, out):  # noqa: ANN001
+    for p in prange(out.shape[0] * out.shape[2]):
+        _smoother_rows(theta, d, c, fl, out, p, p + 1)
+
+
+@jit
+def axis_shares(c, sums):  # noqa: ANN001, ANN201
+    """Per axis ``a``, the sum over coupled cells of ``(|c_2a| + |c_2a+1|) / sum_j |c_j|``.
+
+    ``c (G, 2 d, cells)``; adds into ``sums (d,)`` and returns the number of coupled cells
+    (those with a non-zero coupling), as ``coarsening_axes`` counts them.
+    """
+    G, nch, cells = c.shape
+    ndim = nch // 2
+    count = 0
+    for g in range(G):
+        for x in range(cells):
+            total = 0.0
+            for ch in range(nch):
+                total += abs(c[g, ch, x])
+            if total > 0:
+                count += 1
+                for a in range(ndim):
+                    sums[a] += (abs(c[g, 2 * a, x]) + abs(c[g, 2 * a + 1, x])) / total
+    return count
+
+
 # ---------------------------------------------------------------------------------------------
 # The Galerkin coarse stencil of the aggregation (hierarchy.py)
 # ---------------------------------------------------------------------------------------------
@@ -490,8 +542,10 @@ def dispatchers() -> dict[str, Any]:
     per_dimension = [
         f"{op}{nd}" for op in ("stencil", "block_sum", "inject", "neighbours") for nd in (2, 3)
     ]
-    names = [*per_dimension, "features", "galerkin"]  # each with a parallel and a serial form
+    # each with a parallel and a serial form
+    names = [*per_dimension, "features", "galerkin", "smoother"]
     table = {key: globals()[key] for name in names for key in (name, f"{name}_serial")}
     table["scatter_entries_serial"] = scatter_entries  # serial only
     table["csr_statistics_serial"] = csr_statistics
+    table["axis_shares_serial"] = axis_shares
     return table

@@ -55,6 +55,7 @@ from neurosolve._util.switches import EnvSwitch
 
 __all__ = [
     "available",
+    "axis_shares",
     "block_sum",
     "chunk_features",
     "csr_statistics",
@@ -65,6 +66,7 @@ __all__ = [
     "run",
     "scatter_entries",
     "set_native",
+    "smoother_weights",
     "stencil_pass",
 ]
 
@@ -382,6 +384,77 @@ def neighbour_sum(out: torch.Tensor, weights: torch.Tensor, padded: torch.Tensor
         return False
     run(f"neighbours{ndim}", out.detach().numpy(), _array(weights), _array(padded))
     return True
+
+
+def smoother_weights(
+    theta: torch.Tensor, diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor
+) -> torch.Tensor | None:
+    """MGPC's smoother weights ``theta / sum_j |a_ij|`` (zero off the fluid), in one pass.
+
+    ``theta (G, K, *S)`` (float32 or the stencil's dtype) and the stencil and mask ``(G, 1,
+    *S)``, ``(G, 2 d, *S)``, ``(G, 1, *S)`` (one float dtype); the result has the
+    stencil's dtype, or ``None``.
+
+    Examples
+    --------
+    >>> d = torch.full((1, 1, 2, 1), 2.0, dtype=torch.float64)
+    >>> c = torch.zeros(1, 4, 2, 1, dtype=torch.float64)
+    >>> c[0, 1, 0, 0], c[0, 0, 1, 0] = -1.0, -1.0
+    >>> fluid = torch.tensor([[[[1.0], [0.0]]]], dtype=torch.float64)
+    >>> out = smoother_weights(torch.ones(1, 1, 2, 1), d, c, fluid)
+    >>> out is None or out.flatten().tolist() == [1 / 3, 0.0]
+    True
+    """
+    ndim = diagonal.dim() - 2
+    if not 2 <= ndim <= 3 or not available():
+        return None
+    G, S = diagonal.shape[0], tuple(diagonal.shape[2:])
+    if (
+        diagonal.dtype not in _DTYPES
+        or theta.dim() != diagonal.dim()
+        or tuple(theta.shape[2:]) != S
+        or theta.shape[0] != G
+        or tuple(couplings.shape) != (G, 2 * ndim, *S)
+        or tuple(fluid.shape) != (G, 1, *S)
+        or not _plain([diagonal, couplings, fluid], diagonal.dtype)
+        or not (_plain([theta], torch.float32) or _plain([theta], diagonal.dtype))
+    ):
+        return None
+    out = torch.empty(theta.shape, dtype=diagonal.dtype)
+    arrays = [_array(t) for t in (theta, diagonal, couplings, fluid)] + [out.numpy()]
+    if ndim == 2:  # as 3D with a unit middle axis
+        arrays = [a.reshape(*a.shape[:3], 1, a.shape[3]) for a in arrays]
+    run("smoother", *arrays)
+    return out
+
+
+def axis_shares(couplings: torch.Tensor) -> tuple[list[float], int] | None:
+    """Per axis, the summed share of the couplings over coupled cells, and their count.
+
+    ``couplings (G, 2 d, *S)`` (float32 or float64): for every cell with a non-zero
+    coupling, ``(|a_{-e_a}| + |a_{+e_a}|) / sum_j |a_j|`` is added to axis ``a``'s sum (one
+    pass, the statistic of :func:`~neurosolve.solvers.mgpc.hierarchy.coarsening_axes`), or
+    ``None``.
+
+    Examples
+    --------
+    >>> c = torch.zeros(1, 4, 2, 1, dtype=torch.float64)
+    >>> c[0, 1, 0, 0], c[0, 3, 0, 0] = -1.0, -3.0  # one coupled cell: shares 1/4 and 3/4
+    >>> axis_shares(c) in (None, ([0.25, 0.75], 1))
+    True
+    """
+    if (
+        couplings.dim() < 3
+        or couplings.shape[1] % 2
+        or couplings.dtype not in _DTYPES
+        or not available()
+        or not _plain([couplings], couplings.dtype)
+    ):
+        return None
+    sums = np.zeros(couplings.shape[1] // 2)
+    flat = _array(couplings).reshape(couplings.shape[0], couplings.shape[1], -1)
+    count = _kernels["axis_shares_serial"](flat, sums)  # type: ignore[index]
+    return sums.tolist(), int(count)
 
 
 def scatter_entries(

@@ -413,8 +413,10 @@ def _csr_entries(matrix: Any, grid: Grid) -> sp.csr_matrix:
             f"matrix is {matrix.shape[0]}x{matrix.shape[1]} but the grid has {n} fluid cells "
             f"(shape {grid.shape}); the grid does not match this matrix"
         )
-    csr = sp.csr_matrix(matrix, dtype=np.float64)
-    csr.sum_duplicates()
+    csr = matrix  # a canonical float64 CSR as it is: scipy keeps that verdict, no pass
+    if not (matrix.format == "csr" and matrix.dtype == np.float64 and csr.has_canonical_format):
+        csr = sp.csr_matrix(matrix, dtype=np.float64)
+        csr.sum_duplicates()
     if not np.isfinite(csr.data).all():
         raise InvalidInputError("matrix has NaN/Inf entries")
     return csr

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers import native
+from neurosolve.solvers.mgpc.classes import cells_of, expand_slots
 from neurosolve.solvers.mgpc.native_cycle import NativeCycle, signature
 from neurosolve.solvers.mgpc.network import CYCLES, MGPCNet, _chunks
 from neurosolve.solvers.stencil import exactly_symmetric, smoothing_step, stencil_residual
@@ -222,6 +223,9 @@ def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bo
     """
     shape = tuple(couplings.shape[2:])
     ndim = len(shape)
+    native_sums = native.axis_shares(couplings)  # the CPU's one pass
+    if native_sums is not None:
+        return _axes_to_coarsen(shape, *native_sums, threshold)
     sums = couplings.new_zeros(ndim)
     cells = 0
     # chunk by chunk of planes: the temporaries stay in cache
@@ -233,11 +237,19 @@ def coarsening_axes(couplings: torch.Tensor, threshold: float = 0.5) -> tuple[bo
         share = pair / torch.where(coupled, total, 1.0)  # zero where uncoupled (pair is zero)
         sums += share.sum(dim=(0, *range(2, share.dim())))
         cells += int(coupled.sum())
+    return _axes_to_coarsen(shape, sums.tolist(), cells, threshold)
+
+
+def _axes_to_coarsen(
+    shape: tuple[int, ...], sums: list[float], cells: int, threshold: float
+) -> tuple[bool, ...]:
+    """The decision of :func:`coarsening_axes` from the per-axis share sums."""
     # every cell counts once (scale-free: a high-coefficient region does not dominate)
-    per_axis = [x / max(float(cells), 1.0) for x in sums.tolist()]
+    per_axis = [x / max(float(cells), 1.0) for x in sums]
     top = max(per_axis)
     return tuple(
-        int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top) for a in range(ndim)
+        int(shape[a]) > 1 and (top == 0.0 or per_axis[a] >= threshold * top)
+        for a in range(len(shape))
     )
 
 
@@ -436,8 +448,11 @@ class Hierarchy:
         )
         _set_smoothers(net, levels)
         _set_bounds(levels)
-        for lvl in levels:  # Galerkin levels are by construction; the finest if A is
-            lvl.symmetric = exactly_symmetric(lvl.couplings)
+        # Galerkin levels are exactly symmetric by construction (galerkin_coarsen copies the
+        # couplings to -e_a from those to +e_a); the finest is if A is
+        levels[0].symmetric = exactly_symmetric(levels[0].couplings)
+        for lvl in levels[1:]:
+            lvl.symmetric = True
         last = levels[-1]
         last.inverse = coarsest_inverse(_dense_matrix(last.diagonal, last.couplings, last.fluid))
         return cls(levels, gamma)
@@ -563,14 +578,42 @@ def _set_smoothers(net: MGPCNet, levels: list[Level]) -> None:
     dtype, device = levels[0].diagonal.dtype, levels[0].diagonal.device
     for i, lvl in enumerate(levels):
         if i < len(levels) - 1:
-            theta, _ = net(lvl.diagonal, lvl.couplings, lvl.fluid, level=i)
-            lvl.weights = _smoother_weights(theta, lvl, dtype)
+            slots = net.slot_outputs(lvl.diagonal, lvl.couplings, lvl.fluid, level=i)
+            if slots is not None:
+                lvl.weights = _slot_smoother_weights(*slots, lvl, dtype)
+            else:
+                theta, _ = net(lvl.diagonal, lvl.couplings, lvl.fluid, level=i)
+                lvl.weights = _smoother_weights(theta, lvl, dtype)
         if i > 0:
             lvl.scale = net.over_correction(i).to(dtype=dtype, device=device)
 
 
+def _slot_smoother_weights(
+    theta: torch.Tensor, slot: torch.Tensor, heads: torch.Tensor, lvl: Level, dtype: torch.dtype
+) -> torch.Tensor:
+    """:func:`_smoother_weights` from :meth:`MGPCNet.slot_outputs`: once per slot.
+
+    The cells of a slot have equal stencil rows, so equal weights: they are computed on the
+    slots' cells and copied to the others.
+    """
+    stencil = cells_of(heads, lvl.diagonal, lvl.couplings, lvl.fluid)
+    one = Level(*stencil)
+    values = _smoother_weights(theta.T.reshape(1, *theta.T.shape, *one.shape[1:]), one, dtype)
+    out = expand_slots(values.reshape(values.shape[1], -1).T.contiguous(), slot)
+    if out is None:  # a dtype the native copy does not take
+        out = values.reshape(values.shape[1], -1)[:, slot.long()]
+    return out.reshape(1, -1, *lvl.shape)
+
+
 def _smoother_weights(theta: torch.Tensor, lvl: Level, dtype: torch.dtype) -> torch.Tensor:
-    """``theta / sum_j |a_ij|`` (zero off the fluid), chunk by chunk of planes (in cache)."""
+    """``theta / sum_j |a_ij|`` (zero off the fluid), chunk by chunk of planes (in cache).
+
+    On the CPU one native pass (:func:`~neurosolve.solvers.native.smoother_weights`).
+    """
+    if lvl.diagonal.dtype == dtype:
+        out = native.smoother_weights(theta, lvl.diagonal, lvl.couplings, lvl.fluid)
+        if out is not None:
+            return out
     out = lvl.diagonal.new_empty(theta.shape, dtype=dtype)
     for p0, p1 in _chunks(lvl.shape, lvl.diagonal.device):
         couplings, fluid = lvl.couplings[:, :, p0:p1], lvl.fluid[:, :, p0:p1]

@@ -18,6 +18,7 @@ from torch import nn
 from neurosolve.checkpoint import BaseModel
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers import native
+from neurosolve.solvers.mgpc import classes
 
 __all__ = ["CYCLES", "MGPCNet", "level_features"]
 
@@ -148,16 +149,15 @@ class MGPCNet(BaseModel):
         with its bias (a layer's self and neighbour maps stacked into one), and the
         neighbour average is accumulated into the self part in place.
         """
+        slots = self.slot_outputs(diagonal, couplings, fluid, level)
+        if slots is not None:  # the same values, each computed once
+            theta = classes.expand_slots(slots[0], slots[1])
+            assert theta is not None
+            return theta.reshape(1, -1, *diagonal.shape[2:]), self.over_correction(level)
         dtype = self.lift.weight.dtype
         grid = tuple(diagonal.shape[2:])
         chunks = _chunks(grid, diagonal.device)
-        maps = [
-            (
-                torch.cat([smap.weight, nmap.weight]),
-                torch.cat([smap.bias, torch.zeros_like(smap.bias)]),
-            )
-            for smap, nmap in zip(self.self_maps, self.nbr_maps, strict=True)
-        ]
+        maps = [self._layer_maps(k) for k in range(self.layers)]
         bucket = min(int(level), self.level_buckets - 1)
         head = (self.head.weight, self.head.bias + self.level_bias[bucket])
         theta = diagonal.new_empty((diagonal.shape[0], self.smoothing_steps, *grid), dtype=dtype)
@@ -187,6 +187,76 @@ class MGPCNet(BaseModel):
                 theta[:, :, p0:p1] = t_.unflatten(-1, out.shape[2:])
                 del weights[j]
         return theta, self.over_correction(level)
+
+    def _needs_grad(self, *inputs: torch.Tensor) -> bool:
+        """Whether autograd records this pass (training: the dense form, which it can follow)."""
+        if not torch.is_grad_enabled():
+            return False
+        return any(t.requires_grad for t in (*inputs, *self.parameters()))
+
+    def _layer_maps(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``k``'s self and neighbour maps stacked, ``(2 width, width)``, and its bias."""
+        smap, nmap = self.self_maps[k], self.nbr_maps[k]
+        return torch.cat([smap.weight, nmap.weight]), torch.cat(
+            [smap.bias, torch.zeros_like(smap.bias)]
+        )
+
+    def slot_outputs(
+        self, diagonal: torch.Tensor, couplings: torch.Tensor, fluid: torch.Tensor, level: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The smoother weights with each distinct value computed once, or ``None``.
+
+        After ``k`` layers a cell's value depends only on the stencil rows within ``k``
+        steps, so cells whose neighbourhoods repeat a predecessor's share its value
+        (:func:`~neurosolve.solvers.mgpc.classes.value_classes`). Each layer runs on its distinct
+        cells only, reading the previous layer's values through the shared slots: on a
+        constant-coefficient matrix with obstacles 3% (64^3) of the finest level's cells,
+        so almost all of the dense pass is skipped. The same arithmetic as the dense form,
+        cell by cell (float32 rounding apart: the GEMMs are laid out differently).
+
+        Returns ``(values, slot, heads)``: ``theta`` per slot ``(m, nu)``, each cell's slot
+        ``(cells,)`` (C order) and each slot's cell ``(m,)`` (int32; cells of one slot have
+        equal stencil rows). ``None`` (use :meth:`forward`) off the CPU, under autograd, for
+        several matrices at once, on grids under 8,192 cells, and where the distinct cells
+        are more than half (on a random-coefficient matrix nothing repeats and the dense
+        form is cheaper).
+        """
+        cells = math.prod(diagonal.shape[2:])
+        if (
+            diagonal.shape[0] != 1
+            or cells < _CLASS_MIN_CELLS
+            or self.lift.weight.dtype != torch.float32
+            or self._needs_grad(diagonal, couplings, fluid)
+        ):
+            return None
+        found = classes.value_classes(diagonal, couplings, fluid, self.layers)
+        if found is None or found[-1][1].numel() > _CLASS_FRACTION * cells:
+            return None
+        grid = tuple(diagonal.shape[2:])
+
+        def rows(heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Features ``(m, 6)`` and averaging weights ``(m, 2 d)`` of the cells ``heads``."""
+            stencil = classes.cells_of(heads, diagonal, couplings, fluid)
+            out = native.chunk_features(*stencil, 0, heads.numel())
+            assert out is not None  # value_classes ran, so the native kernels are here
+            return out[0][0].T, out[1].reshape(out[1].shape[1], -1).T.contiguous()
+
+        feats, _ = rows(found[0][1])
+        h = F.gelu(torch.addmm(self.lift.bias, feats, self.lift.weight.T))
+        weight, bias = self._layer_maps(0)
+        both = torch.addmm(bias, h, weight.T)
+        for k in range(1, self.layers + 1):
+            heads = found[k][1]
+            out = classes.gather_neighbours(both, found[k - 1][0], heads, rows(heads)[1], grid)
+            assert out is not None
+            h = F.gelu(out)
+            if k < self.layers:
+                weight, bias = self._layer_maps(k)
+                both = torch.addmm(bias, h, weight.T)
+        bucket = min(int(level), self.level_buckets - 1)
+        logits = torch.addmm(self.head.bias + self.level_bias[bucket], h, self.head.weight.T)
+        theta = THETA_MIN + (THETA_MAX - THETA_MIN) * torch.sigmoid(logits)
+        return theta, *found[-1]
 
     def over_correction(self, level: int) -> torch.Tensor:
         """The factor ``s`` (0-d, in ``[0.5, 1.4]``) of the correction from ``level``."""
@@ -246,6 +316,10 @@ def _chunk_features(
     return _features(*(x[:, :, p0:p1].to(dtype) for x in (diagonal, couplings, fluid)))
 
 
+#: Largest fraction of distinct cells at which :meth:`MGPCNet.slot_outputs` runs.
+_CLASS_FRACTION = 0.5
+#: Fewest cells at which it runs: below, its passes cost more than the dense one saves.
+_CLASS_MIN_CELLS = 8192
 _CHUNK_CELLS = 1 << 15  # cells per chunk of the network's passes: activations stay in cache
 
 
