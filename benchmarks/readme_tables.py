@@ -213,6 +213,13 @@ OPERATORS_PEER = [
         "--out benchmarks/results/sfno_refiner_ablation_fno32_tuned_seed1.json",
     ),
     (
+        "sfno_refiner_ablation_fno32_360.json",
+        "python benchmarks/sfno_refiner.py --ablation --sfno-config tuned "
+        f"{FNO32.format(train=360)} --threads 1 --sfno-kwargs '{{\"width\": 28}}' "
+        "--variants all_time_modes --out benchmarks/results/sfno_refiner_ablation_fno32_360.json",
+        "the lr 3e-3 rows: the same command with `--lr 3e-3 --variants base`",
+    ),
+    (
         "sfno_refiner_estimator_floor.json",
         "python benchmarks/sfno_refiner.py --estimator-floor --resolution 32 --sim-resolution 64 "
         "--sim-dt 1e-2 --record-every 1.0 --t-in 10 --t-out 10 --train 120 --test 4",
@@ -237,6 +244,18 @@ SFNO = [
         "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
         f"{FNO32.format(train=360)} --threads 1 "
         "--out benchmarks/results/sfno_refiner_fno32_360_w28.json",
+    ),
+    (
+        "sfno_refiner_fno32_360_w28_supersample.json",
+        "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
+        f"{FNO32.format(train=360)} --threads 1 --refine-supersample 1,2,4 "
+        "--out benchmarks/results/sfno_refiner_fno32_360_w28_supersample.json",
+    ),
+    (
+        "sfno_refiner_fno32_360_w28_steps300.json",
+        "OMP_NUM_THREADS=1 python benchmarks/sfno_refiner.py --sfno-kwargs '{\"width\": 28}' "
+        f"{FNO32.format(train=360)} --threads 1 --refine-steps 300 --refine-supersample 1,2 "
+        "--out benchmarks/results/sfno_refiner_fno32_360_w28_steps300.json",
     ),
     (
         "sfno_refiner_full.json",
@@ -806,17 +825,25 @@ def mgno_paper_section(d: dict) -> str:
 
 
 def sfno_ablation_section(d: dict) -> str:
-    base = next((r["rel_l2"] for r in d["rows"] if r["variant"] == "fno3d"), None)
-    rows = [
-        [r["variant"], r["parameters"], g3(r["rel_l2"]), g3(r["rel_l2"] / base) if base else "-"]
+    # every row against the FNO3d of its own settings (a file may hold runs at several lr)
+    fno = {
+        json.dumps(r["settings"], sort_keys=True): r["rel_l2"]
         for r in d["rows"]
-    ]
+        if r["variant"] == "fno3d"
+    }
+    rows = []
+    for r in d["rows"]:
+        base = fno.get(json.dumps(r["settings"], sort_keys=True))
+        ratio = g3(r["rel_l2"] / base) if base else "-"
+        rows.append(
+            [r["variant"], g3(r["settings"]["lr"]), r["parameters"], g3(r["rel_l2"]), ratio]
+        )
     st = d["rows"][0]["settings"]
     return (
         f"{st['resolution']}^2 stored ({st['sim_resolution']}^2 simulated), {st['t_in']} -> "
         f"{st['t_out']} snapshots {st['record_every']} apart, {st['train']} trajectories, "
         f"{st['epochs']} epochs, seed {st.get('seed', 0)}:\n\n"
-        + table(["variant", "parameters", "test rel. L2", "/ FNO3d"], rows)
+        + table(["variant", "lr", "parameters", "test rel. L2", "/ FNO3d (same lr)"], rows)
     )
 
 
@@ -866,6 +893,18 @@ def sfno_section(d: dict) -> str:
         )
     )
     c = d["claims"]
+    steps = s.get("refine_steps") or 100
+    lr = s.get("refine_lr") or 0.3
+    out.append(f"\nRefinement settings: {steps} Adam steps, lr {g3(lr)}.")
+    for factor, v in c.get("by_supersample", {}).items():
+        if factor == "1":
+            continue
+        out.append(
+            f"\nTime supersampling x{factor} (estimator on snapshots {g3(1 / int(factor))} of "
+            f"the data's spacing apart): rel L2 {g3(c['rel_l2_before'])} -> "
+            f"{g3(v['rel_l2_after'])} (x{g3(v['error_ratio_after_over_before'])}), "
+            f"{100 * v['fraction_of_samples_improved']:.0f}% of samples improved."
+        )
     out.append(
         f"\nRefinement (estimator only, no ground truth): rel L2 {g3(c['rel_l2_before'])} -> "
         f"{g3(c['rel_l2_after'])} (factor {g3(c['error_ratio_before_over_after'])}), "
@@ -965,6 +1004,7 @@ SECTION_OF_FILE = {
     "sfno_refiner_ablation_fno32.json": sfno_ablation_section,
     "sfno_refiner_ablation_fno32_tuned.json": sfno_ablation_section,
     "sfno_refiner_ablation_fno32_tuned_seed1.json": sfno_ablation_section,
+    "sfno_refiner_ablation_fno32_360.json": sfno_ablation_section,
     "sfno_refiner_estimator_floor.json": estimator_floor_section,
 }
 

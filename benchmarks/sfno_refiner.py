@@ -97,6 +97,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refine-steps", type=int, default=None)
     p.add_argument("--refine-lr", type=float, default=None)
     p.add_argument("--refine-batch", type=int, default=1, help="samples per refined batch")
+    p.add_argument(
+        "--refine-supersample",
+        type=_factors,
+        default=[1],
+        help="comma list of time supersampling factors of the refinement (row "
+        "'sfno+refine' for 1, 'sfno+refine-xK' for K; claims on the first one)",
+    )
     p.add_argument("--time-order", type=int, default=4)
     p.add_argument("--solver-samples", type=int, default=4, help="test windows for solver timing")
     p.add_argument("--seed", type=int, default=0)
@@ -184,6 +191,20 @@ VARIANTS = {
 }
 
 
+def _factors(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"factors must be positive integers, got {text!r}")
+    return values
+
+
+def refine_label(factor: int) -> str:
+    return "sfno+refine" if factor == 1 else f"sfno+refine-x{factor}"
+
+
 def log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -214,15 +235,18 @@ def make_data(args, first: int, count: int) -> tuple[np.ndarray, np.ndarray, flo
 
 
 def load_data(args):
-    if args.data_cache is not None and args.data_cache.is_file():
-        d = np.load(args.data_cache)
+    cache = args.data_cache
+    if cache is not None and cache.suffix != ".npz":  # np.savez adds the suffix
+        cache = cache.with_name(cache.name + ".npz")
+    if cache is not None and cache.is_file():
+        d = np.load(cache)
         return {k: d[k] for k in d.files} | {"generated_seconds": float(d["generated_seconds"])}
     xtr, ytr, s1 = make_data(args, 0, args.train)
     xte, yte, s2 = make_data(args, args.train, args.test)
     data = dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, generated_seconds=s1 + s2)
-    if args.data_cache is not None:
-        args.data_cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.data_cache, **data)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **data)
     return data
 
 
@@ -526,35 +550,40 @@ def main(argv=None) -> int:
             **metrics(pred, x_last, y_test, args),
         }
 
-    # Spectral-Refiner: per test batch, estimator only
-    log("refining SFNO on the test set", args.quiet)
-    refined, histories, refine_s, best_steps = [], [], 0.0, []
-    for s in range(0, x_test.shape[0], args.refine_batch):
-        xb = torch.as_tensor(x_test[s : s + args.refine_batch], dtype=torch.float32)
-        out = spectral_refine(
-            trained["sfno"],
-            xb.to(device),
-            dt=args.record_every,
-            nu=args.nu,
-            forcing="fno",
-            steps=args.refine_steps,
-            lr=args.refine_lr,
-            time_order=args.time_order,
-        )
-        refined.append(out.prediction.cpu())
-        histories.append(out.estimator.mean(axis=1))
-        best_steps.append(out.best_step)
-        refine_s += out.seconds
-    refined = torch.cat(refined)
-    results["sfno+refine"] = {
-        "parameters": results["sfno"]["parameters"],
-        "train_seconds": results["sfno"]["train_seconds"],
-        "inference_seconds_per_sample": results["sfno"]["inference_seconds_per_sample"]
-        + refine_s / x_test.shape[0],
-        "refine_seconds_per_sample": refine_s / x_test.shape[0],
-        "best_steps": best_steps,
-        **metrics(refined, x_last, y_test, args),
-    }
+    # Spectral-Refiner: per test batch, estimator only (once per time supersampling factor)
+    histories = {}
+    for factor in args.refine_supersample:
+        log(f"refining SFNO on the test set (time supersampling x{factor})", args.quiet)
+        refined, history, refine_s, best_steps = [], [], 0.0, []
+        for s in range(0, x_test.shape[0], args.refine_batch):
+            xb = torch.as_tensor(x_test[s : s + args.refine_batch], dtype=torch.float32)
+            out = spectral_refine(
+                trained["sfno"],
+                xb.to(device),
+                dt=args.record_every,
+                nu=args.nu,
+                forcing="fno",
+                steps=args.refine_steps,
+                lr=args.refine_lr,
+                time_order=args.time_order,
+                supersample=factor,
+            )
+            refined.append(out.prediction.cpu())
+            history.append(out.estimator.mean(axis=1))
+            best_steps.append(out.best_step)
+            refine_s += out.seconds
+        histories[refine_label(factor)] = history
+        results[refine_label(factor)] = {
+            "parameters": results["sfno"]["parameters"],
+            "train_seconds": results["sfno"]["train_seconds"],
+            "inference_seconds_per_sample": results["sfno"]["inference_seconds_per_sample"]
+            + refine_s / x_test.shape[0],
+            "refine_seconds_per_sample": refine_s / x_test.shape[0],
+            "refine_supersample": factor,
+            "best_steps": best_steps,
+            **metrics(torch.cat(refined), x_last, y_test, args),
+        }
+    primary = refine_label(args.refine_supersample[0])
 
     # persistence (the last input frame repeated): what "continuing from the last frame" is
     # worth without a model
@@ -606,9 +635,10 @@ def main(argv=None) -> int:
         }
         table.append(row)
     before = np.asarray(results["sfno"]["rel_l2"])
-    after = np.asarray(results["sfno+refine"]["rel_l2"])
+    after = np.asarray(results[primary]["rel_l2"])
+    refine_names = [refine_label(f) for f in args.refine_supersample]
     pooled_est, pooled_abs, pooled_rel = [], [], []
-    for name in ("fno3d", "sfno", "sfno+refine"):
+    for name in ("fno3d", "sfno", primary):
         pooled_est += results[name]["estimator"]
         pooled_abs += results[name]["abs_l2"]
         pooled_rel += results[name]["rel_l2"]
@@ -618,7 +648,7 @@ def main(argv=None) -> int:
             "spearman_est_vs_abs_l2": spearman(results[name]["estimator"], results[name]["abs_l2"]),
             "pearson_est_vs_rel_l2": pearson(results[name]["estimator"], results[name]["rel_l2"]),
         }
-        for name in ("fno3d", "sfno", "sfno+refine")
+        for name in ("fno3d", "sfno", *refine_names)
     }
     correlation["pooled"] = {
         "pearson_est_vs_abs_l2": pearson(pooled_est, pooled_abs),
@@ -632,9 +662,23 @@ def main(argv=None) -> int:
         "error_ratio_before_over_after": float(before.mean() / after.mean()),
         "fraction_of_samples_improved": float((after < before).mean()),
         "estimator_before": float(np.mean(results["sfno"]["estimator"])),
-        "estimator_after": float(np.mean(results["sfno+refine"]["estimator"])),
+        "refined_row": primary,
+        "estimator_after": float(np.mean(results[primary]["estimator"])),
         "estimator_of_ground_truth": float(np.mean(truth_est)),
         "estimator_tracks_error_pooled_spearman": correlation["pooled"]["spearman_est_vs_abs_l2"],
+        "by_supersample": {
+            str(f): {
+                "rel_l2_after": float(np.mean(results[refine_label(f)]["rel_l2"])),
+                "error_ratio_after_over_before": float(
+                    np.mean(results[refine_label(f)]["rel_l2"]) / before.mean()
+                ),
+                "fraction_of_samples_improved": float(
+                    (np.asarray(results[refine_label(f)]["rel_l2"]) < before).mean()
+                ),
+                "estimator_after": float(np.mean(results[refine_label(f)]["estimator"])),
+            }
+            for f in args.refine_supersample
+        },
     }
     settings = {
         k: (list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v))
@@ -648,7 +692,10 @@ def main(argv=None) -> int:
         "claims": claims,
         "correlation": correlation,
         "estimator_ground_truth": truth_est,
-        "refine_history_mean": np.mean(np.stack(histories), axis=0).tolist(),
+        "refine_history_mean": np.mean(np.stack(histories[primary]), axis=0).tolist(),
+        "refine_history_mean_by_row": {
+            name: np.mean(np.stack(h), axis=0).tolist() for name, h in histories.items()
+        },
         "per_sample": {
             name: {k: v for k, v in r.items() if isinstance(v, list)} for name, r in results.items()
         },
@@ -699,7 +746,8 @@ def plot(payload, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name in ("fno3d", "sfno", "sfno+refine"):
+    refined = [name for name in payload["per_sample"] if name.startswith("sfno+refine")]
+    for name in ("fno3d", "sfno", *refined):
         r = payload["per_sample"][name]
         axes[0].scatter(r["abs_l2"], r["estimator"], label=name, s=14)
     axes[0].set_xlabel("true error ||e||_{L2(0,T;L2)}")
@@ -708,8 +756,9 @@ def plot(payload, path: Path) -> None:
     axes[0].set_yscale("log")
     axes[0].legend()
     axes[0].set_title("estimator vs true error (test samples)")
-    hist = payload["refine_history_mean"]
-    axes[1].semilogy(range(len(hist)), hist)
+    for name, hist in payload["refine_history_mean_by_row"].items():
+        axes[1].semilogy(range(len(hist)), hist, label=name)
+    axes[1].legend()
     axes[1].set_xlabel("refinement step")
     axes[1].set_ylabel("mean estimator")
     axes[1].set_title("Spectral-Refiner (no ground truth)")

@@ -322,3 +322,46 @@ def test_refinement_of_a_time_padded_sfno_starts_from_its_prediction():
     out = spectral_refine(model, x, dt=0.1, nu=1e-3, forcing=None, steps=2, lr=1e-2)
     assert out.model.out_conv.full_shape == (12, 12, 7)
     torch.testing.assert_close(out.initial_prediction.float(), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_supersampled_refinement_measures_the_estimator_on_the_fine_time_grid():
+    torch.manual_seed(1)
+    model = SFNO(modes=(3, 3, 2), width=4, layers=1, t_out=4, time_padding=2)
+    x = torch.randn(1, 3, 12, 12)
+    k, dt = 3, 0.1
+    # no new modes (fill_scale 0): step 0 is exactly the model
+    out = spectral_refine(
+        model, x, dt=dt, nu=1e-3, forcing="fno", steps=0, supersample=k, fill_scale=0.0
+    )
+    xd = x.double()
+    with torch.no_grad():
+        reference = model.double()
+        fine = reference.output_operator(xd, reference.latent_features(xd), 4, supersample=k)
+    assert fine.shape == (1, 4 * k, 12, 12)
+    # the returned prediction holds the data's times only: the plain model's snapshots
+    torch.testing.assert_close(out.prediction, reference(xd))
+    # step 0's estimator is the one of the k-times finer trajectory, dt / k apart
+    expected = residual_estimator(torch.cat([xd[:, -1:], fine], dim=1), dt / k, nu=1e-3)
+    np.testing.assert_allclose(out.estimator[0], expected.numpy(), rtol=1e-10)
+
+
+def test_supersampled_refinement_lowers_the_fine_estimator_and_keeps_the_data_times():
+    torch.manual_seed(0)
+    model = SFNO(modes=(3, 3, 2), width=6, layers=2, t_out=6, fc_width=8)
+    X, _ = _grid(16)
+    w, dt, nu, _ = _taylor_green(n=16, steps=4, dt=0.1, nu=0.01, m=1)
+    x = (w + 0.1 * torch.sin(TWO_PI * 2 * X)).float()
+    out = spectral_refine(model, x, dt=dt, nu=nu, forcing=None, steps=30, lr=1e-2, supersample=2)
+    assert out.estimator[out.best_step, 0] < 0.7 * out.estimator[0, 0]
+    assert out.prediction.shape == (1, 6, 16, 16)
+    with torch.no_grad():
+        xd = x.double()
+        fine = out.model.output_operator(xd, out.model.latent_features(xd), 6, supersample=2)
+    torch.testing.assert_close(fine[:, 1::2], out.prediction)
+
+
+def test_refine_rejects_a_bad_supersampling_factor():
+    model = SFNO(modes=(3, 3, 2), width=4, layers=1, t_out=3)
+    for bad in (0, 1.5):
+        with pytest.raises(InvalidInputError, match="supersample"):
+            spectral_refine(model, torch.zeros(1, 3, 8, 8), dt=0.1, nu=1e-3, supersample=bad)

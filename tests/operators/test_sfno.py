@@ -259,3 +259,22 @@ def test_sfno_anchor_removes_time_constant_increment():
     persistence = x[:, -1:].expand(2, 4, 12, 12)
     assert not torch.allclose(plain(x, t_out=4), persistence, atol=1e-4)
     torch.testing.assert_close(anchored(x, t_out=4), persistence, rtol=1e-5, atol=1e-5)
+
+
+def test_sfno_supersampled_output_holds_the_plain_snapshots():
+    # the output operator is one space-time function: k times as many points in time, of
+    # which every k-th is a snapshot of the plain output
+    model = _tiny_sfno(time_padding=3).double()
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    assert model.output_time_grids(5, supersample=3) == (9, 27)
+    with torch.no_grad():
+        latent = model.latent_features(x)
+        plain = model.output_operator(x, latent, 5)
+        for k in (2, 4):
+            fine = model.output_operator(x, latent, 5, supersample=k)
+            assert fine.shape == (2, 5 * k, 12, 12)
+            torch.testing.assert_close(fine[:, k - 1 :: k], plain, rtol=0, atol=1e-12)
+            # the points in between are new values, not copies
+            assert (fine[:, 0] - plain[:, 0]).abs().max() > 1e-6
+    with pytest.raises(InvalidInputError, match="supersample"):
+        model.output_time_grids(5, supersample=0)

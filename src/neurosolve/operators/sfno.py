@@ -321,29 +321,42 @@ class SFNO(BaseModel):
             v = F.gelu(self.proj1(v))
         return self.proj2(v)
 
-    def output_time_grids(self, t_out: int) -> tuple[int, int]:
+    def output_time_grids(self, t_out: int, supersample: int = 1) -> tuple[int, int]:
         """Time lengths (input, output) of :attr:`out_conv` for ``t_out`` snapshots.
 
         The input is ``[w_last, latent]`` plus ``time_padding`` zeros; the output covers the
         same (padded) time window with ``t_out + 1`` points before the padding, so the
         padding of the output is the input's scaled by ``(t_out + 1) / (latent + 1)``.
+        ``supersample`` ``k`` puts ``k`` times as many points on that same window (spacing
+        ``1 / k`` of a snapshot interval), so every ``k``-th point is a point of the
+        ``supersample=1`` grid.
         """
         steps_in = self.latent_steps + 1
         pad_out = round(self.time_padding * (t_out + 1) / steps_in)
-        return steps_in + self.time_padding, t_out + 1 + pad_out
+        return steps_in + self.time_padding, _positive(supersample, "supersample") * (
+            t_out + 1 + pad_out
+        )
 
-    def output_operator(self, x: torch.Tensor, latent: torch.Tensor, t_out: int) -> torch.Tensor:
-        """Continue from the last input frame: ``w_last + K_out([w_last, latent, 0])[1:]``."""
+    def output_operator(
+        self, x: torch.Tensor, latent: torch.Tensor, t_out: int, supersample: int = 1
+    ) -> torch.Tensor:
+        """Continue from the last input frame: ``w_last + K_out([w_last, latent, 0])[1:]``.
+
+        ``supersample`` ``k`` evaluates the same output function ``k`` times as densely in
+        time: ``k * t_out`` snapshots ``1 / k`` of a snapshot interval apart, of which
+        ``[k - 1 :: k]`` are the ``supersample=1`` snapshots (up to rounding). The
+        Spectral-Refiner uses it for a finer time derivative.
+        """
         last = x[:, -1].unsqueeze(1).unsqueeze(-1)  # (B, 1, nx, ny, 1)
         z = torch.cat([last, latent], dim=-1)
         if self.time_padding:
             # zeros after the window: the increment need not be periodic in time
             z = F.pad(z, (0, self.time_padding))
         nx, ny = x.shape[-2:]
-        _, steps_out = self.output_time_grids(t_out)
+        _, steps_out = self.output_time_grids(t_out, supersample)
         increment = self.out_conv(z, out_shape=(nx, ny, steps_out))
         if self.anchor:
             # the increment at the last input time (index 0) is zero by construction
             increment = increment - increment[..., :1]
-        increment = increment[..., 1 : t_out + 1]
+        increment = increment[..., 1 : supersample * t_out + 1]
         return (last + increment).squeeze(1).permute(0, 3, 1, 2)

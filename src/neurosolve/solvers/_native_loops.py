@@ -477,29 +477,22 @@ def scatter_entries(indptr, indices, data, cells, table, out):  # noqa: ANN001
 
 
 @jit
-def _partner(indptr, indices, row, col):  # noqa: ANN001
-    """Position of entry ``(row, col)`` in a CSR matrix with sorted rows, or -1."""
-    lo, hi = indptr[row], indptr[row + 1]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if indices[mid] < col:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < indptr[row + 1] and indices[lo] == col else -1
-
-
-@jit
 def csr_statistics(indptr, indices, data):  # noqa: ANN001, ANN201
     """:func:`~neurosolve.data.io.entry_statistics` of a canonical CSR matrix, one pass.
 
-    Each entry above the diagonal is compared with its partner below (a missing partner is
-    a zero); the entries below are visited again only when some have no partner above.
+    Each entry above the diagonal, ``(r, c)``, is compared with its partner ``(c, r)``
+    below (a missing partner is a zero) through a cursor per row ``c``: the entries
+    above in column ``c`` come in increasing ``r`` as the rows are read in order, so the
+    cursor only moves forward, and a lower entry it passes had no partner above. One
+    read of every entry and no search, where a binary search per entry cost about five
+    matrix-vector products at 64^3 (mostly cache misses in the row far away).
     """
     scale, err = 0.0, 0.0
-    matched, lower = 0, 0
     bad, first, value = 0, -1, 0.0
     rows = indptr.shape[0] - 1
+    cursor = np.empty(rows, dtype=indptr.dtype)  # 4 bytes where the indices are
+    for r in range(rows):
+        cursor[r] = indptr[r]
     for r in range(rows):
         diagonal = 0.0
         for e in range(indptr[r], indptr[r + 1]):
@@ -510,25 +503,26 @@ def csr_statistics(indptr, indices, data):  # noqa: ANN001, ANN201
             col = indices[e]
             if col == r:
                 diagonal = v
-            elif col < r:
-                lower += 1
-            else:
-                q = _partner(indptr, indices, col, r)
-                if q >= 0:
-                    matched += 1
+            elif col > r:
+                q, end = cursor[col], indptr[col + 1]
+                while q < end and indices[q] < r:  # below, no partner above
+                    err = max(err, abs(data[q]))
+                    q += 1
+                if q < end and indices[q] == r:
                     err = max(err, abs(v - data[q]))
+                    q += 1
                 else:
                     err = max(err, abs(v))
+                cursor[col] = q
         if not diagonal > 0:
             if first < 0:
                 first, value = r, diagonal
             bad += 1
-    if matched != lower:  # some entry below has no partner above
-        for r in range(rows):
-            for e in range(indptr[r], indptr[r + 1]):
-                col = indices[e]
-                if col < r and _partner(indptr, indices, col, r) < 0:
-                    err = max(err, abs(data[e]))
+    for c in range(rows):  # lower entries no entry above reached
+        q, end = cursor[c], indptr[c + 1]
+        while q < end and indices[q] < c:
+            err = max(err, abs(data[q]))
+            q += 1
     return True, scale, err, bad, first, value
 
 

@@ -8,6 +8,7 @@ shared trainer. The loss is written out in ``docs/dcdm.md``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from neurosolve.data.grids import FLUID
 from neurosolve.errors import InvalidInputError
 from neurosolve.solvers.stencil import apply_stencil
 
-__all__ = ["dcdm_loss", "batch_inputs", "train_dcdm", "GENERATOR_NAME"]
+__all__ = ["dcdm_loss", "dcdm_trajectory_loss", "batch_inputs", "train_dcdm", "GENERATOR_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,17 @@ def batch_inputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch
     A third channel of ``x`` marks samples whose domain boundary is a solid wall (data
     without it have Dirichlet boundaries).
     """
-    from neurosolve.solvers.dcdm.network import geometry_input
     from neurosolve.solvers.dcdm.solver import network_input
 
-    b, flags = x[:, 0:1], x[:, 1:2]
+    geometry, fluid = _batch_geometry(model, x)
+    return network_input(x[:, 0:1] * fluid, fluid, geometry), fluid
+
+
+def _batch_geometry(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The network's geometry channels (or ``None``) and the fluid mask of a data batch."""
+    from neurosolve.solvers.dcdm.network import geometry_input
+
+    flags = x[:, 1:2]
     fluid = flags == FLUID
     geometry = None
     channels = int(getattr(model, "in_channels", 1))
@@ -55,7 +63,7 @@ def batch_inputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch
             ghost=int(getattr(model, "ghost", 0)),
             dtype=x.dtype,
         )
-    return network_input(b * fluid, fluid, geometry), fluid
+    return geometry, fluid
 
 
 def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -102,6 +110,90 @@ def dcdm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     residual = b - alpha.reshape(B, *[1] * (b.ndim - 1)) * Af
     bb = (b * b).reshape(B, -1).sum(dim=1)
     return ((residual * residual).reshape(B, -1).sum(dim=1) / torch.clamp(bb, min=tiny)).mean()
+
+
+def dcdm_trajectory_loss(
+    model: nn.Module, batch: Sequence[torch.Tensor], *, steps: int = 6, k: int = 2
+) -> torch.Tensor:
+    r"""The DCDM loss over the residuals the iteration itself produces.
+
+    Runs ``steps`` DCDM steps on every sample from ``x = 0`` (network direction,
+    A-orthogonalized against the last ``k`` directions, exact line search, as in
+    :class:`~neurosolve.solvers.dcdm.solver.DCDMSolver`) and returns the mean over the
+    steps of ``log(||r_{s+1}||^2 / ||r_s||^2)``: the log of the geometric-mean residual
+    reduction per step, ``log(||r_steps||^2 / ||b||^2) / steps``, whose minimum is the
+    fastest convergence. Each step's input residual and earlier directions are held fixed
+    (detached), so the gradient of step ``s`` flows through its own network pass only:
+    the network learns the residuals of later iterations (rough, once the smooth part is
+    gone), which the one-step loss :func:`dcdm_loss` on right-hand sides never shows it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    batch : (x, y)
+        As for :func:`dcdm_loss`.
+    steps : int
+        Iterations unrolled (default 6).
+    k : int
+        Previous directions each new one is made A-orthogonal to (the solver's default 2).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, at most 0 per step for a direction that is not orthogonal to the residual
+        (an exact line search never increases the A-norm error; the residual norm may
+        still grow, so a step can add a positive term).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurosolve.data import poisson
+    >>> from neurosolve.solvers.dcdm.network import DCDMNet
+    >>> from neurosolve.solvers.dcdm.ritz import stencil_fields
+    >>> system = poisson((8, 8))
+    >>> rhs = system.grid.to_field(np.ones(system.n))
+    >>> x = torch.from_numpy(np.stack([rhs, system.grid.flags.astype(float)]))[None]
+    >>> y = torch.from_numpy(stencil_fields(system.A, system.grid.flags))[None]
+    >>> net = DCDMNet(dim=2, width=4, in_channels=2).double()  # untrained: CG's directions
+    >>> bool(dcdm_trajectory_loss(net, (x, y), steps=3) < 0)  # 3 CG steps reduce ||r||
+    True
+    """
+    from neurosolve.solvers.dcdm.solver import network_input
+
+    steps, k = integer(steps, "steps"), integer(k, "k", minimum=0)
+    x, coefficients = batch[0], batch[1]
+    geometry, fluid = _batch_geometry(model, x)
+    mask = fluid.to(x.dtype)
+    B = x.shape[0]
+    tiny = torch.finfo(x.dtype).tiny
+
+    def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (u * v).reshape(B, -1).sum(dim=1)
+
+    def col(v: torch.Tensor) -> torch.Tensor:
+        return v.reshape(B, *[1] * (x.ndim - 1))
+
+    coefficients = coefficients.to(x.dtype)
+    r = x[:, 0:1] * mask
+    rr = dot(r, r)
+    live = rr > 0  # a zero right-hand side has nothing to learn
+    directions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    total = x.new_zeros(())
+    for _ in range(steps):
+        q = model(network_input(r, fluid, geometry)) * mask
+        for P, AP, pAp in directions[-k:] if k else []:
+            q = q - P * col(dot(q, AP) / pAp)
+        Aq = apply_stencil(coefficients[:, :1], coefficients[:, 1:], q)
+        qAq = torch.clamp(dot(q, Aq), min=tiny)
+        r_next = r - col(dot(q, r) / qAq) * Aq
+        rr_next = dot(r_next, r_next)
+        ratio = torch.clamp(rr_next, min=tiny) / torch.clamp(rr, min=tiny)
+        total = total + torch.where(live, torch.log(ratio), 0.0).sum() / max(int(live.sum()), 1)
+        directions.append((q.detach(), Aq.detach(), qAq.detach()))
+        r, rr = r_next.detach(), rr_next.detach()
+        live = live & (rr > 0)
+    return total / steps
 
 
 def _load_weights(model: nn.Module, path: str | Path) -> None:
@@ -169,6 +261,8 @@ def train_dcdm(
     flags_input: bool = True,
     network: dict[str, Any] | None = None,
     init: str | Path | None = None,
+    loss: str = "ritz",
+    unroll: int = 6,
     epochs: int = 10,
     batch_size: int = 8,
     lr: float = 1e-3,
@@ -206,6 +300,12 @@ def train_dcdm(
     init : path-like, optional
         A DCDM checkpoint whose weights start the training (fine-tuning); its parameter
         shapes must match the network's.
+    loss : {"ritz", "trajectory"}
+        ``"ritz"`` (default, the paper's): :func:`dcdm_loss`, one step on each
+        right-hand side; ``"trajectory"``: :func:`dcdm_trajectory_loss` over ``unroll``
+        DCDM steps from each right-hand side (about ``unroll`` times the cost per sample).
+    unroll : int
+        Steps of the trajectory loss (default 6).
     epochs, batch_size, lr, schedule, seed, device
         Optimization (Adam; see ``neurosolve.training.TrainConfig``).
     run_dir : path-like, optional
@@ -244,6 +344,12 @@ def train_dcdm(
             )
     for name, value in (("samples", samples), ("val_samples", val_samples)):
         integer(value, name)
+    if loss == "ritz":
+        loss_fn: Any = dcdm_loss
+    elif loss == "trajectory":
+        loss_fn = functools.partial(dcdm_trajectory_loss, steps=integer(unroll, "unroll"))
+    else:
+        raise InvalidInputError(f"loss must be 'ritz' or 'trajectory', got {loss!r}")
     # Build and validate the model and the optimizer settings BEFORE any folder or data
     # exist, so bad parameters are refused at once and leave nothing behind.
     torch.manual_seed(seed)
@@ -285,7 +391,7 @@ def train_dcdm(
     )
     trainer = Trainer(
         model,
-        dcdm_loss,
+        loss_fn,
         config,
         run_dir,
         model_spec=dict(kind="dcdm", kwargs=model.config()),
