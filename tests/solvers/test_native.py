@@ -139,6 +139,29 @@ def test_csr_statistics_match_numpy(seed, index_dtype):
     assert native.csr_statistics(bad)[0] is False and entry_statistics(bad)[0] is False
 
 
+def test_csr_statistics_on_a_grid_matrix_with_far_partners():
+    # rows whose partners sit n^2 rows away: the per-row cursors must pair them exactly
+    import scipy.sparse as sp
+
+    from neurosolve.data import obstacle_flags, poisson
+    from neurosolve.data.io import entry_statistics
+
+    shape = (9, 10, 11)
+    A = poisson(shape, flags=obstacle_flags(shape, "mixed", np.random.default_rng(3))).A.tocsr()
+    assert native.csr_statistics(A) == entry_statistics(A)
+    assert native.csr_statistics(A)[2] == 0.0  # exactly symmetric
+    n = A.shape[0]
+    bumps = {
+        "value off far above": ([0.25], ([5], [5 + 110])),
+        "entry far below only": ([-0.5], ([n - 1], [n - 1 - 111])),
+    }
+    for name, (v, (i, j)) in bumps.items():
+        B = (A + sp.csr_matrix((v, (i, j)), shape=A.shape)).tocsr()
+        B.sum_duplicates()
+        assert native.csr_statistics(B) == entry_statistics(B), name
+        assert native.csr_statistics(B)[2] == pytest.approx(abs(v[0]) if "only" in name else 0.25)
+
+
 def test_csr_statistics_refuse_other_forms():
     import scipy.sparse as sp
 
