@@ -205,6 +205,17 @@ def refine_label(factor: int) -> str:
     return "sfno+refine" if factor == 1 else f"sfno+refine-x{factor}"
 
 
+def _refine_summary(row: dict, before: np.ndarray) -> dict[str, float]:
+    """Error after refinement against ``before`` (the network's, per sample)."""
+    after = np.asarray(row["rel_l2"])
+    return {
+        "rel_l2_after": float(after.mean()),
+        "error_ratio_after_over_before": float(after.mean() / before.mean()),
+        "fraction_of_samples_improved": float((after < before).mean()),
+        "estimator_after": float(np.mean(row["estimator"])),
+    }
+
+
 def log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -667,16 +678,7 @@ def main(argv=None) -> int:
         "estimator_of_ground_truth": float(np.mean(truth_est)),
         "estimator_tracks_error_pooled_spearman": correlation["pooled"]["spearman_est_vs_abs_l2"],
         "by_supersample": {
-            str(f): {
-                "rel_l2_after": float(np.mean(results[refine_label(f)]["rel_l2"])),
-                "error_ratio_after_over_before": float(
-                    np.mean(results[refine_label(f)]["rel_l2"]) / before.mean()
-                ),
-                "fraction_of_samples_improved": float(
-                    (np.asarray(results[refine_label(f)]["rel_l2"]) < before).mean()
-                ),
-                "estimator_after": float(np.mean(results[refine_label(f)]["estimator"])),
-            }
+            str(f): _refine_summary(results[refine_label(f)], before)
             for f in args.refine_supersample
         },
     }

@@ -490,9 +490,7 @@ def csr_statistics(indptr, indices, data):  # noqa: ANN001, ANN201
     scale, err = 0.0, 0.0
     bad, first, value = 0, -1, 0.0
     rows = indptr.shape[0] - 1
-    cursor = np.empty(rows, dtype=indptr.dtype)  # 4 bytes where the indices are
-    for r in range(rows):
-        cursor[r] = indptr[r]
+    cursor = indptr[:-1].copy()  # row c's next entry to pair (indptr's dtype: 4 bytes or 8)
     for r in range(rows):
         diagonal = 0.0
         for e in range(indptr[r], indptr[r + 1]):

@@ -414,7 +414,7 @@ def _csr_entries(matrix: Any, grid: Grid) -> sp.csr_matrix:
             f"(shape {grid.shape}); the grid does not match this matrix"
         )
     csr = matrix  # a canonical float64 CSR as it is: scipy keeps that verdict, no pass
-    if not (matrix.format == "csr" and matrix.dtype == np.float64 and csr.has_canonical_format):
+    if not (matrix.format == "csr" and matrix.dtype == np.float64 and matrix.has_canonical_format):
         csr = sp.csr_matrix(matrix, dtype=np.float64)
         csr.sum_duplicates()
     if not np.isfinite(csr.data).all():

@@ -44,11 +44,6 @@ def _plain(*tensors: torch.Tensor, dtypes: Sequence[torch.dtype]) -> bool:
     )
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    """A C-ordered numpy view of ``t`` (a copy only if not contiguous)."""
-    return t.detach().contiguous().numpy()
-
-
 def _grid3(shape: Sequence[int]) -> tuple[int, int, int]:
     """A 2D or 3D grid as the 3D one of the loops: ``(n0, n1)`` is ``(n0, 1, n1)``."""
     if len(shape) == 2:
@@ -91,7 +86,7 @@ def value_classes(
     ):
         return None
     grid = _grid3(S)
-    d, c, fl = (_numpy(t).reshape(t.shape[1], -1) for t in (diagonal, couplings, fluid))
+    d, c, fl = (native._array(t).reshape(t.shape[1], -1) for t in (diagonal, couplings, fluid))
     cells = d.shape[1]
     src = np.empty(cells, dtype=np.uint8)
     loops.row_equal(d[0], c, fl[0], *grid, src)
@@ -148,7 +143,7 @@ def gather_neighbours(
         return None
     out = torch.empty((m, width2 // 2), dtype=torch.float32)
     axis_of = np.array([0, 2] if ndim == 2 else [0, 1, 2], dtype=np.int64)
-    arrays = [_numpy(t) for t in (both, slot, heads, weights)]
+    arrays = [native._array(t) for t in (both, slot, heads, weights)]
     loops.gather_neighbours(*arrays, *_grid3(grid), axis_of, out.numpy())
     return out
 
@@ -175,7 +170,7 @@ def expand_slots(values: torch.Tensor, slot: torch.Tensor) -> torch.Tensor | Non
     ):
         return None
     out = torch.empty((values.shape[1], slot.numel()), dtype=values.dtype)
-    loops.expand(_numpy(values), _numpy(slot), out.numpy())
+    loops.expand(native._array(values), native._array(slot), out.numpy())
     return out
 
 

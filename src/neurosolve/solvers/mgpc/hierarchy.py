@@ -600,8 +600,7 @@ def _slot_smoother_weights(
     one = Level(*stencil)
     values = _smoother_weights(theta.T.reshape(1, *theta.T.shape, *one.shape[1:]), one, dtype)
     out = expand_slots(values.reshape(values.shape[1], -1).T.contiguous(), slot)
-    if out is None:  # a dtype the native copy does not take
-        out = values.reshape(values.shape[1], -1)[:, slot.long()]
+    assert out is not None  # slot_outputs ran, so the loops are here; the dtype is a float
     return out.reshape(1, -1, *lvl.shape)
 
 
