@@ -199,3 +199,18 @@ def test_expand_and_cells_of_are_inverse_reads():
     out = expand_slots(picked[0, :, :, 0].T.contiguous(), slot)
     assert out.dtype == torch.float64
     assert out.tolist() == [[0.0, 0.0, 5.0, 11.0, 11.0], [12.0, 12.0, 17.0, 23.0, 23.0]]
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+def test_parallel_passes_give_the_serial_classes(name, monkeypatch):
+    level = SCENES[name]
+    with native.kernel_threads(1):
+        serial = value_classes(level.diagonal, level.couplings, level.fluid, 2)
+        values = torch.randn(serial[-1][1].numel(), 3, dtype=torch.float64)
+        expanded = expand_slots(values, serial[-1][0])
+    monkeypatch.setattr(native, "_min_cells", 1)  # every pass large enough for the threads
+    with native.kernel_threads(3):
+        split = value_classes(level.diagonal, level.couplings, level.fluid, 2)
+        assert torch.equal(expand_slots(values, split[-1][0]), expanded)
+    for (slot, heads), (slot3, heads3) in zip(serial, split, strict=True):
+        assert torch.equal(slot, slot3) and torch.equal(heads, heads3)

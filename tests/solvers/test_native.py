@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from neurosolve.data import obstacle_flags, poisson
-from neurosolve.solvers import native
+from neurosolve.solvers import native, native_matrix, native_vectors
 from neurosolve.solvers.mgpc import MGPCSolver
 from neurosolve.solvers.mgpc.hierarchy import prolong, restrict
 from neurosolve.solvers.stencil import apply_stencil, smoothing_step, stencil_residual
@@ -32,6 +32,15 @@ def _switch_restored():
     previous = native.set_native(None)
     yield
     native.set_native(previous)
+
+
+@pytest.fixture(params=[1, 2, 3], ids=["serial", "2-chunks", "3-chunks"])
+def kernel_chunks(request, monkeypatch):
+    """The kernels on one thread, or split in 2 or 3 chunks whatever the size (parallel)."""
+    if request.param > 1:
+        monkeypatch.setattr(native, "_min_cells", 1)  # every call large enough
+    with native.kernel_threads(request.param):
+        yield request.param
 
 
 def torch_form(fn, *args):
@@ -67,7 +76,7 @@ BATCHES = [(1, (1, 1)), (1, (3, 2)), (3, (3, 1)), (2, (2, 3))]
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"Gs{b[0]}-G{b[1][0]}K{b[1][1]}")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_stencil_kernels_match_torch(shape, batch, dtype):
+def test_stencil_kernels_match_torch(shape, batch, dtype, kernel_chunks):
     d, c, w, u, f = stencil_case(shape, batch[0], batch[1], dtype)
     cases = [
         (apply_stencil, (d, c, u)),
@@ -106,7 +115,7 @@ def test_non_contiguous_fields():
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("seed", range(4))
-def test_csr_statistics_match_numpy(seed, index_dtype):
+def test_csr_statistics_match_numpy(seed, index_dtype, kernel_chunks):
     import scipy.sparse as sp
 
     from neurosolve.data.io import entry_statistics
@@ -133,13 +142,13 @@ def test_csr_statistics_match_numpy(seed, index_dtype):
         A = A.astype(np.float64)
         A.sum_duplicates()
         A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
-        assert native.csr_statistics(A) == entry_statistics(A), name
+        assert native_matrix.csr_statistics(A) == entry_statistics(A), name
     bad = cases["positive diagonal"].copy()
     bad.data[3] = np.nan
-    assert native.csr_statistics(bad)[0] is False and entry_statistics(bad)[0] is False
+    assert native_matrix.csr_statistics(bad)[0] is False and entry_statistics(bad)[0] is False
 
 
-def test_csr_statistics_on_a_grid_matrix_with_far_partners():
+def test_csr_statistics_on_a_grid_matrix_with_far_partners(kernel_chunks):
     # rows whose partners sit n^2 rows away: the per-row cursors must pair them exactly
     import scipy.sparse as sp
 
@@ -148,8 +157,8 @@ def test_csr_statistics_on_a_grid_matrix_with_far_partners():
 
     shape = (9, 10, 11)
     A = poisson(shape, flags=obstacle_flags(shape, "mixed", np.random.default_rng(3))).A.tocsr()
-    assert native.csr_statistics(A) == entry_statistics(A)
-    assert native.csr_statistics(A)[2] == 0.0  # exactly symmetric
+    assert native_matrix.csr_statistics(A) == entry_statistics(A)
+    assert native_matrix.csr_statistics(A)[2] == 0.0  # exactly symmetric
     n = A.shape[0]
     bumps = {
         "value off far above": ([0.25], ([5], [5 + 110])),
@@ -158,21 +167,23 @@ def test_csr_statistics_on_a_grid_matrix_with_far_partners():
     for name, (v, (i, j)) in bumps.items():
         B = (A + sp.csr_matrix((v, (i, j)), shape=A.shape)).tocsr()
         B.sum_duplicates()
-        assert native.csr_statistics(B) == entry_statistics(B), name
-        assert native.csr_statistics(B)[2] == pytest.approx(abs(v[0]) if "only" in name else 0.25)
+        assert native_matrix.csr_statistics(B) == entry_statistics(B), name
+        assert native_matrix.csr_statistics(B)[2] == pytest.approx(
+            abs(v[0]) if "only" in name else 0.25
+        )
 
 
 def test_csr_statistics_refuse_other_forms():
     import scipy.sparse as sp
 
     A = sp.csr_matrix(np.array([[2.0, -1.0], [-1.0, 2.0]]))
-    assert native.csr_statistics(A.tocoo()) is None
-    assert native.csr_statistics(A.astype(np.float32)) is None
+    assert native_matrix.csr_statistics(A.tocoo()) is None
+    assert native_matrix.csr_statistics(A.astype(np.float32)) is None
     unsorted = sp.csr_matrix((A.data[::-1], A.indices[::-1], A.indptr), shape=A.shape)
     unsorted.has_sorted_indices = False
-    assert native.csr_statistics(unsorted) is None
+    assert native_matrix.csr_statistics(unsorted) is None
     native.set_native(False)
-    assert native.csr_statistics(A) is None
+    assert native_matrix.csr_statistics(A) is None
 
 
 def test_check_spd_same_verdict_with_native_symmetry():
@@ -207,7 +218,7 @@ def test_check_spd_same_verdict_with_native_symmetry():
     ],
     ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
 )
-def test_transfers_match_torch(shape, axes, dtype):
+def test_transfers_match_torch(shape, axes, dtype, kernel_chunks):
     g = torch.Generator().manual_seed(3)
     u = torch.randn(2, 3, *shape, generator=g).to(dtype)
     fluid = (torch.rand(2, 1, *shape, generator=g) > 0.3).to(dtype)
@@ -350,7 +361,7 @@ def test_forked_child_runs_the_kernels():
 
 
 @pytest.mark.parametrize("precision", ["full", "mixed"])
-def test_mgpc_solve_is_the_same_with_and_without_native(precision):
+def test_mgpc_solve_is_the_same_with_and_without_native(precision, kernel_chunks):
     shape = (16, 16, 16)
     system = poisson(
         shape, flags=obstacle_flags(shape, "mixed", 1, boundary_air="top"), boundary="neumann"
@@ -373,7 +384,7 @@ def test_mgpc_solve_is_the_same_with_and_without_native(precision):
 @pytest.mark.parametrize(
     "shape", [(6, 5, 4), (7, 3), (1, 2, 3)], ids=lambda s: "x".join(map(str, s))
 )
-def test_network_features_match_torch(shape, dtype):
+def test_network_features_match_torch(shape, dtype, kernel_chunks):
     from neurosolve.solvers.mgpc.network import _features
 
     d, c, _, _, _ = stencil_case(shape, stencils=2, dtype=dtype)
@@ -390,7 +401,7 @@ def test_network_features_match_torch(shape, dtype):
 
 
 @pytest.mark.parametrize("shape", [(5, 4, 3), (6, 7)], ids=lambda s: "x".join(map(str, s)))
-def test_network_neighbour_sums_match_torch(shape):
+def test_network_neighbour_sums_match_torch(shape, kernel_chunks):
     from neurosolve.solvers.mgpc import network
 
     g = torch.Generator().manual_seed(6)
@@ -408,7 +419,7 @@ def test_network_neighbour_sums_match_torch(shape):
 @pytest.mark.parametrize(
     "shape", [(6, 5, 4), (7, 3), (1, 4, 1)], ids=lambda s: "x".join(map(str, s))
 )
-def test_csr_read_matches_numpy_form(shape):
+def test_csr_read_matches_numpy_form(shape, kernel_chunks):
     import scipy.sparse as sp
 
     from neurosolve.solvers.stencil import stencil_from_csr
@@ -439,7 +450,7 @@ def test_csr_read_matches_numpy_form(shape):
     ],
     ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
 )
-def test_galerkin_matches_torch(shape, axes, dtype):
+def test_galerkin_matches_torch(shape, axes, dtype, kernel_chunks):
     from neurosolve.solvers.mgpc.hierarchy import galerkin_coarsen
 
     d, c, _, _, _ = stencil_case(shape, stencils=2, dtype=dtype)
@@ -506,7 +517,7 @@ def test_levels_and_operators_know_they_are_symmetric():
 @pytest.mark.parametrize(
     "shape", [(6, 5, 4), (7, 3), (1, 4, 1)], ids=lambda s: "x".join(map(str, s))
 )
-def test_smoother_weights_match_torch(shape, dtype):
+def test_smoother_weights_match_torch(shape, dtype, kernel_chunks):
     from neurosolve.solvers.mgpc import hierarchy
 
     d, c, _, _, _ = stencil_case(shape, stencils=2, dtype=dtype, seed=3)
@@ -525,7 +536,7 @@ def test_smoother_weights_match_torch(shape, dtype):
     ("spacing", "expect"),
     [((1.0, 1.0, 1.0), (True, True, True)), ((1.0, 4.0, 1.0), (True, False, True))],
 )
-def test_coarsening_axes_native_and_torch_agree(spacing, expect):
+def test_coarsening_axes_native_and_torch_agree(spacing, expect, kernel_chunks):
     from neurosolve.solvers.mgpc.hierarchy import coarsening_axes
     from neurosolve.solvers.stencil import StencilOperator
 
@@ -558,3 +569,47 @@ def test_csr_read_of_an_uncanonical_matrix_sums_its_duplicates():
     want = stencil_from_csr(A, system.grid)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)  # halves of binary fractions: exact
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_vector_operations_on_the_kernel_threads(dtype, monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    x, y = (torch.randn(1001, generator=g, dtype=torch.float64).to(dtype) for _ in range(2))
+    # outside a kernel_threads block of several threads, or too small: torch's forms
+    assert native_vectors.dot(x, y) is None
+    assert native_vectors.step(2.0, x, y.clone(), x, y.clone()) is None
+    monkeypatch.setattr(native, "_min_cells", 1)
+    with native.kernel_threads(3):
+        got = native_vectors.dot(x, y)
+        assert got is not None and got.dtype == dtype
+        want = float(torch.dot(x.double(), y.double()))
+        rel = 1e-12 if dtype == torch.float64 else 1e-6  # a float32 result is rounded
+        assert abs(float(got) - want) <= rel * float(x.double().abs() @ y.double().abs())
+        z, w = y.clone(), x.clone()
+        rr = native_vectors.step(0.5, x, z, y, w)  # z += 0.5 x, w -= 0.5 y; w^T w
+        assert rr is not None and rr == pytest.approx(float(w.double() @ w.double()), rel=1e-6)
+        assert float((z - (y + 0.5 * x)).abs().max()) <= TOL[dtype]
+        assert float((w - (x - 0.5 * y)).abs().max()) <= TOL[dtype]
+        both = native_vectors.dot2(x, y, x)
+        assert both is not None and abs(float(both[0]) - float(got)) <= TOL[dtype] * abs(want)
+        assert abs(float(both[1]) - float(x.double() @ x.double())) <= 1e-6 * float(x @ x)
+        z = y.clone()
+        assert native_vectors.xpay(x, z, -2.0)
+        assert float((z - (x - 2.0 * y)).abs().max()) <= TOL[dtype] * 4
+        other = torch.float64 if dtype == torch.float32 else torch.float32
+        cast = native_vectors.cast(x, other)
+        assert cast is not None and torch.equal(cast, x.to(other))
+        assert native_vectors.cast(x, dtype) is None  # nothing to convert
+        assert native_vectors.dot(x[::2], y[::2]) is None  # strided: torch's form
+        assert native_vectors.dot(x, y.to(other)) is None  # mixed dtypes: torch's form
+
+
+def test_kernel_threads_validates_and_nests():
+    with pytest.raises(Exception, match="kernel threads"):
+        with native.kernel_threads(0):
+            pass
+    with native.kernel_threads(3):
+        assert native.kernel_thread_count() == 3
+        with native.kernel_threads(None):
+            assert native.kernel_thread_count() == torch.get_num_threads()
+        assert native.kernel_thread_count() == 3

@@ -34,7 +34,13 @@ from neurosolve.errors import FileFormatError, InvalidInputError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["check_csr_structure", "check_spd_matrix", "load_system", "save_system"]
+__all__ = [
+    "check_csr_structure",
+    "check_entry_statistics",
+    "check_spd_matrix",
+    "load_system",
+    "save_system",
+]
 
 #: Formats whose raw ``indptr``/``indices`` arrays are checked before scipy touches them.
 _COMPRESSED = ("csr", "csc", "bsr")
@@ -249,7 +255,27 @@ def check_spd_matrix(
     if not M.has_canonical_format:  # a dense input: its CSR is new, sort it in place
         M.sum_duplicates()
     stats = statistics(M) if statistics is not None else None
-    finite, scale, err, bad, first, value = stats if stats is not None else entry_statistics(M)
+    check_entry_statistics(stats if stats is not None else entry_statistics(M), name, symmetry_tol)
+    return M
+
+
+def check_entry_statistics(
+    stats: tuple[bool, float, float, int, int, float], name: str, symmetry_tol: float = 1e-10
+) -> None:
+    """Raise :func:`check_spd_matrix`'s error for the :func:`entry_statistics` ``stats``.
+
+    Finite first, then symmetric within ``symmetry_tol`` (relative to ``max |A|``), then a
+    positive diagonal; nothing happens when all three hold.
+
+    Examples
+    --------
+    >>> check_entry_statistics((True, 2.0, 0.0, 0, -1, 0.0), "A")
+    >>> check_entry_statistics((True, 2.0, 0.0, 1, 3, -1.0), "A")
+    Traceback (most recent call last):
+    ...
+    neurosolve.errors.InvalidInputError: A has a non-positive diagonal (1 entry, first at row 3: ...
+    """
+    finite, scale, err, bad, first, value = stats
     if not finite:
         raise InvalidInputError(f"{name} contains NaN or Inf entries")
     if err > symmetry_tol * scale:
@@ -262,7 +288,6 @@ def check_spd_matrix(
             f"{name} has a non-positive diagonal ({bad} entr{'y' if bad == 1 else 'ies'}"
             f", first at row {first}: {value:.3g}); it cannot be positive definite"
         )
-    return M
 
 
 def _rhs_path(path: Path) -> Path:

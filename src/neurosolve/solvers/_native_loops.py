@@ -18,9 +18,8 @@ import numba
 import numpy as np
 from numba import prange
 
-_JIT = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
-jit = numba.njit(**_JIT)
-parallel = numba.njit(parallel=True, **_JIT)
+from neurosolve.solvers import _matrix_loops, _vector_loops
+from neurosolve.solvers._numba import entries, jit, parallel
 
 
 @jit
@@ -370,25 +369,43 @@ def smoother(theta, d, c, fl, out):  # noqa: ANN001
 
 
 @jit
-def axis_shares(c, sums):  # noqa: ANN001, ANN201
+def _axis_shares_rows(c, sums, first, last):  # noqa: ANN001, ANN201
     """Per axis ``a``, the sum over coupled cells of ``(|c_2a| + |c_2a+1|) / sum_j |c_j|``.
 
-    ``c (G, 2 d, cells)``; adds into ``sums (d,)`` and returns the number of coupled cells
-    (those with a non-zero coupling), as ``coarsening_axes`` counts them.
+    ``c (G, 2 d, cells)``, cells ``first:last`` of every batch entry; adds into ``sums
+    (d,)`` and returns the number of coupled cells (those with a non-zero coupling), as
+    ``coarsening_axes`` counts them.
     """
     G, nch, cells = c.shape
     ndim = nch // 2
     count = 0
+    local = np.zeros(ndim)  # not sums itself: the chunks' rows share a cache line
     for g in range(G):
-        for x in range(cells):
+        for x in range(first, last):
             total = 0.0
             for ch in range(nch):
                 total += abs(c[g, ch, x])
             if total > 0:
                 count += 1
                 for a in range(ndim):
-                    sums[a] += (abs(c[g, 2 * a, x]) + abs(c[g, 2 * a + 1, x])) / total
+                    local[a] += (abs(c[g, 2 * a, x]) + abs(c[g, 2 * a + 1, x])) / total
+    for a in range(ndim):
+        sums[a] += local[a]
     return count
+
+
+@jit
+def axis_shares_serial(c, sums, counts):  # noqa: ANN001
+    """Every cell as one chunk: ``sums (1, d)``, ``counts (1,)``."""
+    counts[0] = _axis_shares_rows(c, sums[0], 0, c.shape[2])
+
+
+@parallel
+def axis_shares(c, sums, counts):  # noqa: ANN001
+    """Cells in ``len(counts)`` chunks (``sums (chunks, d)``), one per thread's turn."""
+    chunks, cells = counts.shape[0], c.shape[2]
+    for k in prange(chunks):
+        counts[k] = _axis_shares_rows(c, sums[k], k * cells // chunks, (k + 1) * cells // chunks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,78 +469,6 @@ def galerkin(d, c, fl, factors, axis_of, cd, cc, cf):  # noqa: ANN001
         _galerkin_rows(d, c, fl, factors, axis_of, cd, cc, cf, p, p + 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading a CSR matrix: into the stencil layout (stencil.py), its symmetry (system.py)
-# ---------------------------------------------------------------------------------------------
-@jit
-def scatter_entries(indptr, indices, data, cells, table, out):  # noqa: ANN001
-    """Scatter the non-zero entries to ``out[slot * N + cell]``; False at one off the table.
-
-    ``cells``: grid cell of each row (and column), ``table[delta + N - 1]``: ``slot * N`` of
-    the cell offset ``delta``, negative off the stencil (see ``stencil._slot_table``).
-    """
-    total = table.shape[0] // 2 + 1  # N
-    for r in range(indptr.shape[0] - 1):
-        rc = cells[r]
-        for e in range(indptr[r], indptr[r + 1]):
-            value = data[e]
-            if value == 0:  # explicit zeros are dropped, as the matrix's zeros
-                continue
-            slot = table[cells[indices[e]] - rc + total - 1]
-            if slot < 0:
-                return False
-            out[slot + rc] = value
-    return True
-
-
-@jit
-def csr_statistics(indptr, indices, data):  # noqa: ANN001, ANN201
-    """:func:`~neurosolve.data.io.entry_statistics` of a canonical CSR matrix, one pass.
-
-    Each entry above the diagonal, ``(r, c)``, is compared with its partner ``(c, r)``
-    below (a missing partner is a zero) through a cursor per row ``c``: the entries
-    above in column ``c`` come in increasing ``r`` as the rows are read in order, so the
-    cursor only moves forward, and a lower entry it passes had no partner above. One
-    read of every entry and no search, where a binary search per entry cost about five
-    matrix-vector products at 64^3 (mostly cache misses in the row far away).
-    """
-    scale, err = 0.0, 0.0
-    bad, first, value = 0, -1, 0.0
-    rows = indptr.shape[0] - 1
-    cursor = indptr[:-1].copy()  # row c's next entry to pair (indptr's dtype: 4 bytes or 8)
-    for r in range(rows):
-        diagonal = 0.0
-        for e in range(indptr[r], indptr[r + 1]):
-            v = data[e]
-            if not np.isfinite(v):
-                return False, np.nan, np.nan, 0, -1, 0.0
-            scale = max(scale, abs(v))
-            col = indices[e]
-            if col == r:
-                diagonal = v
-            elif col > r:
-                q, end = cursor[col], indptr[col + 1]
-                while q < end and indices[q] < r:  # below, no partner above
-                    err = max(err, abs(data[q]))
-                    q += 1
-                if q < end and indices[q] == r:
-                    err = max(err, abs(v - data[q]))
-                    q += 1
-                else:
-                    err = max(err, abs(v))
-                cursor[col] = q
-        if not diagonal > 0:
-            if first < 0:
-                first, value = r, diagonal
-            bad += 1
-    for c in range(rows):  # lower entries no entry above reached
-        q, end = cursor[c], indptr[c + 1]
-        while q < end and indices[q] < c:
-            err = max(err, abs(data[q]))
-            q += 1
-    return True, scale, err, bad, first, value
-
-
 def dispatchers() -> dict[str, Any]:
     """The entry points by name (``stencil3``, ``stencil3_serial``, ``block_sum2``, ...).
 
@@ -535,9 +480,9 @@ def dispatchers() -> dict[str, Any]:
         f"{op}{nd}" for op in ("stencil", "block_sum", "inject", "neighbours") for nd in (2, 3)
     ]
     # each with a parallel and a serial form
-    names = [*per_dimension, "features", "galerkin", "smoother"]
+    names = [*per_dimension, "features", "galerkin", "smoother", "axis_shares"]
     table = {key: globals()[key] for name in names for key in (name, f"{name}_serial")}
-    table["scatter_entries_serial"] = scatter_entries  # serial only
-    table["csr_statistics_serial"] = csr_statistics
-    table["axis_shares_serial"] = axis_shares
+    matrix = ("scatter_entries", "csr_statistics", "stencil_statistics")
+    table.update(entries(_matrix_loops, matrix))
+    table.update(entries(_vector_loops, ("vector", "dot2", "step")))
     return table

@@ -19,8 +19,6 @@ as their torch forms (which remain the reference, the GPU path and the autograd 
 - :func:`block_sum` and :func:`inject`: the aggregation restriction (sum over blocks of 2 or
   1 cells per axis) and its transpose times the fluid mask, of the MGPC hierarchy;
 - :func:`galerkin`: the Galerkin coarse stencil of that aggregation;
-- :func:`scatter_entries`: a CSR matrix's entries into the stencil layout (one serial pass,
-  of :func:`~neurosolve.solvers.stencil.stencil_from_csr`);
 - :func:`chunk_features` and :func:`neighbour_sum`: the per-cell passes of the MGPC network
   (its input features and its message passing; the layers' GEMMs stay with torch).
 
@@ -32,39 +30,55 @@ Per cell the stencil's terms are summed in the torch form's order (diagonal, the
 to rounding (``tests/solvers/test_native.py``).
 
 Switches: native kernels are ON by default where numba imports; ``NEUROSOLVE_NATIVE=0``
-(or ``false``/``no``/``off``) or :func:`set_native` turns them off. The kernels run on
-``torch.get_num_threads()`` threads (the package's thread policy sets that), on numba's
-``workqueue`` threading layer unless ``NUMBA_THREADING_LAYER`` says otherwise (it is fork
-safe and its threads sleep rather than spin when idle); as that layer must not be entered
-from two threads at once, a call that finds it busy runs the same loop serially.
+(or ``false``/``no``/``off``) or :func:`set_native` turns them off.
+
+Threads: a kernel runs on ``torch.get_num_threads()`` threads (the package's thread policy
+sets that), or on the count of an enclosing :func:`kernel_threads` block (a solver that
+keeps torch's own pool at one thread while its kernels use more: the two pools' waiting
+threads would compete for the same cores). Unless ``NUMBA_THREADING_LAYER`` says otherwise,
+numba's ``tbb`` layer runs them where the ``tbb`` package is installed (a dependency on
+Linux and Windows x86-64), else its ``workqueue`` layer: both are fork safe and sleep
+rather than spin when idle, but waking the workqueue's threads costs about 100 us a call
+against a few for tbb's (``benchmarks/native_threads.py``). So a call goes parallel only
+when the array it writes has at least :data:`PARALLEL_MIN_CELLS` cells for the layer in use
+(measured on 2 cores); smaller ones, and a call that finds the layer busy in another
+thread, run serially.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from neurosolve._util.switches import EnvSwitch
+from neurosolve.errors import InvalidInputError
 
 __all__ = [
     "available",
     "axis_shares",
     "block_sum",
+    "caller",
     "chunk_features",
-    "csr_statistics",
+    "chunks",
     "galerkin",
     "inject",
+    "kernel",
+    "kernel_thread_count",
+    "kernel_threads",
     "native_enabled",
     "neighbour_sum",
+    "plain",
     "run",
-    "scatter_entries",
     "set_native",
     "smoother_weights",
     "stencil_pass",
@@ -77,6 +91,10 @@ SWITCH = EnvSwitch(ENV_SWITCH, default=True)
 #: Modes of :func:`stencil_pass`.
 PRODUCT, RESIDUAL, SMOOTHING = 0, 1, 2
 _DTYPES = (torch.float32, torch.float64)
+#: Cells a kernel must write to run on more than one thread, per numba threading layer: where
+#: two threads beat one for the 7-point smoothing pass on 2 cores (``tbb``: from 16^3 to 32^3;
+#: ``omp``: 8^3 to 16^3; ``workqueue``: 64^3 to 128^3; ``benchmarks/native_threads.py``).
+PARALLEL_MIN_CELLS = {"tbb": 16384, "omp": 4096, "workqueue": 1 << 20}
 
 _kernels: dict[str, Any] | None = None  # compiled dispatchers, once loaded
 _load_failed = False
@@ -135,7 +153,10 @@ def _load() -> dict[str, Any] | None:
                 if "NUMBA_THREADING_LAYER" not in os.environ:
                     import numba
 
-                    numba.config.THREADING_LAYER = "workqueue"
+                    # tbb where installed, else workqueue: never the GNU OpenMP layer,
+                    # which is not fork safe (a forked child using it aborts)
+                    numba.config.THREADING_LAYER = "default"
+                    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
                 from neurosolve.solvers import _native_loops
 
                 _kernels = _native_loops.dispatchers()
@@ -174,28 +195,164 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 
 def run(name: str, *args: Any) -> None:
-    """Call kernel ``name`` on ``torch.get_num_threads()`` threads (serially if busy).
+    """Call kernel ``name`` on the threads in effect (serially if small or busy).
 
     The low-level entry for callers that hold numpy arrays of the kernel's exact form
     (C-ordered, one float dtype, the shapes of :mod:`~neurosolve.solvers._native_loops`)
-    and have checked :func:`available`: nothing is checked here.
+    and have checked :func:`available`: nothing is checked here. The last argument is the
+    array the kernel writes; its size decides between one thread and several.
     """
     kernels = _kernels
     assert kernels is not None  # callers checked available()
-    threads = torch.get_num_threads()
-    if threads == 1:
+    threads = _THREADS.get() or torch.get_num_threads()
+    if threads == 1 or args[-1].size < _parallel_min_cells() or not _busy.acquire(blocking=False):
         kernels[name + "_serial"](*args)
         return
-    if _busy.acquire(blocking=False):
-        try:
-            import numba
+    try:
+        _set_numba_threads(threads)
+        kernels[name](*args)
+    finally:
+        _busy.release()
 
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            kernels[name](*args)
-        finally:
-            _busy.release()
+
+@contextlib.contextmanager
+def chunks(cells: int, *, in_block_only: bool = False) -> Iterator[int]:
+    """Chunks for a chunked kernel over ``cells`` items: its threads, holding the layer.
+
+    Yields 1 (run the serial entry) where :func:`run` would run serially (with
+    ``in_block_only``, also outside a :func:`kernel_threads` block); else the thread count,
+    with the parallel threading layer held for the block (call the parallel entry inside).
+
+    Examples
+    --------
+    >>> with kernel_threads(1), chunks(10**6) as count:
+    ...     count
+    1
+    """
+    threads = _THREADS.get() if in_block_only else (_THREADS.get() or torch.get_num_threads())
+    if (
+        not threads
+        or threads == 1
+        or cells < _parallel_min_cells()
+        or not _busy.acquire(blocking=False)
+    ):
+        yield 1
         return
-    kernels[name + "_serial"](*args)
+    try:
+        _set_numba_threads(threads)
+        yield threads
+    finally:
+        _busy.release()
+
+
+def kernel(name: str) -> Callable[..., Any]:
+    """The compiled entry ``name`` of the kernels' table (callers checked :func:`available`).
+
+    Examples
+    --------
+    >>> available() is False or callable(kernel("stencil3_serial"))
+    True
+    """
+    assert _kernels is not None
+    return _kernels[name]
+
+
+def plain(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> bool:
+    """Whether ``tensors`` are CPU tensors of ``dtype`` (float32/64) with no gradient to record.
+
+    Examples
+    --------
+    >>> plain([torch.ones(2)], torch.float32), plain([torch.ones(2)], torch.float64)
+    (True, False)
+    """
+    return dtype in _DTYPES and _plain(tensors, dtype)
+
+
+def caller(name: str, cells: int) -> Callable[..., None]:
+    """The call :func:`run` would make now for kernel ``name`` writing ``cells`` values.
+
+    For a caller that runs a kernel many times on arrays of one size (the cycle on a
+    level): the serial entry itself where the threads in effect or the size say serial
+    (no per-call test), else :func:`run` for the kernel (which takes the layer per call).
+
+    Examples
+    --------
+    >>> available() is False or caller("stencil3", 8) is _kernels["stencil3_serial"]
+    True
+    """
+    assert _kernels is not None  # callers checked available()
+    if kernel_thread_count() == 1 or cells < _parallel_min_cells():
+        return _kernels[name + "_serial"]
+    return functools.partial(run, name)
+
+
+# The native threads of an enclosing kernel_threads block (None: torch's count).
+_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "native_threads", default=None
+)
+_numba = threading.local()  # .threads: the count last given to numba (per thread, as numba's)
+_min_cells: int | None = None  # PARALLEL_MIN_CELLS of the layer in use, once known
+
+
+@contextlib.contextmanager
+def kernel_threads(count: int | None) -> Iterator[None]:
+    """Run the native kernels of a block on ``count`` threads, whatever torch's count is.
+
+    ``None`` leaves them on torch's count. The count is capped by numba's thread pool
+    (``NUMBA_NUM_THREADS``, the machine's cores by default).
+
+    Examples
+    --------
+    >>> with kernel_threads(2):
+    ...     out = stencil_pass(PRODUCT, torch.ones(1, 1, 4), torch.zeros(1, 2, 4),
+    ...                        torch.ones(1, 1, 4))
+    >>> out is None or out.tolist() == [[[1.0, 1.0, 1.0, 1.0]]]
+    True
+    """
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise InvalidInputError(f"kernel threads must be an integer >= 1 or None, got {count!r}")
+    token = _THREADS.set(count)
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
+
+def kernel_thread_count() -> int:
+    """The threads a native kernel would run on now (before the size test of :func:`run`).
+
+    Examples
+    --------
+    >>> with kernel_threads(3):
+    ...     kernel_thread_count()
+    3
+    """
+    return _THREADS.get() or torch.get_num_threads()
+
+
+def _set_numba_threads(threads: int) -> None:
+    """Set the thread count of numba's next parallel call (starting its pool on first use).
+
+    numba keeps the count per calling thread; so does the record of the last one set here.
+    """
+    if threads != getattr(_numba, "threads", 0):
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        _numba.threads = threads
+
+
+def _parallel_min_cells() -> int:
+    """The parallel threshold of the threading layer numba runs (which starts its pool)."""
+    global _min_cells
+    if _min_cells is None:
+        import numba
+
+        with _busy:
+            _set_numba_threads(max(2, getattr(_numba, "threads", 0)))
+            layer = numba.threading_layer()
+        _min_cells = PARALLEL_MIN_CELLS.get(layer, PARALLEL_MIN_CELLS["workqueue"])
+    return _min_cells
 
 
 def stencil_pass(
@@ -451,66 +608,12 @@ def axis_shares(couplings: torch.Tensor) -> tuple[list[float], int] | None:
         or not _plain([couplings], couplings.dtype)
     ):
         return None
-    sums = np.zeros(couplings.shape[1] // 2)
     flat = _array(couplings).reshape(couplings.shape[0], couplings.shape[1], -1)
-    count = _kernels["axis_shares_serial"](flat, sums)  # type: ignore[index]
-    return sums.tolist(), int(count)
-
-
-def scatter_entries(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    cells: np.ndarray,
-    table: np.ndarray,
-    out: np.ndarray,
-) -> bool | None:
-    """Scatter a CSR matrix's non-zero entries to ``out[slot * N + cell]``, in one pass.
-
-    ``cells``: the grid cell of every row (rows and columns are the same unknowns),
-    ``table[delta + N - 1]``: ``slot * N`` for a column-minus-row cell offset ``delta`` of
-    the stencil, negative off it. Returns whether every entry was on the table (``out`` is
-    then complete), or ``None`` when the native kernels are not available.
-
-    Examples
-    --------
-    >>> table = np.array([0, 4, 2])  # N = 2: offsets -1, 0, +1 to slots 0, 2, 1
-    >>> out = np.zeros(6)
-    >>> ok = scatter_entries(np.array([0, 2, 4]), np.array([0, 1, 0, 1]),
-    ...                      np.array([2.0, -1.0, -1.0, 2.0]), np.array([0, 1]), table, out)
-    >>> ok is None or (ok, out.tolist()) == (True, [0.0, -1.0, -1.0, 0.0, 2.0, 2.0])
-    True
-    """
-    if not available():
-        return None
-    kernel = _kernels["scatter_entries_serial"]  # type: ignore[index]
-    return bool(kernel(indptr, indices, np.asarray(data, dtype=np.float64), cells, table, out))
-
-
-def csr_statistics(matrix: Any) -> tuple[bool, float, float, int, int, float] | None:
-    """:func:`~neurosolve.data.io.entry_statistics` of a canonical CSR matrix in one pass.
-
-    The same values (finite, ``max|A|``, ``max|A - A^T|``, the non-positive diagonal
-    entries) without forming ``A^T`` or any temporary array. ``matrix``: a scipy CSR
-    matrix with sorted indices and no duplicates (as
-    :func:`~neurosolve.data.check_csr_structure` returns it), float64 entries. ``None``
-    when the native kernels are not available or the matrix is not in that form.
-
-    Examples
-    --------
-    >>> import scipy.sparse as sp
-    >>> A = sp.csr_matrix(np.array([[2.0, -1.0, 0.0], [-1.5, 2.0, 0.0], [0.0, 0.0, -1.0]]))
-    >>> stats = csr_statistics(A)
-    >>> stats is None or stats == (True, 2.0, 0.5, 1, 2, -1.0)
-    True
-    """
-    if not available() or getattr(matrix, "format", None) != "csr":
-        return None
-    if not matrix.has_canonical_format or matrix.dtype != np.float64:
-        return None
-    kernel = _kernels["csr_statistics_serial"]  # type: ignore[index]
-    finite, scale, err, bad, first, value = kernel(matrix.indptr, matrix.indices, matrix.data)
-    return bool(finite), float(scale), float(err), int(bad), int(first), float(value)
+    with chunks(flat.shape[0] * flat.shape[2]) as count:
+        sums, counts = np.zeros((count, couplings.shape[1] // 2)), np.zeros(count, np.int64)
+        name = "axis_shares" if count > 1 else "axis_shares_serial"
+        _kernels[name](flat, sums, counts)  # type: ignore[index]
+    return sums.sum(axis=0).tolist(), int(counts.sum())
 
 
 def galerkin(

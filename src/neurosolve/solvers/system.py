@@ -21,7 +21,7 @@ import scipy.sparse.linalg as spla
 
 from neurosolve.data import check_csr_structure
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers import native
+from neurosolve.solvers import native_matrix
 
 __all__ = ["PreparedSystem", "check_spd", "check_vector", "prepare_system", "rhs_scales"]
 
@@ -69,7 +69,7 @@ def check_spd(matrix: Any, name: str = "A") -> sp.csr_matrix:
 
     The same checks and messages; the entries' statistics (finite, ``max|A - A^T|``, the
     diagonal) come from one pass over the matrix without forming ``A^T``
-    (:func:`~neurosolve.solvers.native.csr_statistics`) where the native kernels run.
+    (:func:`~neurosolve.solvers.native_matrix.csr_statistics`) where the native kernels run.
 
     Examples
     --------
@@ -78,7 +78,7 @@ def check_spd(matrix: Any, name: str = "A") -> sp.csr_matrix:
     """
     from neurosolve.data import check_spd_matrix
 
-    return check_spd_matrix(matrix, name=name, statistics=native.csr_statistics)
+    return check_spd_matrix(matrix, name=name, statistics=native_matrix.csr_statistics)
 
 
 def prepare_system(
@@ -156,14 +156,16 @@ def prepare_system(
             raise InvalidInputError(f"{name} is complex; only real SPD systems are supported")
         if kind not in "fiub":
             raise InvalidInputError(f"{name} has dtype {matrix.dtype}; expected real numbers")
-        if sp.issparse(matrix):  # before any arithmetic: a bad index array can crash scipy
-            matrix = check_csr_structure(matrix, name)  # canonical: sorted, no duplicates
-        matrix = sp.csr_matrix(matrix, dtype=np.float64)  # a dense array's CSR is canonical too
-        if not np.isfinite(matrix.data).all():
-            bad = int((~np.isfinite(matrix.data)).sum())
-            raise InvalidInputError(f"{name} contains NaN or Inf entries ({bad} of them)")
-        if check_symmetry:
+        if check_symmetry:  # structure first, then float64 CSR, finite, symmetric, diagonal
             matrix = check_spd(matrix, name)
+        else:
+            if sp.issparse(matrix):  # before any arithmetic: a bad index array can crash scipy
+                matrix = check_csr_structure(matrix, name)  # canonical: sorted, no duplicates
+            if not (isinstance(matrix, sp.csr_matrix) and matrix.dtype == np.float64):
+                matrix = sp.csr_matrix(matrix, dtype=np.float64)  # a dense array's: canonical
+            if not np.isfinite(matrix.data).all():
+                bad = int((~np.isfinite(matrix.data)).sum())
+                raise InvalidInputError(f"{name} contains NaN or Inf entries ({bad} of them)")
         return PreparedSystem(
             int(matrix.shape[0]), spla.aslinearoperator(matrix), matrix, grid, system, None
         )

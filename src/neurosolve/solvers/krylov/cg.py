@@ -23,12 +23,14 @@ import numpy as np
 import torch
 
 from neurosolve.errors import InvalidInputError
+from neurosolve.solvers import native_vectors
 from neurosolve.solvers.krylov.variants import (
     ConjugateGradient,
     PolakRibiere,
     TruncatedFlexible,
     Variant,
     coldot,
+    coldots,
     colnorm,
     host_values,
 )
@@ -84,6 +86,7 @@ class Run:
         self.maxiter = 10 * n if maxiter is None else int(maxiter)
         self.callback = callback
         self.variant = solver.variant(self.single)
+        self.rr: float | None = None  # r^T r after a step, where the step's pass gave it
         self._load(b_user, x0, rtol, atol)
 
     def _load(self, b_user: Any, x0: Any, rtol: float, atol: float) -> None:
@@ -233,13 +236,21 @@ class Run:
         self.active_h = self.live()
         self.active = torch.as_tensor(self.active_h, device=self.device)
         self.all_active = bool(self.active_h.all())
-        self.p = z.clone() if self.all_active else torch.where(self.active, z, 0.0)
+        if not self.all_active:
+            self.p = torch.where(self.active, z, 0.0)
+        else:  # a new z becomes p as it is; one sharing r's memory (no M: z is r) is copied
+            shared = z.untyped_storage().data_ptr() == self.r.untyped_storage().data_ptr()
+            self.p = z.clone() if shared else z
 
     def step(self) -> None:
         """One iteration on every active column."""
         self.it += 1
         Ap = self.A(self.p)
         dots_t = self._update(Ap)
+        if self._converged_before_preconditioning(dots_t):
+            if self.callback is not None:
+                self.callback(self.to_user(self.x))
+            return
         z, stats_t = self._residual_statistics(Ap)
         host = host_values([*dots_t, *stats_t])
         self.rz_t = stats_t[0]
@@ -248,6 +259,47 @@ class Run:
             self._full_step(z, Ap, dots_h, *stats)
         if self.callback is not None:
             self.callback(self.to_user(self.x))
+
+    def _converged_before_preconditioning(self, dots_t: list[torch.Tensor]) -> bool:
+        """Stop a single CPU column that has converged, without applying ``M`` once more.
+
+        The iteration that reaches the tolerance would otherwise precondition its residual
+        (one more cycle of MGPC, a tenth of a 7-iteration solve) only to find, after the
+        transfer, that it is done. On the CPU a host value costs nothing, so ``||r||`` is
+        looked at first; where it meets the threshold and the true float64 residual
+        confirms it, the iteration ends here with the bookkeeping of :meth:`_full_step`
+        (its Lanczos ``beta`` recorded as 0: the condition estimate never reads the last
+        one). Anything else (no preconditioner, several columns, a GPU, the true history,
+        a recurrence residual the true one does not confirm) takes the usual path.
+        """
+        if (
+            self.k != 1
+            or self.variant.precond is None
+            or self.s.history == "true"
+            or self.device.type != "cpu"
+        ):
+            return False
+        rr = self.rr if self.rr is not None else float(coldot(self.r, self.r)[0])
+        rnorm = math.sqrt(max(rr, 0.0))
+        if not rnorm <= float(self.thr[0]):
+            return False
+        dots_h = host_values(dots_t)
+        pAp = float(dots_h[0, 0])
+        if not (math.isfinite(pAp) and pAp > 0):
+            return False
+        true = self.true_residual64()
+        if not true[0] <= self.thr[0]:
+            return False  # the usual path replaces the residual (and checks again)
+        was_active = self.active_h.copy()
+        _, alpha_h = self._step_length(dots_h, was_active)
+        if self.variant.lanczos:
+            self.alphas.append(np.where(was_active, alpha_h, np.nan))
+            self.betas.append(np.zeros(1))
+        self.status[0] = Status.CONVERGED.severity
+        self.final_true[0] = true[0]
+        self._record(was_active, np.array([rnorm]))
+        self.active_h = self.live()
+        return True
 
     def _full_step(self, z, Ap, dots_h, rz_new_h, rnorm_h, extra_h, tnorm_h) -> None:
         """The host side of an iteration: every check and decision, column by column."""
@@ -327,6 +379,13 @@ class Run:
         num_t = self.variant.numerator(dots_t, self.rz_t)
         # NaN > 0 is False and num / inf is 0: one comparison guards every bad p^T A p
         alpha_t = torch.where(pAp_t > 0, num_t / pAp_t, 0.0)
+        self.rr = None  # the new r^T r, where the step's pass gives it
+        if self.k == 1 and self.device.type == "cpu":  # no transfer: the native kernels may
+            alpha = float(alpha_t.reshape(-1)[0])
+            x, p, r, q = (t.reshape(-1) for t in (self.x, self.p, self.r, Ap))
+            self.rr = native_vectors.step(alpha, p, x, q, r)
+            if self.rr is not None:
+                return dots_t
         self.x.addcmul_(self.p, alpha_t)
         self.r.addcmul_(Ap, alpha_t, value=-1.0)
         return dots_t
@@ -348,9 +407,10 @@ class Run:
         (``history="true"``) the true ``||b - A x||``.
         """
         z = self.variant.precondition(self.r)
-        stats = [coldot(self.r, z)]
         if self.variant.precond is not None:
-            stats.append(coldot(self.r, self.r))
+            stats = coldots(self.r, z, self.r)  # r^T z and r^T r in one pass
+        else:
+            stats = [coldot(self.r, z)]
         stats.extend(self.variant.residual_dots(z, Ap))
         if self.s.history == "true":
             stats.append(colnorm(self.b - self.A(self.x)))

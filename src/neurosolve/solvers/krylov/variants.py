@@ -16,12 +16,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from neurosolve.solvers import native_vectors
+
 __all__ = [
     "ConjugateGradient",
     "PolakRibiere",
     "TruncatedFlexible",
     "Variant",
     "coldot",
+    "coldots",
     "colnorm",
     "host_values",
 ]
@@ -37,8 +40,19 @@ def colnorm(v: torch.Tensor) -> torch.Tensor:
 def coldot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``u_j^T v_j`` for every column ``j`` (``(n, k)`` -> ``(k,)``)."""
     if u.shape[1] == 1:  # one fused kernel for a single right-hand side
-        return torch.vdot(u.reshape(-1), v.reshape(-1)).reshape(1)
+        x, y = u.reshape(-1), v.reshape(-1)
+        out = native_vectors.dot(x, y)  # inside a native-threads block: on its threads
+        return out if out is not None else torch.vdot(x, y).reshape(1)
     return (u * v).sum(dim=0)
+
+
+def coldots(u: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
+    """``[coldot(u, v), coldot(u, w)]``, in one pass over ``u`` where the kernels take it."""
+    if u.shape[1] == 1:
+        both = native_vectors.dot2(u.reshape(-1), v.reshape(-1), w.reshape(-1))
+        if both is not None:
+            return [both[:1], both[1:]]
+    return [coldot(u, v), coldot(u, w)]
 
 
 def _axpy(y: torch.Tensor, x: torch.Tensor, a: Any) -> None:
@@ -105,6 +119,8 @@ class Variant(abc.ABC):
         """The next search direction ``p = z + beta p`` (``run.p`` is updated in place)."""
         beta = np.where(run.active_h, beta, 0.0)
         if run.k == 1:  # one fused pass: p = z + beta p
+            if native_vectors.xpay(z.reshape(-1), run.p.reshape(-1), float(beta[0])):
+                return run.p
             return torch.add(z, run.p, alpha=float(beta[0]), out=run.p)
         return torch.addcmul(z, run.p, run.on_device(beta), out=run.p)
 
@@ -150,7 +166,7 @@ class PolakRibiere(Variant):
 
     def step_dots(self, p: torch.Tensor, Ap: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
         """``p^T A p`` and ``p^T r``."""
-        return [coldot(p, Ap), coldot(p, r)]
+        return coldots(p, Ap, r)
 
     def numerator(self, dots: Any, rz: Any) -> Any:
         """``p^T r``."""

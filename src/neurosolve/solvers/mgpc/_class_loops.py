@@ -1,4 +1,4 @@
-"""Loops that find the cells of a stencil whose network outputs are equal (numba, serial).
+"""Loops that find the cells of a stencil whose network outputs are equal (numba).
 
 Imported on first use only, by :mod:`~neurosolve.solvers.mgpc.classes`.
 
@@ -21,23 +21,29 @@ the cells need the first layer and 3% the last. These loops find them:
   on every cell.
 
 Grids are 3D ``(n0, n1, n2)`` (a 2D level as ``(n0, 1, n1)``), cells flattened in C order.
+The per-cell passes have a ``*_parallel`` form that splits them in chunks on numba's
+threads (the caller holds the threading layer: :mod:`neurosolve.solvers.native`); the
+results are the same bit for bit. :func:`representatives` is serial by nature (each cell
+may take its predecessor's slot).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+from numba import prange
+
+from neurosolve.solvers._numba import jit, parallel
 
 __all__ = [
     "erode",
+    "erode_parallel",
     "expand",
+    "expand_parallel",
     "gather_neighbours",
     "representatives",
     "row_equal",
+    "row_equal_parallel",
 ]
-
-_JIT = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
-jit = numba.njit(**_JIT)
 
 
 @jit
@@ -74,6 +80,14 @@ def _successors3(d, c, fl, start, stop, s0, n2, out):  # noqa: ANN001
 
 
 @jit
+def _successors(d, c, fl, start, stop, s0, n2, out):  # noqa: ANN001
+    if c.shape[0] == 6:
+        _successors3(d, c, fl, start, stop, s0, n2, out)
+    else:
+        _successors2(d, c, fl, start, stop, s0, n2, out)
+
+
+@jit
 def row_equal(d, c, fl, n0, n1, n2, out):  # noqa: ANN001 - numba arrays
     """``out[x]`` bit ``b``: the row (diagonal, couplings, fluid) of ``x`` equals ``x + e_b``'s.
 
@@ -81,12 +95,24 @@ def row_equal(d, c, fl, n0, n1, n2, out):  # noqa: ANN001 - numba arrays
     last plane apart), then the bits of the cells whose ``x + e_b`` is outside the grid
     (wrapped around to the next row or plane) cleared.
     """
+    _successors(d, c, fl, 0, max(n0 * n1 * n2 - n1 * n2, 0), n1 * n2, n2, out)
+    _row_equal_edges(d, c, fl, n0, n1, n2, out)
+
+
+@parallel
+def row_equal_parallel(d, c, fl, n0, n1, n2, out, chunks):  # noqa: ANN001
+    """:func:`row_equal` with its pass over the cells in ``chunks`` parts on the threads."""
+    body = max(n0 * n1 * n2 - n1 * n2, 0)
+    for k in prange(chunks):
+        _successors(d, c, fl, k * body // chunks, (k + 1) * body // chunks, n1 * n2, n2, out)
+    _row_equal_edges(d, c, fl, n0, n1, n2, out)
+
+
+@jit
+def _row_equal_edges(d, c, fl, n0, n1, n2, out):  # noqa: ANN001
+    """The last plane's bits, then those of ``x + e_b`` wrapped around the grid cleared."""
     cells, s0 = n0 * n1 * n2, n1 * n2
     body = max(cells - s0, 0)
-    if c.shape[0] == 6:
-        _successors3(d, c, fl, 0, body, s0, n2, out)
-    else:
-        _successors2(d, c, fl, 0, body, s0, n2, out)
     for x in range(body, cells):  # the last plane: no x + e_0
         bits = np.uint8(0)
         for bit, y in ((1, x + n2), (2, x + 1)):
@@ -103,12 +129,25 @@ def row_equal(d, c, fl, n0, n1, n2, out):  # noqa: ANN001 - numba arrays
 
 
 @jit
-def expand(values, slot, out):  # noqa: ANN001
-    """``out[k, x] = values[slot[x], k]``: every cell's value from its slot, channels first."""
-    for x in range(slot.shape[0]):
+def _expand_cells(values, slot, out, first, last):  # noqa: ANN001
+    for x in range(first, last):
         s = slot[x]
         for k in range(out.shape[0]):
             out[k, x] = values[s, k]
+
+
+@jit
+def expand(values, slot, out):  # noqa: ANN001
+    """``out[k, x] = values[slot[x], k]``: every cell's value from its slot, channels first."""
+    _expand_cells(values, slot, out, 0, slot.shape[0])
+
+
+@parallel
+def expand_parallel(values, slot, out, chunks):  # noqa: ANN001
+    """:func:`expand` in ``chunks`` parts on the threads."""
+    n = slot.shape[0]
+    for k in prange(chunks):
+        _expand_cells(values, slot, out, k * n // chunks, (k + 1) * n // chunks)
 
 
 @jit
@@ -119,8 +158,20 @@ def erode(src, n0, n1, n2, out):  # noqa: ANN001
     there unless the cell is ``x - e_b`` with ``x`` inside (bits ``7 ^ (1 << b)``). Rows
     are eroded along the last axis without a branch in the interior (it vectorises).
     """
+    _erode_planes(src, n0, n1, n2, out, 0, n0)
+
+
+@parallel
+def erode_parallel(src, n0, n1, n2, out, chunks):  # noqa: ANN001
+    """:func:`erode` in ``chunks`` parts (of planes along the first axis) on the threads."""
+    for k in prange(chunks):
+        _erode_planes(src, n0, n1, n2, out, k * n0 // chunks, (k + 1) * n0 // chunks)
+
+
+@jit
+def _erode_planes(src, n0, n1, n2, out, first, last):  # noqa: ANN001
     s0 = n1 * n2
-    for i in range(n0):
+    for i in range(first, last):
         for j in range(n1):
             base = (i * n1 + j) * n2
             for m in range(n2):  # the row as it is, then its neighbours' bits and-ed in

@@ -89,12 +89,20 @@ def value_classes(
     d, c, fl = (native._array(t).reshape(t.shape[1], -1) for t in (diagonal, couplings, fluid))
     cells = d.shape[1]
     src = np.empty(cells, dtype=np.uint8)
-    loops.row_equal(d[0], c, fl[0], *grid, src)
+    with native.chunks(cells) as chunks:
+        if chunks > 1:
+            loops.row_equal_parallel(d[0], c, fl[0], *grid, src, chunks)
+        else:
+            loops.row_equal(d[0], c, fl[0], *grid, src)
     out = []
     for k in range(layers + 1):
         if k:
             bits = np.empty_like(src)
-            loops.erode(src, *grid, bits)
+            with native.chunks(cells) as chunks:
+                if chunks > 1:
+                    loops.erode_parallel(src, *grid, bits, chunks)
+                else:
+                    loops.erode(src, *grid, bits)
             src = bits
         slot, heads = np.empty(cells, dtype=np.int32), np.empty(cells, dtype=np.int32)
         count = loops.representatives(src, *grid, slot, heads)
@@ -170,7 +178,12 @@ def expand_slots(values: torch.Tensor, slot: torch.Tensor) -> torch.Tensor | Non
     ):
         return None
     out = torch.empty((values.shape[1], slot.numel()), dtype=values.dtype)
-    loops.expand(native._array(values), native._array(slot), out.numpy())
+    arrays = native._array(values), native._array(slot), out.numpy()
+    with native.chunks(slot.numel()) as chunks:
+        if chunks > 1:
+            loops.expand_parallel(*arrays, chunks)
+        else:
+            loops.expand(*arrays)
     return out
 
 

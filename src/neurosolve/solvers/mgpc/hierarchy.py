@@ -433,12 +433,15 @@ class Hierarchy:
         *,
         max_coarse: int = 512,
         max_levels: int = 12,
+        symmetric: bool | None = None,
     ) -> Hierarchy:
         """Coarsen by Galerkin products and evaluate the network on every level.
 
         ``diagonal``, ``couplings`` and ``fluid`` are the fine stencils ``(G, 1, *S)``,
         ``(G, 2 d, *S)`` and their fluid masks ``(G, 1, *S)``; the coarsest level has at
         most ``max_coarse`` cells (or the hierarchy has ``max_levels`` levels).
+        ``symmetric``: whether the fine couplings are exactly symmetric, where the caller
+        knows (a :class:`~neurosolve.solvers.stencil.StencilOperator` does); else tested.
         """
         if max_coarse < 1 or max_levels < 1:
             raise InvalidInputError("max_coarse and max_levels must be positive")
@@ -450,7 +453,9 @@ class Hierarchy:
         _set_bounds(levels)
         # Galerkin levels are exactly symmetric by construction (galerkin_coarsen copies the
         # couplings to -e_a from those to +e_a); the finest is if A is
-        levels[0].symmetric = exactly_symmetric(levels[0].couplings)
+        if symmetric is None:
+            symmetric = exactly_symmetric(levels[0].couplings)
+        levels[0].symmetric = bool(symmetric)
         for lvl in levels[1:]:
             lvl.symmetric = True
         last = levels[-1]

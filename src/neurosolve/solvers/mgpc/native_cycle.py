@@ -131,9 +131,28 @@ class NativeCycle:
             return None
         try:
             out = torch.empty(r.shape, dtype=r.dtype)
-            self._apply(0, _view(r), out.numpy())
+            self._apply(0, _view(r), out.numpy(), self._calls(r.shape[1]))
         finally:
             self._lock.release()
+        return out
+
+    def _calls(self, fields: int) -> list[tuple[Any, Any, Any]]:
+        """Per level, its stencil, restriction and prolongation calls as of now.
+
+        :func:`~neurosolve.solvers.native.caller` once per level and application: the
+        coarse levels' many small passes then call their serial loops directly.
+        """
+        out = []
+        for lvl in self.levels:
+            cells = fields * lvl.fluid.size
+            coarse = cells if lvl.factors is None else cells // int(np.prod(lvl.factors))
+            out.append(
+                (
+                    native.caller(self.stencil, cells),
+                    native.caller(self.block_sum, coarse),
+                    native.caller(self.inject, cells),
+                )
+            )
         return out
 
     def _work(self, level: int, shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -149,7 +168,7 @@ class NativeCycle:
             lvl.work[shape] = arrays
         return arrays
 
-    def _apply(self, level: int, r: np.ndarray, out: np.ndarray) -> None:
+    def _apply(self, level: int, r: np.ndarray, out: np.ndarray, calls: list) -> None:
         """``out = M_level r``: the steps of ``Hierarchy.apply``, in its order."""
         lvl = self.levels[level]
         if lvl.inverse is not None:  # the coarsest level: its dense inverse
@@ -160,17 +179,18 @@ class NativeCycle:
             return
         tmp, res, rc, ec, res2, again = self._work(level, r.shape)
         d, c, sym = lvl.diagonal, lvl.couplings, lvl.symmetric
+        stencil, _, inject = calls[level]
         # 2 nu - 1 passes write x from here on, an odd number: start in tmp, end in out
         x, y = tmp, out
         np.multiply(lvl.steps[0], r, out=x)
         for w in lvl.steps[1:]:  # pre-smoothing W_1 .. W_nu
-            native.run(self.stencil, native.SMOOTHING, sym, d, c, x, r, w, y)
+            stencil(native.SMOOTHING, sym, d, c, x, r, w, y)
             x, y = y, x
-        native.run(self.stencil, native.RESIDUAL, sym, d, c, x, r, d, res)
-        self._coarse_correction(level, res, rc, ec, res2, again)
-        native.run(self.inject, ec, lvl.fluid, lvl.factors, True, x)  # x += P (s^2 ec)
+        stencil(native.RESIDUAL, sym, d, c, x, r, d, res)
+        self._coarse_correction(level, res, rc, ec, res2, again, calls)
+        inject(ec, lvl.fluid, lvl.factors, True, x)  # x += P (s^2 ec)
         for w in reversed(lvl.steps):  # post-smoothing W_nu .. W_1 (the adjoint order)
-            native.run(self.stencil, native.SMOOTHING, sym, d, c, x, r, w, y)
+            stencil(native.SMOOTHING, sym, d, c, x, r, w, y)
             x, y = y, x
 
     def _coarse_correction(
@@ -181,19 +201,20 @@ class NativeCycle:
         ec: np.ndarray,
         res2: np.ndarray,
         again: np.ndarray,
+        calls: list,
     ) -> None:
         """``ec = s^2 Bt_c R res``: one (V) or two (W, damped by ``tau``) coarse cycles."""
         lvl, nxt = self.levels[level], self.levels[level + 1]
-        native.run(self.block_sum, res, lvl.factors, rc)
-        self._apply(level + 1, rc, ec)
+        calls[level][1](res, lvl.factors, rc)
+        self._apply(level + 1, rc, ec, calls)
         if lvl.gamma == 2:
             if lvl.tau != 1.0:
                 np.multiply(ec, lvl.tau, out=ec)
-            native.run(
-                self.stencil, native.RESIDUAL, nxt.symmetric, nxt.diagonal, nxt.couplings, ec,
-                rc, nxt.diagonal, res2,
+            calls[level + 1][0](
+                native.RESIDUAL, nxt.symmetric, nxt.diagonal, nxt.couplings, ec, rc,
+                nxt.diagonal, res2,
             )  # fmt: skip
-            self._apply(level + 1, res2, again)
+            self._apply(level + 1, res2, again, calls)
             if lvl.tau != 1.0:
                 np.multiply(again, lvl.tau, out=again)
             np.add(ec, again, out=ec)

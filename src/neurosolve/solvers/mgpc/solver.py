@@ -8,9 +8,10 @@ with the cycle as ``M``; :meth:`MGPCSolver.aspreconditioner` hands ``M`` to scip
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from neurosolve._util.validate import float_dtype
 from neurosolve.checkpoint import load_shipped
 from neurosolve.devices import resolve_device
 from neurosolve.errors import InvalidInputError
-from neurosolve.solvers import native
+from neurosolve.solvers import native, native_vectors
 from neurosolve.solvers.base import Solver
 from neurosolve.solvers.mgpc.hierarchy import Hierarchy
 from neurosolve.solvers.mgpc.network import MGPCNet
@@ -76,7 +77,16 @@ def _prepare_levels(hierarchy: Hierarchy, dtype: torch.dtype) -> None:
         for name in ("diagonal", "couplings", "fluid", "weights", "scale", "inverse"):
             value = getattr(lvl, name)
             if value is not None:
-                setattr(lvl, name, value.to(dtype).contiguous())
+                setattr(lvl, name, _cast(value, dtype))
+
+
+def _cast(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``v`` in ``dtype`` and C order, on the native kernels' threads where they take it."""
+    if v.dtype != dtype and v.is_contiguous():
+        out = native_vectors.cast(v.reshape(-1), dtype)
+        if out is not None:
+            return out.reshape(v.shape)
+    return v.to(dtype=dtype, memory_format=torch.contiguous_format)
 
 
 class MGPCPreconditioner:
@@ -99,10 +109,11 @@ class MGPCPreconditioner:
         unknowns; in the precision of the hierarchy, returned in that of ``v``.
         """
         k = v.shape[1]
-        fields = v.t().reshape(1, k, *self.shape).to(self.hierarchy.levels[0].diagonal.dtype)
+        dtype = self.hierarchy.levels[0].diagonal.dtype
+        fields = _cast(v.t(), dtype).reshape(1, k, *self.shape)
         with torch.no_grad():
             out = self.hierarchy.apply(fields)
-        return out.reshape(k, self.num_cells).t().to(v.dtype)
+        return _cast(out.reshape(k, self.num_cells), v.dtype).t()
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """``M u`` for ``u`` of shape ``(n,)`` or ``(n, k)``."""
@@ -188,7 +199,9 @@ class MGPCSolver(Solver):
         if precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
-        prepared = prepare_system(A)
+        # the SPD checks run on the stencil read below (one pass over the stencil, not the
+        # CSR entries: the stencil holds every entry); here the structure and finiteness
+        prepared = prepare_system(A, check_symmetry=False)
         if prepared.grid is None or prepared.matrix is None:
             raise InvalidInputError(
                 "mgpc-pcg needs a 5/7-point matrix with its grid (a LinearSystem from "
@@ -200,10 +213,11 @@ class MGPCSolver(Solver):
             max_coarse = 64 if device.type == "cpu" and native.available() else 512
         net = load_mgpc_model(model, device=device)
         t0 = time.perf_counter()
+        self._native = device.type == "cpu" and native.available()
         # the solve's thread policy for the setup too (inside make_solver's, that one's)
-        with torch_threads("auto", prepared.matrix.shape[0]):
+        with torch_threads("auto", prepared.matrix.shape[0]), self._threads():
             op = StencilOperator.from_matrix(
-                prepared.matrix, prepared.grid, device=device, dtype=dtype
+                prepared.matrix, prepared.grid, device=device, dtype=dtype, check="A"
             )
             with torch.no_grad():
                 self.hierarchy = Hierarchy.build(
@@ -212,6 +226,7 @@ class MGPCSolver(Solver):
                     op.neighbours[None],
                     op.fluid_mask[None, None].to(dtype),
                     max_coarse=max_coarse,
+                    symmetric=op.symmetric,
                 )
             _prepare_levels(self.hierarchy, torch.float32 if precision == "mixed" else dtype)
         if device.type == "cuda":
@@ -259,7 +274,10 @@ class MGPCSolver(Solver):
         """
         from neurosolve.solvers.krylov import condition_estimate
 
-        result = self.pcg.solve(b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        with self._threads():
+            result = self.pcg.solve(
+                b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback
+            )
         try:
             condition: float | None = float(condition_estimate(result.info))
         except (InvalidInputError, ValueError, np.linalg.LinAlgError):
@@ -273,6 +291,26 @@ class MGPCSolver(Solver):
         )
         result.setup_seconds = self.setup_seconds
         return result
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """The policy's thread count to the native kernels, torch's own pool at one thread.
+
+        The count is torch's as the thread policy set it, or that of an enclosing
+        :func:`~neurosolve.solvers.native.kernel_threads` block.
+
+        On the CPU the cycle, the stencil products and the setup's loops are native kernels;
+        what stays with torch (PCG's vector updates, the network's small GEMMs) gains little
+        from a second thread, and torch's OpenMP threads, spinning after each operation,
+        would take the cores the kernels' threads need (measured at 64^3 with 2 threads:
+        0.079 s per solve with both pools at 2 threads, 0.053 s with torch's at one;
+        ``benchmarks/native_threads.py``).
+        """
+        if not self._native:
+            yield
+            return
+        with native.kernel_threads(native.kernel_thread_count()), torch_threads(1):
+            yield
 
     def aspreconditioner(self) -> Any:
         """``M`` as a scipy ``LinearOperator`` on the unknowns (host round trip per use).
