@@ -83,6 +83,11 @@ CORE = [
     ("cg_per_iteration.json", "python benchmarks/cg_per_iteration.py"),
     ("thread_policy.json", "python benchmarks/thread_policy.py"),
     (
+        "native_threads.json",
+        "OMP_NUM_THREADS=1 python benchmarks/native_threads.py --repeats 7",
+        "Each numba threading layer in its own process, on the idle machine.",
+    ),
+    (
         "load_reproducibility.json",
         "OMP_NUM_THREADS=1 python benchmarks/load_reproducibility.py",
         "The anchor sequence twice (two separate processes) while a torch job with two "
@@ -585,6 +590,71 @@ def mgpc_setup_section(d: dict) -> str:
     )
 
 
+def native_threads_section(d: dict) -> str:
+    """The threading layers: the pass's crossover, the vector operations, MGPC frames."""
+    threads = d["threads"]
+    cross, vec, frames = [], [], []
+    for layer, part in d["layers"].items():
+        if "error" in part:
+            cross.append([layer, "not measured: " + part["error"], "-", "-", "-"])
+            continue
+        speed = {(r["n"], r["dtype"]): r["speedup_min"] for r in part["passes"]}
+        first = part["crossover_cells"]
+        cross.append(
+            [
+                layer,
+                g3(part["passes"][0]["parallel_s"]["min"] * 1e6),
+                " / ".join(f"{g3(speed.get((n, 'float64'), float('nan')))}" for n in (32, 64, 128)),
+                "-" if first["float64"] is None else f"{round(first['float64'] ** (1 / 3))}^3",
+                "-" if part["parallel_min_cells"] is None else str(part["parallel_min_cells"]),
+            ]
+        )
+        for r in part["vectors"]:
+            vec.append([layer, f"{r['n']}^3", r["op"], g3(r["speedup_min"])])
+        for label, by_precision in part.get("frames", {}).get("settings", {}).items():
+            for precision, e in by_precision.items():
+                frames.append(
+                    [
+                        layer,
+                        label,
+                        precision,
+                        g3(e["frame_s"]["median"]),
+                        g3(e["setup_s"]["median"]),
+                        g3(e["solve_s"]["median"]),
+                        g3(e["frame_matvecs_median"]),
+                    ]
+                )
+    size = d.get("frame_size", "?")
+    return (
+        f"The 7-point smoothing pass on 1 and {threads} threads ({d['repeats']} repeats, min): "
+        "the launch cost of a parallel call (8^3), the speed-up at 32^3 / 64^3 / 128^3 "
+        "(float64), the smallest size from which the parallel pass is faster, and the "
+        "package's threshold (`PARALLEL_MIN_CELLS`):\n\n"
+        + table(
+            [
+                "layer",
+                "parallel call at 8^3 (us)",
+                "speed-up 32 / 64 / 128^3",
+                "faster from",
+                "threshold (cells)",
+            ],
+            cross,
+            "lrrrr",
+        )
+        + f"\n\nKrylov vector operations on {threads} threads against torch's on one "
+        "(speed-up, min):\n\n"
+        + table(["layer", "entries", "operation", "speed-up"], vec, "lrlr")
+        + f"\n\nMGPC-PCG frames at {size}^3 (closed box, open top, moving spheres; setup + "
+        "solve to rtol 1e-6, medians; the last column in scipy CSR matvecs of the same "
+        "process):\n\n"
+        + table(
+            ["layer", "threads", "precision", "frame s", "setup s", "solve s", "CSR matvecs"],
+            frames,
+            "lllrrrr",
+        )
+    )
+
+
 def cg_per_iteration_section(d: dict) -> str:
     rows = []
     for prob in d["problems"]:
@@ -988,6 +1058,7 @@ SECTION_OF_FILE = {
     "mgpc_setup.json": mgpc_setup_section,
     "cg_per_iteration.json": cg_per_iteration_section,
     "thread_policy.json": thread_policy_section,
+    "native_threads.json": native_threads_section,
     "load_reproducibility.json": load_reproducibility_section,
     "darcy_operators_peer32.json": peer_section,
     "darcy_operators_peer64.json": peer_section,

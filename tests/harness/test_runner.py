@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse.linalg as spla
 
 from neurosolve.errors import InvalidInputError, UnknownNameError
+from neurosolve.harness import runner as runner_module
 from neurosolve.harness.runner import (
     check_methods,
     measure_solve,
@@ -257,5 +258,9 @@ def test_timed_solves_skip_the_callback_when_the_method_keeps_its_clock(monkeypa
     assert _Clocked.callbacks == [False, False, False]  # warm-up, two timed repeats
     assert record.residual_times[1] - record.residual_times[0] == pytest.approx(0.1)
     _Clocked.callbacks = []
-    run_problem(ProblemSpec(shape=(8, 8)).build(), "clocked", warmup=False)
-    assert _Clocked.callbacks == [True]  # nothing known yet: stamps from the callback
+    run_problem(ProblemSpec(shape=(8, 8)).build(), "clocked", warmup=False, repeat=2)
+    assert _Clocked.callbacks == [False, False]  # known from the earlier run: no callback
+    monkeypatch.setattr(runner_module, "_KEEPS_CLOCK", {})
+    _Clocked.callbacks = []
+    run_problem(ProblemSpec(shape=(8, 8)).build(), "clocked", warmup=False, repeat=2)
+    assert _Clocked.callbacks == [True, False]  # nothing known yet: the callback, once
