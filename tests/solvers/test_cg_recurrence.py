@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from neurosolve.data import obstacle_flags, poisson
-from neurosolve.solvers import relative_residual, solve
+from neurosolve.solvers import native, relative_residual, solve
 from neurosolve.solvers.krylov import CGSolver, cg, condition_estimate
 from neurosolve.solvers.result import Status
 from neurosolve.solvers.stencil import SparseOperator
@@ -70,11 +70,10 @@ def test_one_host_transfer_per_iteration(system, monkeypatch):
     result = solve(system, b, method="pcg-jacobi", rtol=1e-8)
     assert sum(result.info["residual_replacements"]) == 0
     assert len(calls) == result.iterations
-    # p^T A p, r^T z and r^T r travel together; the last iteration, on the CPU, stops
-    # before preconditioning (its residual met the threshold) and needs p^T A p alone
-    assert calls[:-1] == [3] * (result.iterations - 1) and calls[-1] == 1
+    assert set(calls) == {3}  # p^T A p, r^T z and r^T r travel together
 
 
+@pytest.mark.skipif(not native.available(), reason="numba is not installed")
 def test_the_converged_iteration_skips_the_preconditioner(system):
     import scipy.sparse.linalg as spla
 
@@ -87,10 +86,14 @@ def test_the_converged_iteration_skips_the_preconditioner(system):
 
     M = spla.LinearOperator(system.A.shape, matvec=jacobi, dtype=np.float64)
     b = np.random.default_rng(4).standard_normal(system.n)
-    result = solve(system, b, method="pcg", preconditioner=M, rtol=1e-8)
+    with native.kernel_threads(1):  # the step's native pass gives r^T r (as in MGPC)
+        result = solve(system, b, method="pcg", preconditioner=M, rtol=1e-8)
     reference = solve(system, b, method="pcg-jacobi", rtol=1e-8)
     assert result.converged and result.iterations == reference.iterations
     assert len(applied) == result.iterations  # M r_0 .. M r_{k-1}: not the last residual
+    applied.clear()
+    outside = solve(system, b, method="pcg", preconditioner=M, rtol=1e-8)
+    assert len(applied) == outside.iterations + 1  # elsewhere: the usual path, no extra pass
     np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=1e-10 * np.abs(result.x).max())
     est, ref = condition_estimate(result.info), condition_estimate(reference.info)
     assert est == pytest.approx(ref, rel=1e-8)

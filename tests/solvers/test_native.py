@@ -575,9 +575,15 @@ def test_csr_read_of_an_uncanonical_matrix_sums_its_duplicates():
 def test_vector_operations_on_the_kernel_threads(dtype, monkeypatch):
     g = torch.Generator().manual_seed(5)
     x, y = (torch.randn(1001, generator=g, dtype=torch.float64).to(dtype) for _ in range(2))
-    # outside a kernel_threads block of several threads, or too small: torch's forms
+    # outside a kernel_threads block: torch's forms
     assert native_vectors.dot(x, y) is None
     assert native_vectors.step(2.0, x, y.clone(), x, y.clone()) is None
+    with native.kernel_threads(1):  # inside one: the serial loops
+        serial = native_vectors.dot2(x, y, x)
+        z, w = y.clone(), x.clone()
+        rr1 = native_vectors.step(0.5, x, z, y, w)
+        assert serial is not None and rr1 is not None
+        assert float((z - (y + 0.5 * x)).abs().max()) <= TOL[dtype]
     monkeypatch.setattr(native, "_min_cells", 1)
     with native.kernel_threads(3):
         got = native_vectors.dot(x, y)

@@ -71,6 +71,7 @@ __all__ = [
     "chunk_features",
     "chunks",
     "galerkin",
+    "in_kernel_block",
     "inject",
     "kernel",
     "kernel_thread_count",
@@ -216,12 +217,12 @@ def run(name: str, *args: Any) -> None:
 
 
 @contextlib.contextmanager
-def chunks(cells: int, *, in_block_only: bool = False) -> Iterator[int]:
+def chunks(cells: int) -> Iterator[int]:
     """Chunks for a chunked kernel over ``cells`` items: its threads, holding the layer.
 
-    Yields 1 (run the serial entry) where :func:`run` would run serially (with
-    ``in_block_only``, also outside a :func:`kernel_threads` block); else the thread count,
-    with the parallel threading layer held for the block (call the parallel entry inside).
+    Yields 1 (run the serial entry) where :func:`run` would run serially; else the thread
+    count, with the parallel threading layer held for the block (call the parallel entry
+    inside).
 
     Examples
     --------
@@ -229,13 +230,8 @@ def chunks(cells: int, *, in_block_only: bool = False) -> Iterator[int]:
     ...     count
     1
     """
-    threads = _THREADS.get() if in_block_only else (_THREADS.get() or torch.get_num_threads())
-    if (
-        not threads
-        or threads == 1
-        or cells < _parallel_min_cells()
-        or not _busy.acquire(blocking=False)
-    ):
+    threads = _THREADS.get() or torch.get_num_threads()
+    if threads == 1 or cells < _parallel_min_cells() or not _busy.acquire(blocking=False):
         yield 1
         return
     try:
@@ -316,6 +312,20 @@ def kernel_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         _THREADS.reset(token)
+
+
+def in_kernel_block() -> bool:
+    """Whether a :func:`kernel_threads` block with a count is active (a solver's own threads).
+
+    Examples
+    --------
+    >>> in_kernel_block()
+    False
+    >>> with kernel_threads(1):
+    ...     in_kernel_block()
+    True
+    """
+    return _THREADS.get() is not None
 
 
 def kernel_thread_count() -> int:

@@ -1,17 +1,21 @@
 """The vector operations of the Krylov iterations on the native kernels' threads.
 
-Inside a :func:`~neurosolve.solvers.native.kernel_threads` block of several threads (MGPC's
-solve: its cycle on the threads, torch's own pool at one thread) a vector operation in torch
-would use one core of several. These run the iteration's dot products (one or two sharing a
-vector), its step ``x += a p``, ``r -= a q``, the next direction ``y = x + a y`` and the
-casts between the iteration's and the preconditioner's precision as numba loops in chunks,
-one per thread (:mod:`neurosolve.solvers._vector_loops`). Each returns ``None`` / ``False``
-outside such a block, below the threading layer's size threshold, or for tensors that are
-not flat contiguous CPU vectors of one float dtype; the caller then runs torch's form.
-Dot products are summed per chunk (in float64), so their rounding differs from torch's.
+Inside a :func:`~neurosolve.solvers.native.kernel_threads` block (MGPC's setup and solve:
+its cycle on the policy's threads, torch's own pool at one thread) a vector operation in
+torch would use one core of several. These run the iteration's dot products (one or two
+sharing a vector), its step ``x += a p``, ``r -= a q`` (which also returns the new
+``r^T r``, so the iteration can see convergence before preconditioning), the next
+direction ``y = x + a y`` and the casts between the iteration's and the preconditioner's
+precision as numba loops (:mod:`neurosolve.solvers._vector_loops`): in chunks, one per
+thread, above the threading layer's size threshold, else serially. Each returns ``None`` /
+``False`` outside such a block or for tensors that are not flat contiguous CPU vectors of
+one float dtype; the caller then runs torch's form. Dot products are summed in float64 with
+interleaved partial sums, so their rounding differs from torch's.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,19 +25,24 @@ from neurosolve.solvers import native
 __all__ = ["cast", "dot", "dot2", "step", "xpay"]
 
 
-def _vector(op: int, a: float, x: torch.Tensor, y: torch.Tensor) -> float | None:
-    """Vector operation ``op`` on the kernel threads; ``None``: not run (torch's form)."""
-    with native.chunks(x.shape[0], in_block_only=True) as count:
-        if count == 1:
-            return None
+def _entry(name: str, count: int) -> Any:
+    """The parallel entry of kernel ``name`` for ``count`` chunks, its serial one for 1."""
+    return native.kernel(name if count > 1 else f"{name}_serial")
+
+
+def _vector(op: int, a: float, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Vector operation ``op`` on the kernel threads; a dot product's value (else 0)."""
+    with native.chunks(x.shape[0]) as count:
         partial = np.zeros(count)
-        native.kernel("vector")(op, float(a), x.numpy(), y.numpy(), partial)
+        _entry("vector", count)(op, float(a), x.numpy(), y.numpy(), partial)
     return float(partial.sum()) if op == 0 else 0.0
 
 
 def _flat_pair(x: torch.Tensor, y: torch.Tensor, same_dtype: bool = True) -> int:
     """Entries of two flat contiguous CPU vectors a vector kernel may take (0: it may not)."""
-    if not native.available() or x.dim() != 1 or y.shape != x.shape:
+    if not native.in_kernel_block() or not native.available():
+        return 0
+    if x.dim() != 1 or y.shape != x.shape:
         return 0
     if same_dtype and y.dtype != x.dtype:
         return 0
@@ -60,8 +69,7 @@ def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     """
     if not _flat_pair(x, y):
         return None
-    value = _vector(0, 0.0, x, y)
-    return None if value is None else torch.tensor([value], dtype=x.dtype)
+    return torch.tensor([_vector(0, 0.0, x, y)], dtype=x.dtype)
 
 
 def dot2(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
@@ -79,11 +87,9 @@ def dot2(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor | No
     """
     if not (_flat_pair(x, y) and _flat_pair(x, z)):
         return None
-    with native.chunks(x.shape[0], in_block_only=True) as count:
-        if count == 1:
-            return None
+    with native.chunks(x.shape[0]) as count:
         partial = np.zeros((count, 2))
-        native.kernel("dot2")(x.numpy(), y.numpy(), z.numpy(), partial)
+        _entry("dot2", count)(x.numpy(), y.numpy(), z.numpy(), partial)
     return torch.from_numpy(partial.sum(axis=0)).to(x.dtype)
 
 
@@ -105,11 +111,9 @@ def step(
     """
     if not (_flat_pair(p, x) and _flat_pair(q, r) and q.dtype == p.dtype):
         return None
-    with native.chunks(x.shape[0], in_block_only=True) as count:
-        if count == 1:
-            return None
+    with native.chunks(x.shape[0]) as count:
         partial = np.zeros(count)
-        native.kernel("step")(float(a), p.numpy(), x.numpy(), q.numpy(), r.numpy(), partial)
+        _entry("step", count)(float(a), p.numpy(), x.numpy(), q.numpy(), r.numpy(), partial)
     return float(partial.sum())
 
 
@@ -124,7 +128,10 @@ def xpay(x: torch.Tensor, y: torch.Tensor, a: float) -> bool:
     >>> bool(y[0] == 4.0) if done else True
     True
     """
-    return bool(_flat_pair(x, y)) and _vector(1, a, x, y) is not None
+    if not _flat_pair(x, y):
+        return False
+    _vector(1, a, x, y)
+    return True
 
 
 def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
@@ -140,6 +147,7 @@ def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     if dtype == x.dtype or dtype not in (torch.float32, torch.float64):
         return None
     out = torch.empty(x.shape, dtype=dtype)
-    if not _flat_pair(x, out, same_dtype=False) or _vector(2, 0.0, x, out) is None:
+    if not _flat_pair(x, out, same_dtype=False):
         return None
+    _vector(2, 0.0, x, out)
     return out

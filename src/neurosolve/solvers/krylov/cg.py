@@ -265,22 +265,17 @@ class Run:
 
         The iteration that reaches the tolerance would otherwise precondition its residual
         (one more cycle of MGPC, a tenth of a 7-iteration solve) only to find, after the
-        transfer, that it is done. On the CPU a host value costs nothing, so ``||r||`` is
-        looked at first; where it meets the threshold and the true float64 residual
-        confirms it, the iteration ends here with the bookkeeping of :meth:`_full_step`
-        (its Lanczos ``beta`` recorded as 0: the condition estimate never reads the last
-        one). Anything else (no preconditioner, several columns, a GPU, the true history,
-        a recurrence residual the true one does not confirm) takes the usual path.
+        transfer, that it is done. Where the step's native pass gave the new ``r^T r``
+        (one CPU column inside a native-threads block, as MGPC runs: no extra pass, no
+        transfer), ``||r||`` is looked at first; where it meets the threshold and the true
+        float64 residual confirms it, the iteration ends here with the bookkeeping of
+        :meth:`_full_step` (its Lanczos ``beta`` recorded as 0: the condition estimate never
+        reads the last one). Anything else (no such value, no preconditioner, the true
+        history, a recurrence residual the true one does not confirm) takes the usual path.
         """
-        if (
-            self.k != 1
-            or self.variant.precond is None
-            or self.s.history == "true"
-            or self.device.type != "cpu"
-        ):
+        if self.rr is None or self.variant.precond is None or self.s.history == "true":
             return False
-        rr = self.rr if self.rr is not None else float(coldot(self.r, self.r)[0])
-        rnorm = math.sqrt(max(rr, 0.0))
+        rnorm = math.sqrt(max(self.rr, 0.0))
         if not rnorm <= float(self.thr[0]):
             return False
         dots_h = host_values(dots_t)
