@@ -15,13 +15,17 @@ torch starts):
    moving spheres of ``benchmarks/anchor.py`` at ``--frame-size``^3, in scipy-CSR-matvec
    equivalents measured in the same process: one thread; ``--threads`` threads as the
    package runs them (kernels on the threads, torch's own pool at one thread); and the
-   same with torch's pool at ``--threads`` threads as well (the two pools compete).
+   same with torch's pool at ``--threads`` threads as well (the two pools compete);
+4. (``--iteration-sizes``) one MGPC-PCG iteration in CSR matvecs at those grids, on one
+   thread and on ``--threads``, from the slope of solves stopped at 2 and 6 iterations.
 
 Times are min and median of ``--repeats`` runs; quote them as ratios (the machine is
 shared).
 
     python benchmarks/native_threads.py                       # every layer that loads
     python benchmarks/native_threads.py --layers tbb --repeats 9
+    python benchmarks/native_threads.py --layers tbb --no-frames --iteration-sizes 64,128 \
+        --out benchmarks/results/native_threads_iterations.json
 
 Writes benchmarks/results/native_threads.json.
 """
@@ -53,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--frame-size", type=int, default=64, help="grid of the MGPC frames")
     p.add_argument("--frames", type=int, default=3, help="frames of the sequence")
     p.add_argument("--no-frames", action="store_true", help="skip part 3")
+    p.add_argument(
+        "--iteration-sizes", default="", help="part 4 at these grids (comma list), e.g. 64,128"
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "native_threads.json")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -246,6 +253,56 @@ def frames(args, torch) -> dict:
     return out
 
 
+def iterations(args) -> list[dict]:
+    """Part 4: one MGPC-PCG iteration in CSR matvecs, by the slope of solves of 2 and 6.
+
+    Solves to an unreachable tolerance stopped at 2 and at 6 iterations; the difference over
+    4 is the cost of an iteration without the solve's fixed costs (min and median of
+    ``--repeats`` solves on each of 2 frames), divided by the CSR matvec of the same matrix.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from anchor import box_sequence
+
+    from neurosolve.solvers.registry import make_solver
+
+    rows = []
+    for n in (int(v) for v in args.iteration_sizes.split(",") if v):
+        systems = box_sequence(n, 2, 0)
+        x = np.ones(systems[0].n)
+        matvec = timed(lambda systems=systems, x=x: systems[0].A @ x, args.repeats, 10)["min"]
+        for threads in (1, args.threads):
+            for precision in ("full", "mixed"):
+                solvers = [
+                    make_solver("mgpc-pcg", s, precision=precision, threads=threads)
+                    for s in systems
+                ]
+                clock = {}
+                for stop in (2, 6):
+                    samples = []
+                    for _ in range(args.repeats):
+                        for s, solver in zip(systems, solvers, strict=True):
+                            t0 = time.perf_counter()
+                            solver.solve(s.b, rtol=1e-14, maxiter=stop)
+                            samples.append(time.perf_counter() - t0)
+                    clock[stop] = (float(np.min(samples)), float(np.median(samples)))
+                per = [(clock[6][k] - clock[2][k]) / 4 / matvec for k in (0, 1)]
+                rows.append(
+                    {
+                        "n": n,
+                        "threads": threads,
+                        "precision": precision,
+                        "csr_matvec_s": matvec,
+                        "iteration_matvecs": {"min": per[0], "median": per[1]},
+                    }
+                )
+                print(
+                    f"  iteration {n}^3, {threads} thread(s), {precision}: {per[0]:.1f} / "
+                    f"{per[1]:.1f} CSR matvecs (min / median)",
+                    flush=True,
+                )
+    return rows
+
+
 def worker(args) -> dict:
     """One threading layer's measurements (this process runs that layer)."""
     import numba
@@ -270,6 +327,8 @@ def worker(args) -> dict:
     }
     if not args.no_frames:
         result["frames"] = frames(args, torch)
+    if args.iteration_sizes:
+        result["iterations"] = iterations(args)
     return result
 
 

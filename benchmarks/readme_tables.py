@@ -88,6 +88,13 @@ CORE = [
         "Each numba threading layer in its own process, on the idle machine.",
     ),
     (
+        "native_threads_iterations.json",
+        "OMP_NUM_THREADS=1 python benchmarks/native_threads.py --layers tbb --no-frames "
+        "--iteration-sizes 64,128 --repeats 5 --out "
+        "benchmarks/results/native_threads_iterations.json",
+        "The tbb layer; one MGPC-PCG iteration from the slope of solves stopped at 2 and 6.",
+    ),
+    (
         "load_reproducibility.json",
         "OMP_NUM_THREADS=1 python benchmarks/load_reproducibility.py",
         "The anchor sequence twice (two separate processes) while a torch job with two "
@@ -625,6 +632,22 @@ def native_threads_section(d: dict) -> str:
                     ]
                 )
     size = d.get("frame_size", "?")
+    its = [
+        [
+            part["layer"],
+            f"{r['n']}^3",
+            r["threads"],
+            r["precision"],
+            g3(r["iteration_matvecs"]["min"]),
+            g3(r["iteration_matvecs"]["median"]),
+        ]
+        for part in d["layers"].values()
+        for r in part.get("iterations", [])
+    ]
+    if its and not frames:
+        return "One MGPC-PCG iteration in CSR matvecs of the same process:\n\n" + table(
+            ["layer", "grid", "threads", "precision", "min", "median"], its, "lrrlrr"
+        )
     return (
         f"The 7-point smoothing pass on 1 and {threads} threads ({d['repeats']} repeats, min): "
         "the launch cost of a parallel call (8^3), the speed-up at 32^3 / 64^3 / 128^3 "
@@ -1059,6 +1082,7 @@ SECTION_OF_FILE = {
     "cg_per_iteration.json": cg_per_iteration_section,
     "thread_policy.json": thread_policy_section,
     "native_threads.json": native_threads_section,
+    "native_threads_iterations.json": native_threads_section,
     "load_reproducibility.json": load_reproducibility_section,
     "darcy_operators_peer32.json": peer_section,
     "darcy_operators_peer64.json": peer_section,
