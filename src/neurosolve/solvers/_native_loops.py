@@ -12,6 +12,7 @@ float32 a smoothing step so written costs about 0.2 scipy CSR products (one thre
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numba
@@ -481,7 +482,7 @@ def dispatchers() -> dict[str, Any]:
     ]
     # each with a parallel and a serial form
     names = [*per_dimension, "features", "galerkin", "smoother", "axis_shares"]
-    table = {key: globals()[key] for name in names for key in (name, f"{name}_serial")}
+    table = entries(sys.modules[__name__], names)
     matrix = ("scatter_entries", "csr_statistics", "stencil_statistics")
     table.update(entries(_matrix_loops, matrix))
     table.update(entries(_vector_loops, ("vector", "dot2", "step")))

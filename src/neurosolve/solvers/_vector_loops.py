@@ -13,11 +13,11 @@ from neurosolve.solvers._numba import jit, parallel
 
 
 @jit
-def _vector_rows(op, a, x, y, out, first, last):  # noqa: ANN001, ANN201
+def _vector_rows(op, a, x, y, first, last):  # noqa: ANN001, ANN201
     """Entries ``first:last`` of the vector operation ``op`` on flat arrays.
 
     0: returns ``sum x * y`` (four interleaved partial sums); 1: ``y = x + a y``; 2: ``y =
-    x`` (a cast where ``y`` has another dtype). ``out`` is unused (the entries' signature).
+    x`` (a cast where ``y`` has another dtype).
     """
     acc = 0.0
     if op == 0:  # four partial sums: one chain of dependent adds would bound the speed
@@ -43,7 +43,7 @@ def _vector_rows(op, a, x, y, out, first, last):  # noqa: ANN001, ANN201
 @jit
 def vector_serial(op, a, x, y, partial):  # noqa: ANN001
     """The operation over every entry; ``partial (1,)`` receives a dot product."""
-    partial[0] = _vector_rows(op, a, x, y, partial, 0, x.shape[0])
+    partial[0] = _vector_rows(op, a, x, y, 0, x.shape[0])
 
 
 @parallel
@@ -51,7 +51,7 @@ def vector(op, a, x, y, partial):  # noqa: ANN001
     """The same in ``len(partial)`` chunks (a dot product: one partial sum per chunk)."""
     chunks, n = partial.shape[0], x.shape[0]
     for k in prange(chunks):
-        partial[k] = _vector_rows(op, a, x, y, partial, k * n // chunks, (k + 1) * n // chunks)
+        partial[k] = _vector_rows(op, a, x, y, k * n // chunks, (k + 1) * n // chunks)
 
 
 @jit

@@ -247,16 +247,13 @@ class Run:
         self.it += 1
         Ap = self.A(self.p)
         dots_t = self._update(Ap)
-        if self._converged_before_preconditioning(dots_t):
-            if self.callback is not None:
-                self.callback(self.to_user(self.x))
-            return
-        z, stats_t = self._residual_statistics(Ap)
-        host = host_values([*dots_t, *stats_t])
-        self.rz_t = stats_t[0]
-        dots_h, stats = host[: len(dots_t)], self._split_statistics(host[len(dots_t) :])
-        if not self._quiet_step(z, Ap, dots_h, *stats):
-            self._full_step(z, Ap, dots_h, *stats)
+        if not self._converged_before_preconditioning(dots_t):
+            z, stats_t = self._residual_statistics(Ap)
+            host = host_values([*dots_t, *stats_t])
+            self.rz_t = stats_t[0]
+            dots_h, stats = host[: len(dots_t)], self._split_statistics(host[len(dots_t) :])
+            if not self._quiet_step(z, Ap, dots_h, *stats):
+                self._full_step(z, Ap, dots_h, *stats)
         if self.callback is not None:
             self.callback(self.to_user(self.x))
 
