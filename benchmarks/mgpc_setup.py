@@ -19,6 +19,10 @@ one process, with pinned threads:
   its first PCG iteration; the input checks of ``prepare_system`` are not part of it; wall
   time only) and ``constructor``: the whole ``MGPCSolver(...)`` call, input checks included.
 
+``--threads N`` is the package's ``threads=N``: the native kernels on N threads, torch's
+own pool at one (as ``MGPCSolver`` runs); the unit stays scipy's CSR product, which runs on
+one thread whatever N.
+
 Every phase is repeated (``--repeats``, at least 3); min and median are recorded, and each
 is divided by the min / median CSR matvec time measured in the same process. The same
 script runs on older code (it only uses functions that have existed since the hierarchy
@@ -26,6 +30,7 @@ was written), which is how the before/after figures of the report were measured.
 
     python benchmarks/mgpc_setup.py                       # 32^3, 64^3, 128^3
     python benchmarks/mgpc_setup.py --sizes 32,64 --repeats 5 --name mgpc_setup_small
+    python benchmarks/mgpc_setup.py --threads 2 --name mgpc_setup_2threads
 
 Writes benchmarks/results/mgpc_setup.json (``--name`` changes the stem).
 """
@@ -53,7 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="32,64,128", help="3D sizes (comma-separated)")
     p.add_argument("--repeats", type=int, default=5, help="repeats per phase (>= 3)")
-    p.add_argument("--threads", type=int, default=1, help="torch / BLAS threads (pinned)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="the package's threads: native kernels on this many, torch's pool at one",
+    )
     p.add_argument("--seed", type=int, default=7, help="obstacle seed")
     p.add_argument("--model", default=None, help="MGPC checkpoint (default: the shipped one)")
     p.add_argument("--name", default="mgpc_setup", help="stem of the JSON file written")
@@ -105,18 +115,56 @@ def timed(fn: Callable[[], object], repeats: int) -> list[tuple[float, float]]:
     return times
 
 
-def phases(system, net, repeats: int) -> dict[str, list]:
-    """Seconds per phase of the MGPC setup of ``system`` (lists of ``repeats`` timings)."""
-    import torch
+def package_threads(threads: int):
+    """The solver's own thread setting: kernels on ``threads``, torch's pool at one.
 
-    from neurosolve.solvers.mgpc import hierarchy as hmod
+    ``MGPCSolver`` runs its setup so (``threads=`` of ``solve``); the phases called one by
+    one here get the same. On code without the native kernels' thread blocks, torch's count.
+    """
+    import contextlib
+
+    from neurosolve._util.threads import torch_threads
+
+    try:
+        from neurosolve.solvers.native import kernel_threads
+    except ImportError:
+        return torch_threads(threads)
+    stack = contextlib.ExitStack()
+    stack.enter_context(kernel_threads(threads))
+    stack.enter_context(torch_threads(1))
+    return stack
+
+
+def phases(system, net, repeats: int, threads: int = 1) -> dict[str, list]:
+    """Seconds per phase of the MGPC setup of ``system`` (lists of ``repeats`` timings)."""
+    from neurosolve._util.threads import torch_threads
     from neurosolve.solvers.mgpc.solver import MGPCSolver
-    from neurosolve.solvers.stencil import StencilOperator, stencil_from_csr
 
     A = system.A.tocsr()
     x = np.ones(A.shape[0])
     out: dict[str, list] = {}
     out["matvec"] = timed(lambda: A @ x, max(20, repeats))
+    with package_threads(threads):
+        _setup_phases(system, net, repeats, A, out)
+
+    def construct():
+        with torch_threads(threads):  # as solve(threads=...) runs it
+            wall = MGPCSolver(system, model=net, history="cheap").setup_seconds
+        setups.append((wall, float("nan")))  # setup_seconds is wall time only
+
+    setups: list[tuple[float, float]] = []
+    out["constructor"] = timed(construct, repeats)
+    out["setup"] = setups[1:]  # the warm-up call's setup is dropped, as every warm-up
+    return out
+
+
+def _setup_phases(system, net, repeats: int, A, out: dict[str, list]) -> None:
+    """The phases one by one, into ``out`` (``levels`` too)."""
+    import torch
+
+    from neurosolve.solvers.mgpc import hierarchy as hmod
+    from neurosolve.solvers.stencil import StencilOperator, stencil_from_csr
+
     out["stencil_read"] = timed(lambda: stencil_from_csr(A, system.grid), repeats)
     out["operator"] = timed(lambda: StencilOperator.from_matrix(A, system.grid), repeats)
     op = StencilOperator.from_matrix(A, system.grid)
@@ -144,16 +192,7 @@ def phases(system, net, repeats: int) -> dict[str, list]:
         out["coarsest"] = timed(coarsest, repeats)
         build = hmod.Hierarchy.build
         out["build"] = timed(lambda: build(net, d, c, f, max_coarse=max_coarse), repeats)
-    setups: list[tuple[float, float]] = []
-
-    def construct():
-        wall = MGPCSolver(system, model=net, history="cheap").setup_seconds
-        setups.append((wall, float("nan")))  # setup_seconds is wall time only
-
-    out["constructor"] = timed(construct, repeats)
-    out["setup"] = setups[1:]  # the warm-up call's setup is dropped, as every warm-up
     out["levels"] = [float(np.prod(lvl.shape)) for lvl in levels]
-    return out
 
 
 def summarize(raw: dict[str, list]) -> dict:
@@ -204,7 +243,8 @@ def git_commit(package: Path) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    threads = pin_threads(args.threads)
+    threads = pin_threads(1)  # torch's pool; the kernels get --threads (package_threads)
+    threads["package_threads"] = args.threads
     import neurosolve
     from neurosolve.harness.records import machine_info, now_utc
     from neurosolve.solvers.mgpc.solver import load_mgpc_model
@@ -226,7 +266,7 @@ def main(argv=None) -> int:
     }
     for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         system = scene(n, args.seed)
-        summary = summarize(phases(system, net, args.repeats))
+        summary = summarize(phases(system, net, args.repeats, args.threads))
         summary["unknowns"] = int(system.n)
         summary["nnz"] = int(system.A.nnz)
         payload["sizes"][str(n)] = summary

@@ -80,6 +80,12 @@ CORE = [
         "python benchmarks/stencil_kernel.py --sizes 64,128 --threads 1 --repeats 5",
     ),
     ("mgpc_setup.json", "python benchmarks/mgpc_setup.py --sizes 32,64,128 --repeats 5"),
+    (
+        "mgpc_setup_2threads.json",
+        "python benchmarks/mgpc_setup.py --sizes 32,64,128 --repeats 5 --threads 2 "
+        "--name mgpc_setup_2threads",
+        "The package's threads=2: the native kernels on both cores, torch's pool at one.",
+    ),
     ("cg_per_iteration.json", "python benchmarks/cg_per_iteration.py"),
     ("thread_policy.json", "python benchmarks/thread_policy.py"),
     (
@@ -576,6 +582,13 @@ def stencil_kernel_section(d: dict) -> str:
     )
 
 
+def _setup_threads(threads: dict) -> str:
+    """The thread setting of an ``mgpc_setup`` run (older runs pinned torch's count)."""
+    if "package_threads" in threads:
+        return f"threads={threads['package_threads']} (native kernels; torch's pool at one)"
+    return f"{threads.get('torch_threads', '?')} torch thread(s)"
+
+
 def mgpc_setup_section(d: dict) -> str:
     phases = ["stencil_read", "operator", "network", "coarsen", "coarsest", "build", "setup"]
     rows = []
@@ -590,7 +603,7 @@ def mgpc_setup_section(d: dict) -> str:
             )
     return (
         f"MGPC setup phases in CSR-matvec equivalents (min of {d['repeats']} repeats, "
-        f"{d['threads'].get('torch_threads', '?')} torch thread(s), load average "
+        f"{_setup_threads(d['threads'])}, load average "
         f"{[round(x, 1) for x in d['load_average']]}; `build` is the hierarchy, `setup` the "
         "solver's whole setup as `solve` reports it, wall clock only):\n\n"
         + table(["grid", "clock", *phases], rows, "ll" + "r" * len(phases))
@@ -1079,6 +1092,7 @@ SECTIONS = [
 SECTION_OF_FILE = {
     "stencil_kernel.json": stencil_kernel_section,
     "mgpc_setup.json": mgpc_setup_section,
+    "mgpc_setup_2threads.json": mgpc_setup_section,
     "cg_per_iteration.json": cg_per_iteration_section,
     "thread_policy.json": thread_policy_section,
     "native_threads.json": native_threads_section,

@@ -173,6 +173,74 @@ def test_csr_statistics_on_a_grid_matrix_with_far_partners(kernel_chunks):
         )
 
 
+@pytest.mark.parametrize(
+    "shape", [(9, 10, 11), (12, 9), (1, 6, 5)], ids=lambda s: "x".join(map(str, s))
+)
+def test_stencil_statistics_match_the_csr_ones(shape, kernel_chunks):
+    # the statistics of the stencil read equal those of the CSR matrix it came from: the
+    # largest entry, the largest asymmetry (entries out of the grid compared with zero),
+    # the non-positive diagonal entries, and non-finite values anywhere
+    import scipy.sparse as sp
+
+    from neurosolve.data.io import entry_statistics
+    from neurosolve.solvers.stencil import stencil_from_csr
+
+    flags = obstacle_flags(shape, "mixed", 5) if min(shape) > 2 else None
+    system = poisson(shape, flags=flags, boundary="neumann")
+    A, grid = system.A.tocsr(), system.grid
+    n = A.shape[0]
+    rng = np.random.default_rng(4)
+    cases = {"as it is": A}
+    for k in range(6):  # one entry changed, whose partner stays: an asymmetry
+        B = A.copy()
+        B.data[rng.integers(B.nnz)] *= 1.5 + k
+        cases[f"value off {k}"] = B
+    for row in (0, n // 2, n - 1):  # a diagonal entry not > 0 (the first one is named)
+        B = A.tolil()
+        B[row, row] = -1.0 if row else 0.0
+        cases[f"diagonal {row}"] = B.tocsr()
+    B = A.copy()
+    B.data[B.indices != np.repeat(np.arange(n), np.diff(B.indptr))] *= 1e300  # overflow
+    cases["huge"] = B
+    for value in (np.nan, np.inf, -np.inf):
+        B = A.copy()
+        B.data[rng.integers(B.nnz)] = value
+        cases[f"not finite {value}"] = B
+    for name, B in cases.items():
+        B = sp.csr_matrix(B)
+        B.sum_duplicates()
+        diagonal, couplings = stencil_from_csr(B, grid, check_finite=False)
+        got = native_matrix.stencil_statistics(diagonal, couplings, grid.fluid)
+        want = entry_statistics(B)
+        if not want[0]:  # not finite: nothing else is reported
+            assert got[0] is False, name
+            continue
+        if got[4] >= 0:  # the first bad diagonal's flat cell -> its row
+            cell = got[4]
+            got = (*got[:4], int(np.count_nonzero(grid.fluid.reshape(-1)[:cell])), got[5])
+        assert got == want, name
+
+
+def test_csr_scatter_writes_every_slot(kernel_chunks):
+    # the scatter writes every slot of every cell (zero where no entry lands, on solid
+    # cells too), so the buffer it gets need not be zeroed: NaN in, the numpy form's out
+    from neurosolve.solvers.stencil import stencil_from_csr
+    from neurosolve.solvers.stencil_read import _slot_table
+
+    for shape in [(10, 9, 8), (13, 11), (1, 5, 7)]:
+        flags = obstacle_flags(shape, "mixed", 1) if min(shape) > 2 else None
+        system = poisson(shape, flags=flags)
+        A, grid = system.A.tocsr(), system.grid
+        A.data[::5] = 0.0  # rows with an explicit zero take the loop, not the 7-entry form
+        cells = np.flatnonzero(grid.fluid.ravel())
+        out = np.full((2 * grid.ndim + 1) * grid.num_cells, np.nan)
+        table = _slot_table(tuple(grid.shape))
+        assert native_matrix.scatter_entries(A.indptr, A.indices, A.data, cells, table, out)
+        diagonal, couplings = torch_form(stencil_from_csr, A, grid)
+        want = np.concatenate([couplings.reshape(-1), diagonal.reshape(-1)])
+        np.testing.assert_array_equal(out, want)
+
+
 def test_csr_statistics_refuse_other_forms():
     import scipy.sparse as sp
 

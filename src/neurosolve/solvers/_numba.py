@@ -13,13 +13,16 @@ from typing import Any
 
 import numba
 
-__all__ = ["entries", "jit", "parallel"]
+__all__ = ["entries", "jit", "parallel", "reduction"]
 
 _JIT = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
 #: A serial loop.
 jit = numba.njit(**_JIT)
 #: A loop whose ``prange`` runs on numba's threading layer.
 parallel = numba.njit(parallel=True, **_JIT)
+#: A serial loop whose float sums may be reassociated, so that they vectorise: for
+#: statistics compared with a threshold, where the order of the additions does not matter.
+reduction = numba.njit(fastmath={"reassoc", "nsz"}, **_JIT)
 
 
 def entries(module: ModuleType, names: tuple[str, ...] | list[str]) -> dict[str, Any]:

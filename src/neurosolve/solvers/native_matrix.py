@@ -38,12 +38,13 @@ def scatter_entries(
     ``cells``: the grid cell of every row (rows and columns are the same unknowns),
     ``table[delta + N - 1]``: ``slot * N`` for a column-minus-row cell offset ``delta`` of
     the stencil, negative off it. Returns whether every entry was on the table (``out`` is
-    then complete), or ``None`` when the native kernels are not available.
+    then written in full, zero where no entry lands: it need not be zeroed first), or
+    ``None`` when the native kernels are not available (``out`` untouched).
 
     Examples
     --------
     >>> table = np.array([0, 4, 2])  # N = 2: offsets -1, 0, +1 to slots 0, 2, 1
-    >>> out = np.zeros(6)
+    >>> out = np.full(6, np.nan)
     >>> ok = scatter_entries(np.array([0, 2, 4]), np.array([0, 1, 0, 1]),
     ...                      np.array([2.0, -1.0, -1.0, 2.0]), np.array([0, 1]), table, out)
     >>> ok is None or (ok, out.tolist()) == (True, [0.0, -1.0, -1.0, 0.0, 2.0, 2.0])

@@ -98,11 +98,12 @@ def _scatter_entries(csr: sp.csr_matrix, grid: Grid) -> np.ndarray | None:
     cells = np.flatnonzero(grid.fluid.ravel())
     shifted = cells + (cells_total - 1)  # table index = column cell - row cell + N - 1
     table = _slot_table(tuple(grid.shape))
-    out = np.zeros((2 * grid.ndim + 1) * cells_total)
+    out = np.empty((2 * grid.ndim + 1) * cells_total)
     indptr, indices, data = csr.indptr, csr.indices, csr.data
     done = native_matrix.scatter_entries(indptr, indices, data, cells, table, out)  # one pass
     if done is not None:
         return out if done else None
+    out[:] = 0.0
     for start in range(0, csr.shape[0], _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, csr.shape[0])
         lo, hi = indptr[start], indptr[stop]

@@ -11,9 +11,8 @@ the cells need the first layer and 3% the last. These loops find them:
 
 - :func:`row_equal`: per cell a 3-bit mask, bit ``b`` set where the row of ``x`` equals the
   row of ``x + e_b`` (both in the grid);
-- :func:`erode`: one more layer of the same (bit ``b`` kept where it is set at ``x`` and at
-  every stencil neighbour of ``x``; outside the grid a cell's value is the zero padding, so
-  the bit holds there unless ``x + e_b`` is in the grid);
+- one more layer of the same is numpy's (``classes._erode``: bit ``b`` kept where it is
+  set at ``x`` and at every stencil neighbour of ``x``);
 - :func:`representatives`: in lexicographic order, each cell takes the value slot of a
   predecessor ``x - e_b`` it equals, or opens a new slot (a "head" to compute);
 - :func:`gather_neighbours`: a layer's message passing on the heads only, reading the
@@ -35,8 +34,6 @@ from numba import prange
 from neurosolve.solvers._numba import jit, parallel
 
 __all__ = [
-    "erode",
-    "erode_parallel",
     "expand",
     "expand_parallel",
     "gather_neighbours",
@@ -151,74 +148,34 @@ def expand_parallel(values, slot, out, chunks):  # noqa: ANN001
 
 
 @jit
-def erode(src, n0, n1, n2, out):  # noqa: ANN001
-    """``out[x] = src[x] & src[y]`` over the stencil neighbours ``y`` of ``x``.
-
-    Outside the grid a cell's value is the zero padding, so the bit of axis ``b`` holds
-    there unless the cell is ``x - e_b`` with ``x`` inside (bits ``7 ^ (1 << b)``). Rows
-    are eroded along the last axis without a branch in the interior (it vectorises).
-    """
-    _erode_planes(src, n0, n1, n2, out, 0, n0)
-
-
-@parallel
-def erode_parallel(src, n0, n1, n2, out, chunks):  # noqa: ANN001
-    """:func:`erode` in ``chunks`` parts (of planes along the first axis) on the threads."""
-    for k in prange(chunks):
-        _erode_planes(src, n0, n1, n2, out, k * n0 // chunks, (k + 1) * n0 // chunks)
-
-
-@jit
-def _erode_planes(src, n0, n1, n2, out, first, last):  # noqa: ANN001
-    s0 = n1 * n2
-    for i in range(first, last):
-        for j in range(n1):
-            base = (i * n1 + j) * n2
-            for m in range(n2):  # the row as it is, then its neighbours' bits and-ed in
-                out[base + m] = src[base + m]
-            if n2 > 1:
-                out[base] &= src[base + 1] & np.uint8(3)
-                out[base + n2 - 1] &= src[base + n2 - 2]
-                for m in range(1, n2 - 1):
-                    out[base + m] &= src[base + m - 1] & src[base + m + 1]
-            if n1 > 1:
-                lower = src[base - n2 : base] if j > 0 else None
-                upper = src[base + n2 : base + 2 * n2] if j + 1 < n1 else None
-                for m in range(n2):
-                    out[base + m] &= lower[m] if lower is not None else np.uint8(5)
-                    if upper is not None:
-                        out[base + m] &= upper[m]
-            if n0 > 1:
-                for m in range(n2):
-                    out[base + m] &= src[base + m - s0] if i > 0 else np.uint8(6)
-                    if i + 1 < n0:
-                        out[base + m] &= src[base + m + s0]
-
-
-@jit
 def representatives(bits, n0, n1, n2, slot, heads):  # noqa: ANN001, ANN201
     """Value slot of every cell (``slot``), the cell of every slot (``heads``); returns the count.
 
     A cell equal to its predecessor along the last axis takes its slot (the nearest in
-    memory), else along the middle axis, else along the first; else it opens a slot.
+    memory), else along the middle axis, else along the first; else it opens a slot. The
+    predecessor's slot along the last axis is kept in a register (read back from memory, it
+    made a chain of store-to-load latencies: 1.7x the time at 64^3).
     """
     s0 = n1 * n2
     count = 0
     for i in range(n0):
         for j in range(n1):
             base = (i * n1 + j) * n2
+            last = 0
             for m in range(n2):
                 x = base + m
                 if m > 0 and bits[x - 1] & 4:
-                    slot[x] = slot[x - 1]
+                    value = last
                 elif j > 0 and bits[x - n2] & 2:
-                    slot[x] = slot[x - n2]
+                    value = slot[x - n2]
                 elif i > 0 and bits[x - s0] & 1:
-                    slot[x] = slot[x - s0]
+                    value = slot[x - s0]
                 else:
-                    slot[x] = count
+                    value = count
                     heads[count] = x
                     count += 1
+                slot[x] = value
+                last = value
     return count
 
 

@@ -97,17 +97,37 @@ def value_classes(
     out = []
     for k in range(layers + 1):
         if k:
-            bits = np.empty_like(src)
-            with native.chunks(cells) as chunks:
-                if chunks > 1:
-                    loops.erode_parallel(src, *grid, bits, chunks)
-                else:
-                    loops.erode(src, *grid, bits)
-            src = bits
+            src = _erode(src, grid)
         slot, heads = np.empty(cells, dtype=np.int32), np.empty(cells, dtype=np.int32)
         count = loops.representatives(src, *grid, slot, heads)
         out.append((torch.from_numpy(slot), torch.from_numpy(heads[:count].copy())))
     return out
+
+
+def _erode(src: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
+    """One more layer of the row-equality bits: ``src[x]`` and-ed with its neighbours'.
+
+    Outside the grid a cell's value is the zero padding, so the bit of axis ``b`` holds
+    there unless the cell is ``x - e_b`` with ``x`` inside (bits ``7 ^ (1 << b)``): the
+    first plane of axis ``b`` loses bit ``b``. numpy's whole-array passes (numba widens
+    ``uint8`` operations to 64 bits and ran this four times slower at 64^3).
+    """
+    n0, n1, n2 = grid
+    s = src.reshape(grid)
+    out = s.copy()
+    if n2 > 1:
+        out[:, :, :-1] &= s[:, :, 1:]
+        out[:, :, 1:] &= s[:, :, :-1]
+        out[:, :, 0] &= 3
+    if n1 > 1:
+        out[:, :-1] &= s[:, 1:]
+        out[:, 1:] &= s[:, :-1]
+        out[:, 0] &= 5
+    if n0 > 1:
+        out[:-1] &= s[1:]
+        out[1:] &= s[:-1]
+        out[0] &= 6
+    return out.reshape(-1)
 
 
 def gather_neighbours(
